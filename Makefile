@@ -1,0 +1,46 @@
+# The README's commands. `make demo` and `make test` each set up .venv from the lock file first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test check lint typecheck fmt lock diagram clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+## Replay every shipped scenario and show the results.
+demo: $(STAMP)
+	$(BIN)/ivr replay scenarios/
+
+## Run the test suite (installs Mosquitto with apt when it is missing and we are root).
+test: $(STAMP)
+	bash scripts/ensure-mosquitto.sh
+	$(BIN)/python -m pytest -q
+
+## Lint and type-check.
+check: lint typecheck
+lint: $(STAMP)
+	$(BIN)/ruff check ivr tests
+	$(BIN)/ruff format --check ivr tests
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format ivr tests
+	$(BIN)/ruff check --fix ivr tests
+
+## Re-pin requirements.lock from pyproject.toml's ranges.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q '.[test]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^ivr' > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The authorization rules R1-R11: pure decisions over directory facts, no I/O, no clock."""

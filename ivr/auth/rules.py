@@ -1,0 +1,202 @@
+"""R2-R6 and R8: may this caller be put through, and does it cost an incident?
+
+Every function here is pure: it takes directory facts (or ``None`` where a lookup found nothing),
+the ledger's balance and the date or instant, and returns a :class:`Decision` naming its rule.
+No I/O, no clock, no MQTT: a rule is testable in one line, and a change to one shows up in the
+unit tests and the replayed scenarios alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ivr.auth.decisions import Decision, Reason, Rule
+from ivr.auth.model import (
+    BUSINESS_KEY_PRODUCTS,
+    CallerKind,
+    Channel,
+    Contract,
+    LicenseKey,
+    Method,
+    Plan,
+    Purpose,
+    SupportCode,
+    Ticket,
+    TicketStatus,
+)
+from ivr.secrets import mask
+
+if TYPE_CHECKING:
+    from datetime import date, datetime
+
+__all__ = [
+    "DIGITS",
+    "authorize_code",
+    "authorize_key",
+    "authorize_ticket",
+    "check_hours",
+    "check_length",
+    "shown",
+]
+
+#: How many digits each method takes. Ticket IDs are 7 digits (a fixture-world decision: the
+#: seeds give no length); codes are 10 (R4) and keys 8 (R5).
+DIGITS: dict[Method, int] = {Method.TICKET: 7, Method.SUPPORT_CODE: 10, Method.LICENSE_KEY: 8}
+
+_LENGTH_RULE = {Method.TICKET: Rule.R2, Method.SUPPORT_CODE: Rule.R4, Method.LICENSE_KEY: Rule.R5}
+
+
+def shown(method: Method, digits: str) -> str:
+    """How an entry may be shown anywhere: ticket IDs whole, codes and keys masked."""
+    return digits if method is Method.TICKET else mask(digits)
+
+
+def check_length(method: Method, digits: str) -> Decision | None:
+    """A wrong length is a no-match, never a lookup; ``None`` when the length is right."""
+    want = DIGITS[method]
+    if len(digits) == want and digits.isdigit():
+        return None
+    return Decision.deny(
+        _LENGTH_RULE[method],
+        Reason.WRONG_LENGTH,
+        f"{method.replace('_', ' ')} {shown(method, digits)!s} has {len(digits)} digits, not {want}",
+    )
+
+
+def _contract_usable(
+    contract: Contract,
+    balance: int | None,
+    today: date,
+    rule: Rule,
+    *,
+    need_incident: bool = True,
+) -> Decision | None:
+    """The shared contract conditions of R2 b, R4 b and R5 b; ``None`` when they all hold."""
+    facts = {"customer_id": contract.customer_id, "contract_id": contract.id}
+    if today > contract.valid_until:
+        return Decision.deny(
+            rule, Reason.CONTRACT_EXPIRED, f"contract {contract.id} expired on {contract.valid_until}", **facts
+        )
+    if today < contract.valid_from:
+        return Decision.deny(
+            rule, Reason.CONTRACT_NOT_STARTED, f"contract {contract.id} starts on {contract.valid_from}", **facts
+        )
+    if Channel.PHONE not in contract.channels:
+        return Decision.deny(
+            rule,
+            Reason.NO_PHONE_SUPPORT,
+            f"contract {contract.id} ({contract.plan}) does not include phone support",
+            **facts,
+        )
+    if need_incident and balance is not None and balance <= 0:
+        return Decision.deny(rule, Reason.NO_INCIDENTS, f"contract {contract.id} has no incidents left", **facts)
+    return None
+
+
+def authorize_ticket(
+    entered: str,
+    ticket: Ticket | None,
+    contract: Contract | None,
+    balance: int | None,
+    *,
+    kind: CallerKind,
+    purpose: Purpose,
+    today: date,
+) -> Decision:
+    """R2 (with R3 and R6): join an existing ticket; never deducts."""
+    if ticket is None or contract is None:
+        return Decision.deny(Rule.R2, Reason.UNKNOWN_TICKET, f"no ticket {entered}")
+    facts = {"customer_id": ticket.customer_id, "contract_id": contract.id, "ticket_id": ticket.id}
+    if ticket.status is TicketStatus.CLOSED:
+        return Decision.deny(
+            Rule.R2, Reason.TICKET_CLOSED, f"ticket {ticket.id} is closed and cannot be reopened", **facts
+        )
+    if kind is CallerKind.BUSINESS and purpose is Purpose.LICENSING:
+        return Decision(
+            granted=True,
+            rule=Rule.R3,
+            detail=f"ticket {ticket.id} is {ticket.status}; a business licensing call skips the contract check",
+            **facts,
+        )
+    # R6: a per-incident ticket *is* the incident bought; calls about it need no incident left.
+    per_incident = contract.plan is Plan.PER_INCIDENT
+    denial = _contract_usable(contract, balance, today, Rule.R2, need_incident=not per_incident)
+    if denial is not None:
+        return Decision.deny(denial.rule, denial.reason or Reason.NO_INCIDENTS, denial.detail, **facts)
+    rule = Rule.R6 if per_incident else Rule.R2
+    return Decision(
+        granted=True,
+        rule=rule,
+        detail=f"ticket {ticket.id} is {ticket.status} under active contract {contract.id}",
+        **facts,
+    )
+
+
+def authorize_code(
+    entered: str,
+    code: SupportCode | None,
+    contract: Contract | None,
+    balance: int | None,
+    *,
+    today: date,
+) -> Decision:
+    """R4: a support code opens a new ticket, deducting one incident if the allowance is limited."""
+    if code is None or contract is None:
+        return Decision.deny(Rule.R4, Reason.UNKNOWN_CODE, f"no support code {mask(entered)}")
+    denial = _contract_usable(contract, balance, today, Rule.R4)
+    if denial is not None:
+        return denial
+    return Decision(
+        granted=True,
+        rule=Rule.R4,
+        detail=f"support code {mask(entered)} is on active contract {contract.id} with phone support",
+        customer_id=contract.customer_id,
+        contract_id=contract.id,
+        deduct=not contract.unlimited,
+    )
+
+
+def authorize_key(
+    entered: str,
+    key: LicenseKey | None,
+    contract: Contract | None,
+    balance: int | None,
+    *,
+    today: date,
+) -> Decision:
+    """R5: a license key of one of the six listed business products opens a new ticket."""
+    if key is None or contract is None:
+        return Decision.deny(Rule.R5, Reason.UNKNOWN_KEY, f"no license key {mask(entered)}")
+    if key.product not in BUSINESS_KEY_PRODUCTS:
+        return Decision.deny(
+            Rule.R5,
+            Reason.PRODUCT_NOT_ELIGIBLE,
+            f"license key {mask(entered)} is for {key.product}, not one of the six listed products",
+            customer_id=contract.customer_id,
+            contract_id=contract.id,
+        )
+    denial = _contract_usable(contract, balance, today, Rule.R5)
+    if denial is not None:
+        return denial
+    return Decision(
+        granted=True,
+        rule=Rule.R5,
+        detail=f"license key {mask(entered)} ({key.product}) is on contract {contract.id} with phone support",
+        customer_id=contract.customer_id,
+        contract_id=contract.id,
+        deduct=not contract.unlimited,
+    )
+
+
+def check_hours(granted: Decision, contract: Contract, now: datetime) -> Decision:
+    """R8: an authorized call outside its contract's support hours makes no ticket."""
+    if contract.hours.is_open(now):
+        return granted
+    return Decision.deny(
+        Rule.R8,
+        Reason.OUTSIDE_HOURS,
+        f"contract {contract.id} support hours are {contract.hours.describe()}",
+        customer_id=contract.customer_id,
+        contract_id=contract.id,
+        ticket_id=granted.ticket_id,
+    )

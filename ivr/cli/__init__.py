@@ -1,0 +1,19 @@
+"""The `ivr` command line: one subcommand per module in this package."""
+
+from __future__ import annotations
+
+import click
+
+from ivr import __version__
+from ivr.cli.replay import replay
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ivr")
+def main() -> None:
+    """ivr: a support line's authorization IVR, simulated."""
+
+
+main.add_command(replay)

@@ -1,0 +1,51 @@
+"""`ivr replay`: run scenario files and folders, and say which passed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ivr.logs import LogFormat, configure
+from ivr.replay.report import failures_text, junit_xml, summary_line, table, trace_text
+from ivr.replay.runner import replay as run_replay
+from ivr.replay.scenario import discover
+
+__all__ = ["replay"]
+
+EXIT_FAILED = 1
+EXIT_UNREADABLE = 2
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--trace", is_flag=True, help="Print each call's states, prompts, decisions and events.")
+@click.option("--junit", "junit", type=click.Path(path_type=Path), help="Write JUnit XML to this file.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--log-level", default="warning", show_default=True, help="debug, info, warning or error.")
+def replay(paths: tuple[Path, ...], *, trace: bool, junit: Path | None, log_format: LogFormat, log_level: str) -> None:
+    """Replay scenario files (default: ./scenarios); exit 1 on a failure, 2 on unreadable input."""
+    configure(fmt=log_format, level=log_level)
+    missing = [p for p in paths if not p.exists()]
+    for path in missing:
+        click.echo(f"ERROR {path}: no such file or folder", err=True)
+    files = discover([p for p in paths if p.exists()] or ([] if paths else [Path("scenarios")]))
+    started = time.perf_counter()
+    results, unreadable = asyncio.run(run_replay(files))
+    seconds = time.perf_counter() - started
+    if trace:
+        click.echo(trace_text(results))
+    click.echo(table(results, unreadable))
+    details = failures_text(results, unreadable)
+    if details:
+        click.echo("\n" + details)
+    click.echo("\n" + summary_line(results, unreadable, seconds))
+    if junit:
+        junit_xml(results, unreadable, junit)
+    if unreadable or missing:
+        sys.exit(EXIT_UNREADABLE)
+    if not all(r.passed for r in results):
+        sys.exit(EXIT_FAILED)

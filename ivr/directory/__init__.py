@@ -1,0 +1,1 @@
+"""The directory the rules read: customers, contracts, codes, keys and tickets, in SQLite."""

@@ -1,0 +1,430 @@
+"""The engine: runs one call through the flow, doing the I/O the flow asks for between transitions.
+
+Per call it reads input from a caller, fires triggers on the shared machine (`ivr.states.flow`),
+plays prompts, asks the directory and the rules (`ivr.auth`) at the action states, and emits
+CloudEvents through the directory's outbox. Thousands of calls run at once as tasks in one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from ivr.auth import lockout, rules
+from ivr.auth.decisions import Decision, Reason, Rule
+from ivr.auth.model import Method, Plan, Severity, SupportHours, Ticket, TicketStatus
+from ivr.auth.routing import SALES_QUEUE, priority, queue_for
+from ivr.callers import HangUp, Key, NoInput
+from ivr.directory.fixtures import US_EASTERN
+from ivr.events import CloudEvent, EventType
+from ivr.states.call import Call
+from ivr.states.flow import FLOW, STATES, Kind
+from ivr.states.prompts import render
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ivr.auth.model import Contract
+    from ivr.callers import Caller
+    from ivr.clock import Clock
+    from ivr.directory.sqlite import Directory
+
+__all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard"]
+
+#: Seconds of silence at a prompt before it counts as no-input.
+NO_INPUT_TIMEOUT: Final = 5.0
+#: Weekday office hours, US Eastern: outside them premier phone support is in English only (R8).
+OFFICE_HOURS: Final = SupportHours(tz=US_EASTERN)
+_FALLBACK_OFFER: Final = ("web_form", "chat", "self_service")
+
+log = structlog.get_logger("ivr.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A prompt as the caller heard it."""
+
+    name: str
+    text: str
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Everything one call produced, for replay's checks and the trainer console."""
+
+    call: Call
+    heard: list[Heard] = field(default_factory=list)
+    events: list[CloudEvent] = field(default_factory=list)
+
+
+class _Run:
+    """One call in progress: its model, clock, event sequence and the events not yet written."""
+
+    def __init__(self, engine: Engine, call: Call, caller: Caller, clock: Clock) -> None:
+        self.engine, self.call, self.caller, self.clock = engine, call, caller, clock
+        self.record = CallRecord(call)
+        self.pending: list[CloudEvent] = []
+        self.log = log.bind(call_id=call.id)
+
+    # -- what the caller hears and what the bus is told ----------------------------------
+
+    def play(self, name: str, **context: str) -> None:
+        text = render(name, **context)
+        self.call.prompts.append(name)
+        self.record.heard.append(Heard(name, text))
+        self.log.info("prompt", prompt=name, state=self.call.state)
+        if self.engine.on_prompt:
+            self.engine.on_prompt(self.call, name, text)
+
+    def emit(self, event_type: EventType, **data: Any) -> CloudEvent:  # noqa: ANN401
+        event = CloudEvent(
+            type=event_type,
+            source=self.engine.source,
+            subject=self.call.id,
+            time=self.clock.now().isoformat(),
+            sequence=len(self.record.events) + 1,
+            data=data,
+        )
+        self.record.events.append(event)
+        self.pending.append(event)
+        self.log.info("event", type=event_type, sequence=event.sequence)
+        return event
+
+    def take_pending(self) -> list[CloudEvent]:
+        events, self.pending = self.pending, []
+        return events
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self.engine.directory.add_events(self.take_pending())
+            self.engine.notify()
+
+    def decide(self, decision: Decision) -> None:
+        self.call.decisions.append(decision)
+        self.log.info(
+            "decision",
+            granted=decision.granted,
+            rule=decision.rule,
+            reason=decision.reason,
+            detail=decision.detail,
+        )
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    def fire(self, trigger: str, **kwargs: Any) -> bool:  # noqa: ANN401
+        before = len(self.call.path)
+        state = self.call.state
+        done: bool = FLOW.events[trigger].trigger(self.call, **kwargs)
+        if done and len(self.call.path) > before:
+            self.log.info("transition", trigger=trigger, source=state, dest=self.call.state)
+            self.enter()
+        return done
+
+    def enter(self) -> None:
+        """Play the prompt of the state just entered."""
+        spec = STATES[self.call.state]
+        if spec.prompt is None:
+            return
+        context = {
+            "kind": str(self.call.kind),
+            "ticket_spoken": " ".join(self.call.ticket_id or ""),
+            "queue": self.call.queue or "",
+        }
+        self.play(spec.prompt.format(**context), **context)
+
+    def retry(self, trigger: str, prompt: str, reason: Reason) -> None:
+        """A no-input or no-match: say so and replay, or give up on the third in a row."""
+        self.play(prompt)
+        if self.fire(trigger, reason=reason, rule=Rule.INPUT):
+            return
+        msg = f"{trigger} is not allowed in {self.call.state}"
+        raise RuntimeError(msg)
+
+    async def run(self) -> CallRecord:
+        call = self.call
+        self.log.info("call started", caller=call.caller)
+        self.emit(EventType.CALL_STARTED, caller=call.caller, started_at=call.started_at.isoformat())
+        self.enter()
+        while call.outcome is None:
+            kind = STATES[call.state].kind
+            if kind is Kind.ACTION:
+                await self.engine.actions[call.state](self)
+            elif kind is Kind.INFO:
+                self.fire("next")
+            else:
+                await self.take_input(kind)
+        await self.finish()
+        return self.record
+
+    async def take_input(self, kind: Kind) -> None:
+        got = await self.caller.next_input(NO_INPUT_TIMEOUT)
+        call = self.call
+        if isinstance(got, HangUp):
+            self.fire("hangup")
+        elif isinstance(got, NoInput):
+            self.retry("no_input", "no_input", Reason.NO_INPUT)
+        elif got.key == "*":
+            call.digits = ""
+            self.fire("replay")
+            self.enter()
+        elif kind is Kind.MENU:
+            self.press_menu(got)
+        elif got.key == "#":
+            self.submit_digits()
+        else:
+            call.digits += got.key
+
+    def press_menu(self, got: Key) -> None:
+        trigger = STATES[self.call.state].options.get(got.key)
+        if trigger is None or not self.fire(trigger, key=got.key):
+            self.retry("no_match", "no_match", Reason.NO_MATCH)
+
+    def submit_digits(self) -> None:
+        call = self.call
+        assert call.method is not None  # noqa: S101 - digit states are entered only after a method
+        wrong = rules.check_length(call.method, call.digits)
+        if wrong is not None:
+            self.decide(wrong)
+            self.retry("no_match", "wrong_length", Reason.WRONG_LENGTH)
+            return
+        self.fire("submit")
+
+    async def finish(self) -> None:
+        call = self.call
+        duration = (self.clock.now() - call.started_at).total_seconds()
+        if call.state == "routed":
+            self.emit(
+                EventType.CALL_ROUTED,
+                queue=call.queue,
+                priority=call.priority,
+                ticket=call.ticket_id,
+                rule=call.rule,
+                english_only=call.english_only,
+            )
+        elif call.state == "sales":
+            call.queue = SALES_QUEUE
+            self.emit(EventType.CALL_ROUTED, queue=SALES_QUEUE, priority=None, ticket=None, rule=Rule.R1)
+        elif call.state == "fallback":
+            self.emit(
+                EventType.CALL_FALLBACK, reason=call.reason, rule=call.rule, offered=list(_FALLBACK_OFFER),
+            )
+        self.emit(
+            EventType.CALL_ENDED,
+            outcome=call.outcome,
+            reason=call.reason,
+            rule=call.rule,
+            duration_s=round(duration, 3),
+            path=list(call.path),
+        )
+        await self.flush()
+        self.log.info("call ended", outcome=call.outcome, reason=call.reason, rule=call.rule)
+
+
+def english_only(contract: Contract, now: datetime) -> bool:
+    """R8: premier phone support outside weekday office hours (US Eastern) is in English only."""
+    return contract.plan is Plan.PREMIER and not OFFICE_HOURS.is_open(now)
+
+
+async def _lockout_check(run: _Run) -> None:
+    """A locked-out number goes straight to the fallback, without a lookup."""
+    now = run.clock.now()
+    failures = await run.engine.directory.failures(run.call.caller, now - lockout.WINDOW)
+    until = lockout.locked_until(failures, now)
+    if until is None:
+        run.fire("clear")
+        return
+    run.decide(Decision.deny(Rule.LOCKOUT, Reason.LOCKED_OUT, f"caller {run.call.caller} is locked out until {until:%H:%M:%S %Z}"))
+    run.play("locked_out")
+    run.fire("locked", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+
+
+async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
+    """Find what the caller entered and apply R2-R6."""
+    call, directory = run.call, run.engine.directory
+    today = run.clock.now().date()
+    digits = call.digits
+    ticket = contract = None
+    if call.method is Method.TICKET:
+        ticket = await directory.ticket(digits)
+        contract = await directory.contract(ticket.contract_id) if ticket else None
+        balance = await directory.balance(contract.id) if contract else None
+        assert call.kind is not None and call.purpose is not None  # noqa: S101 - chosen before any entry
+        decision = rules.authorize_ticket(
+            digits, ticket, contract, balance, kind=call.kind, purpose=call.purpose, today=today,
+        )
+    elif call.method is Method.SUPPORT_CODE:
+        code = await directory.support_code(digits)
+        contract = await directory.contract(code.contract_id) if code else None
+        balance = await directory.balance(contract.id) if contract else None
+        decision = rules.authorize_code(digits, code, contract, balance, today=today)
+    else:
+        key = await directory.license_key(digits)
+        contract = await directory.contract(key.contract_id) if key else None
+        balance = await directory.balance(contract.id) if contract else None
+        decision = rules.authorize_key(digits, key, contract, balance, today=today)
+    return decision, contract, ticket
+
+
+async def _authorizing(run: _Run) -> None:
+    """Look up the entry; grant, deny (with the lockout), or send out of hours to the fallback."""
+    call, now = run.call, run.clock.now()
+    decision, contract, ticket = await _lookup(run)
+    call.digits = ""
+    run.decide(decision)
+    assert call.method is not None  # noqa: S101 - set when the entry state was chosen
+    common = {"method": call.method, "caller_kind": call.kind, "purpose": call.purpose, "rule": decision.rule}
+    if not decision.granted:
+        await _deny(run, decision, now, common)
+        return
+    assert contract is not None  # noqa: S101 - a grant always names its contract
+    hours = rules.check_hours(decision, contract, now)
+    if not hours.granted:
+        run.decide(hours)
+        run.emit(
+            EventType.AUTH_DENIED, **{**common, "rule": hours.rule}, reason=hours.reason,
+            attempt=call.attempts + 1, detail=hours.detail,
+        )
+        await run.flush()
+        run.play("outside_hours", hours=contract.hours.describe())
+        run.fire("after_hours", reason=Reason.OUTSIDE_HOURS, rule=Rule.R8)
+        return
+    call.plan = contract.plan
+    call.english_only = english_only(contract, now)
+    if ticket is not None:
+        call.severity = ticket.severity
+        _set_route(call)
+    run.emit(
+        EventType.AUTH_GRANTED,
+        **common,
+        customer=decision.customer_id,
+        contract=decision.contract_id,
+        ticket=decision.ticket_id,
+        deduct=decision.deduct,
+        detail=decision.detail,
+    )
+    await run.flush()
+    run.fire("grant", decision=decision)
+
+
+async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, Any]) -> None:
+    """A failed authorization: counts for the lockout, and uses one of the call's attempts."""
+    call, directory = run.call, run.engine.directory
+    run.emit(
+        EventType.AUTH_DENIED, **common, reason=decision.reason, attempt=call.attempts + 1, detail=decision.detail,
+    )
+    earlier = await directory.failures(call.caller, now - lockout.WINDOW)
+    until = lockout.locked_until([*earlier, now], now)
+    if until is not None:
+        run.emit(
+            EventType.AUTH_LOCKED_OUT,
+            caller=call.caller,
+            failures=lockout.MAX_FAILURES,
+            until=until.isoformat(),
+            rule=Rule.LOCKOUT,
+        )
+    await directory.record_failure(call.caller, now, run.take_pending())
+    run.engine.notify()
+    prompt = f"denied_{decision.reason}"
+    run.play(prompt)
+    if until is not None:
+        run.decide(Decision.deny(Rule.LOCKOUT, Reason.LOCKED_OUT, f"{lockout.MAX_FAILURES} failures within 15 minutes from {call.caller}"))
+        run.play("locked_out")
+        run.fire("lock", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+        return
+    if call.attempts + 1 >= 3:  # noqa: PLR2004 - mirrors Call.last_attempt, said before the move
+        run.play("attempts_exhausted")
+    run.fire("deny", decision=decision)
+
+
+def _set_route(call: Call) -> None:
+    """R9: the queue by caller kind and purpose; the priority by severity and plan."""
+    assert call.kind is not None and call.purpose is not None  # noqa: S101 - support calls only
+    call.queue = queue_for(call.kind, call.purpose)
+    call.priority = priority(call.severity or Severity.C, call.plan or Plan.STANDARD)
+
+
+async def _creating_ticket(run: _Run) -> None:
+    """A new ticket (R4, R5) and its ``ticket.created`` event, committed together."""
+    call, granted, now = run.call, run.call.granted, run.clock.now()
+    assert granted is not None and granted.contract_id and granted.customer_id  # noqa: S101 - after a grant
+    assert call.purpose is not None and call.severity is not None  # noqa: S101 - chosen before
+    directory = run.engine.directory
+    ticket = Ticket(
+        id=directory.next_ticket_id(),
+        customer_id=granted.customer_id,
+        contract_id=granted.contract_id,
+        status=TicketStatus.OPEN,
+        purpose=call.purpose,
+        severity=call.severity,
+    )
+    _set_route(call)
+    run.emit(
+        EventType.TICKET_CREATED,
+        ticket=ticket.id,
+        method=call.method,
+        caller_kind=call.kind,
+        purpose=ticket.purpose,
+        severity=ticket.severity,
+        customer=ticket.customer_id,
+        contract=ticket.contract_id,
+        rule=granted.rule,
+        deduct=granted.deduct,
+    )
+    # Shielded: a hang-up or cancellation must not split the ticket from its event.
+    await asyncio.shield(directory.create_ticket(ticket, call_id=call.id, at=now, events=run.take_pending()))
+    run.engine.notify()
+    run.decide(
+        Decision(
+            granted=True,
+            rule=Rule.R10,
+            detail=f"ticket {ticket.id} created (severity {ticket.severity}), read back to the caller",
+            customer_id=ticket.customer_id,
+            contract_id=ticket.contract_id,
+            ticket_id=ticket.id,
+            deduct=granted.deduct,
+        ),
+    )
+    run.fire("created", ticket_id=ticket.id)
+
+
+class Engine:
+    """Runs calls: one task each, all through the one shared machine."""
+
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        source: str,
+        on_events: Callable[[], None] | None = None,
+        on_prompt: Callable[[Call, str, str], None] | None = None,
+    ) -> None:
+        """``source`` names this IVR instance in every event; ``on_events`` wakes the publisher."""
+        self.directory = directory
+        self.source = source
+        self._on_events = on_events
+        self.on_prompt = on_prompt
+        self.actions: dict[str, Callable[[_Run], Awaitable[None]]] = {
+            "lockout_check": _lockout_check,
+            "authorizing": _authorizing,
+            "creating_ticket": _creating_ticket,
+        }
+
+    def notify(self) -> None:
+        """New rows are in the outbox."""
+        if self._on_events:
+            self._on_events()
+
+    async def run_call(
+        self, caller: Caller, *, clock: Clock, number: str, call_id: str | None = None,
+    ) -> CallRecord:
+        """Run one call to its final state and return what it produced."""
+        call = Call(id=call_id or uuid.uuid4().hex[:12], caller=number, started_at=clock.now())
+        with structlog.contextvars.bound_contextvars(call_id=call.id):
+            return await _Run(self, call, caller, clock).run()
+
+

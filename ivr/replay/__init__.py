@@ -1,0 +1,1 @@
+"""Scenario replay: the telephony team's scripted calls, run and checked against expectations."""

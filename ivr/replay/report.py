@@ -1,0 +1,119 @@
+"""How replay results are shown: a table, failure details, call traces and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
+
+from ivr.secrets import scrub
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from ivr.replay.runner import CallResult, LoadFailure, ScenarioResult
+
+__all__ = ["failures_text", "junit_xml", "summary_line", "table", "trace_text"]
+
+
+def _label(result: ScenarioResult, call: CallResult, index: int) -> str:
+    name = result.scenario.path.stem
+    return name if len(result.calls) == 1 else f"{name} #{index + 1}"
+
+
+def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
+    """One row per call: scenario, outcome, reason, PASS/FAIL; unreadable files as ERROR rows."""
+    rows = [("SCENARIO", "OUTCOME", "REASON", "RULE", "RESULT")]
+    for result in results:
+        if result.error:
+            rows.append((result.scenario.path.stem, "-", "-", "-", "ERROR"))
+        for i, call in enumerate(result.calls):
+            c = call.record.call
+            rows.append(
+                (
+                    _label(result, call, i),
+                    c.outcome or "-",
+                    c.reason or "-",
+                    c.rule or "-",
+                    "FAIL" if call.failures else "PASS",
+                ),
+            )
+    rows.extend((f.path.name, "-", "-", "-", "ERROR") for f in load_failures)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
+    """For each failure: expected against actual, and the path of states the call took."""
+    out: list[str] = []
+    for result in results:
+        if result.error:
+            out.append(f"ERROR {result.scenario.path}: {result.error}")
+        for i, call in enumerate(result.calls):
+            if not call.failures:
+                continue
+            line = f":{call.spec.expect.line}" if call.spec.expect.line else ""
+            out.append(f"FAIL {result.scenario.path}{line} ({_label(result, call, i)}: {result.scenario.name})")
+            out.extend(f"  - {f}" for f in call.failures)
+            out.append(f"  path: {' -> '.join(call.record.call.path)}")
+    out.extend(f"ERROR {f.error}" for f in load_failures)
+    return "\n".join(out)
+
+
+def trace_text(results: Sequence[ScenarioResult]) -> str:
+    """Each call's states, prompts and events, in order."""
+    out: list[str] = []
+    for result in results:
+        out.append(f"== {result.scenario.path} - {result.scenario.name}")
+        for i, call in enumerate(result.calls):
+            c = call.record.call
+            out.append(f"-- call {i + 1} {c.id} from {c.caller} at {c.started_at.isoformat()}")
+            out.append(f"   states:  {' -> '.join(c.path)}")
+            out.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
+            out.extend(
+                f"   decide:  {d.rule} {'granted' if d.granted else 'denied ' + str(d.reason)}: {d.detail}"
+                for d in c.decisions
+            )
+            out.extend(
+                f"   event:   #{e.sequence} {e.type} {json.dumps(e.data, separators=(',', ':'))}"
+                for e in call.record.events
+            )
+            if call.deducted:
+                out.append(f"   ledger:  deducted {call.deducted}")
+    return scrub("\n".join(out))
+
+
+def summary_line(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], seconds: float) -> str:
+    """The closing line: scenarios passed and failed, errors, and the time taken."""
+    passed = sum(1 for r in results if r.passed)
+    failed = len(results) - passed
+    calls = sum(len(r.calls) for r in results)
+    errors = f", {len(load_failures)} unreadable" if load_failures else ""
+    return f"{passed} passed, {failed} failed{errors} ({len(results)} scenarios, {calls} calls, {seconds:.2f}s)"
+
+
+def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], path: Path) -> None:
+    """Write JUnit XML: a test case per scenario, a failure per unmet expectation."""
+    suite = ET.Element(
+        "testsuite",
+        name="ivr-replay",
+        tests=str(len(results) + len(load_failures)),
+        failures=str(sum(1 for r in results if not r.passed and not r.error)),
+        errors=str(len(load_failures) + sum(1 for r in results if r.error)),
+        time=f"{sum(r.seconds for r in results):.3f}",
+    )
+    for result in results:
+        case = ET.SubElement(
+            suite, "testcase", classname=str(result.scenario.path.parent), name=result.scenario.path.stem,
+            time=f"{result.seconds:.3f}",
+        )
+        if result.error:
+            ET.SubElement(case, "error", message=result.error)
+        lines = [f"call {i + 1}: {f}" for i, c in enumerate(result.calls) for f in c.failures]
+        if lines:
+            ET.SubElement(case, "failure", message=lines[0]).text = "\n".join(lines)
+    for failure in load_failures:
+        case = ET.SubElement(suite, "testcase", classname=str(failure.path.parent), name=failure.path.stem)
+        ET.SubElement(case, "error", message=str(failure.error))
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,152 @@
+"""Run scenarios and compare what happened with what each call expected."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ivr.bootstrap import build_system
+from ivr.callers import Press, ScriptedCaller, Step
+from ivr.clock import VirtualClock
+from ivr.directory.fixtures import World, load_world
+from ivr.replay.scenario import GAP_SECONDS, CallSpec, Scenario, load_scenario, resolve_keys
+from ivr.yamlsrc import SourceError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ivr.engine import CallRecord
+
+__all__ = ["CallResult", "LoadFailure", "ScenarioResult", "replay", "run_scenario"]
+
+
+@dataclass(slots=True)
+class CallResult:
+    """One call of a scenario: what it did, and every way it differed from its expectations."""
+
+    spec: CallSpec
+    record: CallRecord
+    deducted: dict[str, int]
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """One scenario's calls, or the error that stopped it."""
+
+    scenario: Scenario
+    calls: list[CallResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """Every call met its expectations and nothing went wrong."""
+        return self.error is None and all(not c.failures for c in self.calls)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """A file that could not be read as a scenario."""
+
+    path: Path
+    error: SourceError
+
+
+def _subsequence(want: Sequence[str], got: Sequence[str]) -> str | None:
+    """``None`` if ``want`` appears in order within ``got``; else the first item that did not."""
+    it = iter(got)
+    for item in want:
+        if not any(item == g for g in it):
+            return item
+    return None
+
+
+def check(spec: CallSpec, result: CallResult) -> list[str]:
+    """Every difference between a call's expectations and what it did."""
+    e, call = spec.expect, result.record.call
+    failures: list[str] = []
+    for name, want, got in (
+        ("outcome", e.outcome, call.outcome),
+        ("reason", e.reason, call.reason),
+        ("rule", e.rule, call.rule),
+        ("queue", e.queue, call.queue),
+        ("priority", e.priority, call.priority),
+        ("ticket", e.ticket, call.ticket_id),
+    ):
+        if want is not None and str(want) != str(got):
+            failures.append(f"{name}: expected {want}, got {got}")
+    for name, want_seq, got_seq in (
+        ("prompts", e.prompts, call.prompts),
+        ("events", e.events, [ev.type for ev in result.record.events]),
+        ("states", e.states, call.path),
+    ):
+        missing = _subsequence(want_seq, got_seq)
+        if missing is not None:
+            failures.append(f"{name}: expected {list(want_seq)} in order; '{missing}' missing from {list(got_seq)}")
+    if e.deducted is not None:
+        got = {k: v for k, v in result.deducted.items() if v}
+        want = {k: v for k, v in e.deducted.items() if v}
+        if got != want:
+            failures.append(f"deducted: expected {want}, got {got}")
+    return failures
+
+
+async def run_scenario(scenario: Scenario, world: World, *, workdir: Path) -> ScenarioResult:
+    """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each."""
+    result = ScenarioResult(scenario)
+    started = time.perf_counter()
+    system = await build_system(world=world, workdir=workdir, source=f"replay-{scenario.path.stem}")
+    try:
+        next_start = scenario.at
+        tickets: list[str | None] = []
+        for index, spec in enumerate(scenario.calls):
+            clock = VirtualClock(start=spec.at or next_start)
+            steps: list[Step] = [
+                Press(resolve_keys(s.keys, tickets)) if isinstance(s, Press) else s for s in spec.steps
+            ]
+            before = await system.ledger.deducted()
+            record = await system.engine.run_call(
+                ScriptedCaller(steps, clock=clock),
+                clock=clock,
+                number=spec.caller,
+                call_id=f"{scenario.path.stem}-{index + 1}",
+            )
+            await system.settle()
+            after = await system.ledger.deducted()
+            deducted = {c: n - before.get(c, 0) for c, n in after.items() if n != before.get(c, 0)}
+            call_result = CallResult(spec, record, deducted)
+            call_result.failures = check(spec, call_result)
+            result.calls.append(call_result)
+            tickets.append(record.call.ticket_id if "creating_ticket" in record.call.path else None)
+            next_start = clock.now() + timedelta(seconds=GAP_SECONDS)
+    except LookupError as exc:
+        result.error = str(exc)
+    finally:
+        await system.close()
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+async def replay(files: Sequence[Path]) -> tuple[list[ScenarioResult], list[LoadFailure]]:
+    """Load and run ``files``; a file that cannot be read is reported and the others still run."""
+    results: list[ScenarioResult] = []
+    failures: list[LoadFailure] = []
+    worlds: dict[Path, World] = {}
+    with tempfile.TemporaryDirectory(prefix="ivr-replay-") as tmp:
+        for number, path in enumerate(files):
+            try:
+                scenario = load_scenario(path)
+                if scenario.fixture not in worlds:
+                    worlds[scenario.fixture] = load_world(scenario.fixture)
+            except SourceError as exc:
+                failures.append(LoadFailure(path, exc))
+                continue
+            workdir = Path(tmp) / str(number)
+            workdir.mkdir()
+            results.append(await run_scenario(scenario, worlds[scenario.fixture], workdir=workdir))
+    return results, failures

@@ -1,0 +1,278 @@
+"""Scenario files: the public format the telephony team writes by hand (`docs/scenarios.md`).
+
+Parsing checks everything up front and reports the file, the line and what is wrong, so a typo
+in one file is a clear error for that file while the others still run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from ivr.auth.decisions import Reason, Rule
+from ivr.callers import HANGUP, KEYS, Press, Silence, Step
+from ivr.events import EventType
+from ivr.states.flow import STATES, Kind
+from ivr.states.prompts import PROMPTS
+from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file
+
+__all__ = ["GAP_SECONDS", "CallSpec", "Expect", "Scenario", "discover", "load_scenario", "resolve_keys"]
+
+_OUTCOMES: Final = frozenset(n for n, s in STATES.items() if s.kind is Kind.FINAL)
+_EXPECT_KEYS: Final = frozenset(
+    {"outcome", "reason", "rule", "prompts", "events", "states", "queue", "priority", "deducted", "ticket"},
+)
+_CALL_KEYS: Final = frozenset({"caller", "at", "steps", "expect"})
+_TOP_KEYS: Final = frozenset({"name", "at", "fixture", "description", "calls"}) | _CALL_KEYS
+_PLACEHOLDER: Final = re.compile(r"\{ticket(?::(\d+))?\}")
+#: A call with no ``at`` of its own starts this long after the previous call ended.
+GAP_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expect:
+    """What one call must do; ``None`` or empty means "not checked"."""
+
+    outcome: str | None = None
+    reason: str | None = None
+    rule: str | None = None
+    prompts: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    queue: str | None = None
+    priority: int | None = None
+    ticket: str | None = None
+    deducted: dict[str, int] | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSpec:
+    """One scripted call: who calls, when, the steps, and what must happen."""
+
+    caller: str
+    at: datetime | None
+    steps: tuple[Step, ...]
+    expect: Expect
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """A scenario file: a start time, a fixture world and one or more calls run in order."""
+
+    path: Path
+    name: str
+    at: datetime
+    fixture: Path
+    calls: tuple[CallSpec, ...]
+    description: str = ""
+
+
+class _Reader:
+    """Field access on one mapping, raising located errors."""
+
+    def __init__(self, path: Path, raw: LinedDict, what: str) -> None:
+        self.path, self.raw, self.what = path, raw, what
+
+    def fail(self, message: str, key: Any = None) -> SourceError:  # noqa: ANN401
+        return SourceError(self.path, line_of(self.raw, key), f"{self.what}: {message}")
+
+    def check_keys(self, allowed: frozenset[str]) -> None:
+        for key in self.raw:
+            if key not in allowed:
+                raise self.fail(f"unknown key '{key}'; expected one of {', '.join(sorted(allowed))}", key)
+
+    def text(self, key: str, *, required: bool = True) -> str | None:
+        if key not in self.raw:
+            if required:
+                raise self.fail(f"missing '{key}'")
+            return None
+        value = self.raw[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise self.fail(f"'{key}' must be text, not {type(value).__name__}", key)
+        return str(value)
+
+    def instant(self, key: str, *, required: bool) -> datetime | None:
+        if key not in self.raw:
+            if required:
+                raise self.fail(f"missing '{key}' (ISO-8601 with an offset, e.g. 2026-11-16T10:00:00-05:00)")
+            return None
+        value = self.raw[key]
+        try:
+            instant = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        except ValueError as exc:
+            raise self.fail(f"'{key}' is not an ISO-8601 date-time: {value!r}", key) from exc
+        if instant.tzinfo is None:
+            raise self.fail(f"'{key}' needs a UTC offset (support hours depend on it): {value!r}", key)
+        return instant
+
+    def names(self, key: str, known: frozenset[str] | dict[str, Any], normalize: Any = None) -> tuple[str, ...]:  # noqa: ANN401
+        if key not in self.raw:
+            return ()
+        value = self.raw[key]
+        if not isinstance(value, LinedList):
+            raise self.fail(f"'{key}' must be a list", key)
+        out = []
+        for i, item in enumerate(value):
+            name = normalize(str(item)) if normalize else str(item)
+            if name not in known:
+                raise SourceError(self.path, line_of(value, i), f"{self.what}: unknown {key[:-1]} '{item}'")
+            out.append(name)
+        return tuple(out)
+
+
+def _event_name(name: str) -> str:
+    return name if name.startswith("ivr.") else f"ivr.{name}"
+
+
+_EVENT_TYPES: Final = frozenset(e.value for e in EventType)
+_REASONS: Final = frozenset(r.value for r in Reason)
+_RULES: Final = frozenset(r.value for r in Rule)
+
+
+def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
+    if raw is None:
+        return Expect()
+    if not isinstance(raw, LinedDict):
+        raise SourceError(path, None, f"{what}: 'expect' must be a mapping")
+    r = _Reader(path, raw, f"{what} expect")
+    r.check_keys(_EXPECT_KEYS)
+    outcome, reason, rule = r.text("outcome", required=False), r.text("reason", required=False), r.text("rule", required=False)
+    for key, value, allowed in (("outcome", outcome, _OUTCOMES), ("reason", reason, _REASONS), ("rule", rule, _RULES)):
+        if value is not None and value not in allowed:
+            raise r.fail(f"unknown {key} '{value}'; expected one of {', '.join(sorted(allowed))}", key)
+    priority = raw.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise r.fail("'priority' must be a whole number", "priority")
+    deducted = raw.get("deducted")
+    if deducted is not None and not (
+        isinstance(deducted, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in deducted.values())
+    ):
+        raise r.fail("'deducted' must map contract IDs to whole numbers of incidents", "deducted")
+    return Expect(
+        outcome=outcome,
+        reason=reason,
+        rule=rule,
+        prompts=r.names("prompts", PROMPTS),
+        events=r.names("events", _EVENT_TYPES, _event_name),
+        states=r.names("states", STATES),
+        queue=r.text("queue", required=False),
+        priority=priority,
+        ticket=r.text("ticket", required=False),
+        deducted={str(k): v for k, v in deducted.items()} if deducted is not None else None,
+        line=raw.line,
+    )
+
+
+def _steps(path: Path, raw: Any, what: str, call_index: int) -> tuple[Step, ...]:  # noqa: ANN401, C901
+    if not isinstance(raw, LinedList):
+        raise SourceError(path, None, f"{what}: 'steps' must be a list")
+    steps: list[Step] = []
+    for i, item in enumerate(raw):
+        line = line_of(raw, i)
+        if item == "hangup":
+            steps.append(HANGUP)
+            continue
+        if not isinstance(item, LinedDict) or len(item) != 1:
+            raise SourceError(path, line, f"{what}: a step is 'press: KEYS', 'silence: SECONDS' or 'hangup'")
+        (kind, value), = item.items()
+        if kind == "press":
+            keys = str(value)
+            for match in _PLACEHOLDER.finditer(keys):
+                ref = int(match.group(1)) if match.group(1) else None
+                if ref is not None and not 1 <= ref < call_index + 1:
+                    raise SourceError(path, line, f"{what}: {match.group(0)} must name an earlier call (1..{call_index})")
+            bare = _PLACEHOLDER.sub("", keys)
+            bad = sorted(set(bare) - KEYS)
+            if bad or not keys:
+                raise SourceError(path, line, f"{what}: press '{keys}' has keys a phone does not have: {''.join(bad)}")
+            steps.append(Press(keys))
+        elif kind == "silence":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise SourceError(path, line, f"{what}: silence must be a positive number of seconds")
+            steps.append(Silence(float(value)))
+        elif kind == "hangup":
+            steps.append(HANGUP)
+        else:
+            raise SourceError(path, line, f"{what}: unknown step '{kind}'; expected press, silence or hangup")
+    return tuple(steps)
+
+
+def _call(path: Path, raw: Any, what: str, index: int) -> CallSpec:  # noqa: ANN401
+    if not isinstance(raw, LinedDict):
+        raise SourceError(path, None, f"{what} must be a mapping")
+    r = _Reader(path, raw, what)
+    caller = r.text("caller")
+    assert caller is not None  # noqa: S101 - required
+    if "steps" not in raw:
+        raise r.fail("missing 'steps'")
+    return CallSpec(
+        caller=caller,
+        at=r.instant("at", required=False),
+        steps=_steps(path, raw["steps"], what, index),
+        expect=_expect(path, raw.get("expect"), what),
+        line=raw.line,
+    )
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check one scenario file."""
+    doc = load_file(path)
+    if not isinstance(doc, LinedDict):
+        raise SourceError(path, 1, "a scenario must be a mapping (name, at, fixture, caller/steps or calls)")
+    r = _Reader(path, doc, "scenario")
+    r.check_keys(_TOP_KEYS)
+    name = r.text("name")
+    at = r.instant("at", required=True)
+    fixture = r.text("fixture")
+    assert name is not None and at is not None and fixture is not None  # noqa: S101 - required above
+    fixture_path = (path.parent / fixture).resolve()
+    if not fixture_path.is_file():
+        raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
+    if "calls" in doc:
+        if any(k in doc for k in _CALL_KEYS):
+            raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")
+        calls_raw = doc["calls"]
+        if not isinstance(calls_raw, LinedList) or not calls_raw:
+            raise r.fail("'calls' must be a non-empty list", "calls")
+        calls = tuple(_call(path, c, f"calls[{i + 1}]", i) for i, c in enumerate(calls_raw))
+    else:
+        calls = (_call(path, doc, "scenario", 0),)
+    return Scenario(
+        path=path, name=name, at=at, fixture=fixture_path, calls=calls, description=r.text("description", required=False) or "",
+    )
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Scenario files under ``paths`` (files as given; folders searched for ``*.yaml``, fixtures left out)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*.yaml")) if "fixtures" not in p.relative_to(path).parts
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def resolve_keys(keys: str, tickets: list[str | None]) -> str:
+    """Fill ``{ticket}`` (the newest ticket an earlier call created) and ``{ticket:N}`` (call N's)."""
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1):
+            ticket = tickets[int(match.group(1)) - 1]
+        else:
+            ticket = next((t for t in reversed(tickets) if t), None)
+        if ticket is None:
+            msg = f"{match.group(0)}: no earlier call created a ticket"
+            raise LookupError(msg)
+        return ticket
+
+    return _PLACEHOLDER.sub(fill, keys)
+
+
