@@ -1,5 +1,6 @@
-"""The composition root: every entry point (replay, the CLI, tests, the web console, load)
-assembles the same parts the same way here.
+"""The composition root, where every entry point assembles the same parts the same way.
+
+Replay, the CLI, the tests, the web console and the load generator all build their system here.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ def scrub(text: str) -> str:
     """Mask every run of 8 or more digits in free text.
 
     Ticket IDs are 7 digits and stay readable, and so do E.164 caller numbers (``+`` then digits);
-    any other run as long as a license key (8) or a support code (10) is masked. This is the last line of defence for log lines and error messages built
-    from caller input, not a substitute for masking at the source.
+    any other run as long as a license key (8) or a support code (10) is masked. This is the last
+    line of defence for log lines and error messages built from caller input, not a substitute
+    for masking at the source.
     """
     return _LONG_DIGIT_RUN.sub(lambda m: mask(m.group(0)), text)

@@ -72,7 +72,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LinedDict:
         key = loader.construct_object(key_node, deep=True)
         if key in out:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark,
+                None,
+                None,
+                f"duplicate key {key!r}",
+                key_node.start_mark,
             )
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = key_node.start_mark.line + 1

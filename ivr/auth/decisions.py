@@ -56,14 +56,24 @@ _SENTENCES: dict[Rule, str] = {
         "A per-incident purchase creates its ticket; every call about it authorizes by that ticket "
         "ID, as many calls as needed, with no further deduction."
     ),
-    Rule.R7: "An incident is deducted once per ticket created under a limited contract, and a balance never goes below zero.",
-    Rule.R8: "A support call outside its contract's hours is told the hours and offered other channels; no ticket is made.",
-    Rule.R9: "A new ticket asks for a severity, A to D; routing priority rises with severity and with the premier plan.",
+    Rule.R7: (
+        "An incident is deducted once per ticket created under a limited contract, and a balance never goes below zero."
+    ),
+    Rule.R8: (
+        "A support call outside its contract's hours is told the hours and offered other channels; no ticket is made."
+    ),
+    Rule.R9: (
+        "A new ticket asks for a severity, A to D; routing priority rises with severity and with the premier plan."
+    ),
     Rule.R10: "A new ticket's ID is read back to the caller, who quotes it on later calls.",
-    Rule.R11: "A caller who cannot be authorized is offered the web form, chat or self-service before the call ends.",
-    Rule.INPUT: "No input for 5 s or a key not accepted replays the prompt; the third failure in a row goes to the fallback.",
+    Rule.R11: ("A caller who cannot be authorized is offered the web form, chat or self-service before the call ends."),
+    Rule.INPUT: (
+        "No input for 5 s or a key not accepted replays the prompt; the third failure in a row goes to the fallback."
+    ),
     Rule.ATTEMPTS: "A caller gets 3 authorization attempts per call; the third failure goes to the fallback.",
-    Rule.LOCKOUT: "5 failed authorizations from one number within 15 minutes lock it out of authorization for 15 minutes.",
+    Rule.LOCKOUT: (
+        "5 failed authorizations from one number within 15 minutes lock it out of authorization for 15 minutes."
+    ),
     Rule.HANGUP: "A hang-up ends the call where it stands, leaving nothing half-done.",
 }
 
@@ -104,4 +114,34 @@ class Decision:
     @classmethod
     def deny(cls, rule: Rule, reason: Reason, detail: str, **facts: str | None) -> Decision:
         """A denial naming its rule, reason and the facts behind it."""
-        return cls(granted=False, rule=rule, reason=reason, detail=detail, **facts)  # type: ignore[arg-type]
+        return cls(
+            granted=False,
+            rule=rule,
+            reason=reason,
+            detail=detail,
+            customer_id=facts.get("customer_id"),
+            contract_id=facts.get("contract_id"),
+            ticket_id=facts.get("ticket_id"),
+        )
+
+    @classmethod
+    def grant(  # noqa: PLR0913 - the facts a grant names are all keyword-only
+        cls,
+        rule: Rule,
+        detail: str,
+        *,
+        customer_id: str,
+        contract_id: str,
+        ticket_id: str | None = None,
+        deduct: bool = False,
+    ) -> Decision:
+        """A grant naming its rule and the facts behind it."""
+        return cls(
+            granted=True,
+            rule=rule,
+            detail=detail,
+            deduct=deduct,
+            customer_id=customer_id,
+            contract_id=contract_id,
+            ticket_id=ticket_id,
+        )

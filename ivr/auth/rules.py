@@ -1,4 +1,4 @@
-"""R2-R6 and R8: may this caller be put through, and does it cost an incident?
+"""R2-R6 and R8: may this caller be put through, and does it cost an incident.
 
 Every function here is pure: it takes directory facts (or ``None`` where a lookup found nothing),
 the ledger's balance and the date or instant, and returns a :class:`Decision` naming its rule.
@@ -72,7 +72,7 @@ def _contract_usable(
     need_incident: bool = True,
 ) -> Decision | None:
     """The shared contract conditions of R2 b, R4 b and R5 b; ``None`` when they all hold."""
-    facts = {"customer_id": contract.customer_id, "contract_id": contract.id}
+    facts: dict[str, str | None] = {"customer_id": contract.customer_id, "contract_id": contract.id}
     if today > contract.valid_until:
         return Decision.deny(
             rule, Reason.CONTRACT_EXPIRED, f"contract {contract.id} expired on {contract.valid_until}", **facts
@@ -93,7 +93,7 @@ def _contract_usable(
     return None
 
 
-def authorize_ticket(
+def authorize_ticket(  # noqa: PLR0913 - R2 reads the ticket, its contract, the balance and the call
     entered: str,
     ticket: Ticket | None,
     contract: Contract | None,
@@ -106,17 +106,22 @@ def authorize_ticket(
     """R2 (with R3 and R6): join an existing ticket; never deducts."""
     if ticket is None or contract is None:
         return Decision.deny(Rule.R2, Reason.UNKNOWN_TICKET, f"no ticket {entered}")
-    facts = {"customer_id": ticket.customer_id, "contract_id": contract.id, "ticket_id": ticket.id}
+    facts: dict[str, str | None] = {
+        "customer_id": ticket.customer_id,
+        "contract_id": contract.id,
+        "ticket_id": ticket.id,
+    }
     if ticket.status is TicketStatus.CLOSED:
         return Decision.deny(
             Rule.R2, Reason.TICKET_CLOSED, f"ticket {ticket.id} is closed and cannot be reopened", **facts
         )
     if kind is CallerKind.BUSINESS and purpose is Purpose.LICENSING:
-        return Decision(
-            granted=True,
-            rule=Rule.R3,
-            detail=f"ticket {ticket.id} is {ticket.status}; a business licensing call skips the contract check",
-            **facts,
+        return Decision.grant(
+            Rule.R3,
+            f"ticket {ticket.id} is {ticket.status}; a business licensing call skips the contract check",
+            customer_id=ticket.customer_id,
+            contract_id=contract.id,
+            ticket_id=ticket.id,
         )
     # R6: a per-incident ticket *is* the incident bought; calls about it need no incident left.
     per_incident = contract.plan is Plan.PER_INCIDENT
@@ -124,11 +129,12 @@ def authorize_ticket(
     if denial is not None:
         return Decision.deny(denial.rule, denial.reason or Reason.NO_INCIDENTS, denial.detail, **facts)
     rule = Rule.R6 if per_incident else Rule.R2
-    return Decision(
-        granted=True,
-        rule=rule,
-        detail=f"ticket {ticket.id} is {ticket.status} under active contract {contract.id}",
-        **facts,
+    return Decision.grant(
+        rule,
+        f"ticket {ticket.id} is {ticket.status} under active contract {contract.id}",
+        customer_id=ticket.customer_id,
+        contract_id=contract.id,
+        ticket_id=ticket.id,
     )
 
 
@@ -146,10 +152,9 @@ def authorize_code(
     denial = _contract_usable(contract, balance, today, Rule.R4)
     if denial is not None:
         return denial
-    return Decision(
-        granted=True,
-        rule=Rule.R4,
-        detail=f"support code {mask(entered)} is on active contract {contract.id} with phone support",
+    return Decision.grant(
+        Rule.R4,
+        f"support code {mask(entered)} is on active contract {contract.id} with phone support",
         customer_id=contract.customer_id,
         contract_id=contract.id,
         deduct=not contract.unlimited,
@@ -178,10 +183,9 @@ def authorize_key(
     denial = _contract_usable(contract, balance, today, Rule.R5)
     if denial is not None:
         return denial
-    return Decision(
-        granted=True,
-        rule=Rule.R5,
-        detail=f"license key {mask(entered)} ({key.product}) is on contract {contract.id} with phone support",
+    return Decision.grant(
+        Rule.R5,
+        f"license key {mask(entered)} ({key.product}) is on contract {contract.id} with phone support",
         customer_id=contract.customer_id,
         contract_id=contract.id,
         deduct=not contract.unlimited,

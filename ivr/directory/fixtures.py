@@ -17,6 +17,7 @@ from ivr.auth.model import (
     Contract,
     Customer,
     LicenseKey,
+    Method,
     Plan,
     Purpose,
     Severity,
@@ -26,7 +27,6 @@ from ivr.auth.model import (
     TicketStatus,
 )
 from ivr.auth.rules import DIGITS
-from ivr.auth.model import Method
 from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def _section(path: Path, doc: LinedDict, name: str) -> list[_Entry]:
     return entries
 
 
-def load_world(path: Path) -> World:  # noqa: C901, PLR0912 - one pass per section, in dependency order
+def load_world(path: Path) -> World:  # noqa: C901 - one pass per section, in dependency order
     """Read and check the fixture file ``path``."""
     doc = load_file(path)
     if not isinstance(doc, LinedDict):
@@ -202,7 +202,9 @@ def load_world(path: Path) -> World:  # noqa: C901, PLR0912 - one pass per secti
     for e in _section(path, doc, "license_keys"):
         key = e.digits("key", Method.LICENSE_KEY)
         world.license_keys[key] = LicenseKey(
-            key=key, product=e.get("product"), contract_id=e.ref("contract", world.contracts),
+            key=key,
+            product=e.get("product"),
+            contract_id=e.ref("contract", world.contracts),
         )
     for e in _section(path, doc, "tickets"):
         ticket_id = e.digits("id", Method.TICKET)
@@ -218,7 +220,9 @@ def load_world(path: Path) -> World:  # noqa: C901, PLR0912 - one pass per secti
     for e in _section(path, doc, "personas"):
         customer = e.ref("customer", world.customers) if "customer" in e.raw else None
         world.personas[e.get("id")] = Persona(
-            id=e.get("id"), description=e.get("description"), caller=str(e.get("caller", (str, int))),
+            id=e.get("id"),
+            description=e.get("description"),
+            caller=str(e.get("caller", (str, int))),
             customer_id=customer,
         )
     return world

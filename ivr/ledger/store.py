@@ -93,7 +93,8 @@ class LedgerStore:
     async def load_opening(self, incidents: Mapping[str, int | None]) -> None:
         """Opening balances by contract (``None``: unlimited); contracts already known keep theirs."""
         await self._conn.executemany(
-            "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)", [(c, n, n) for c, n in incidents.items()],
+            "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)",
+            [(c, n, n) for c, n in incidents.items()],
         )
         await self._conn.commit()
 
@@ -122,7 +123,8 @@ class LedgerStore:
             events.append(event)
             rows.append(_entry_row(verdict, now, event))
         await self._conn.executemany(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)", rows,
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            rows,
         )
         await self._conn.executemany(
             "UPDATE contracts SET balance = ? WHERE id = ?",
@@ -133,7 +135,10 @@ class LedgerStore:
 
     async def _balances_for(self, contracts: set[str]) -> tuple[dict[str, int | None], set[str]]:
         marks = ",".join("?" * len(contracts))
-        async with self._conn.execute(f"SELECT id, balance FROM contracts WHERE id IN ({marks})", tuple(contracts)) as cur:  # noqa: S608 - only placeholders are interpolated
+        async with self._conn.execute(
+            f"SELECT id, balance FROM contracts WHERE id IN ({marks})",  # noqa: S608 - only "?" marks are interpolated
+            tuple(contracts),
+        ) as cur:
             rows = [(row[0], row[1]) async for row in cur]
         return dict(rows), {r[0] for r in rows}
 
@@ -151,7 +156,8 @@ class LedgerStore:
     async def unpublished(self, limit: int = 1000) -> list[tuple[str, str]]:
         """Ledger events committed but not yet acknowledged by the broker: (key, JSON)."""
         async with self._conn.execute(
-            "SELECT key, event FROM entries WHERE published_at IS NULL ORDER BY applied_at, rowid LIMIT ?", (limit,),
+            "SELECT key, event FROM entries WHERE published_at IS NULL ORDER BY applied_at, rowid LIMIT ?",
+            (limit,),
         ) as cur:
             return [(row[0], row[1]) async for row in cur]
 
@@ -182,8 +188,10 @@ class LedgerStore:
             return {row[0]: row[1] async for row in cur}
 
     async def verify(self, expected: Iterable[tuple[str, str]] | None = None) -> VerifyReport:
-        """Opening balances minus deductions equal today's balances, none below zero; and, given
-        ``expected`` (source, ticket) pairs of every deductible ticket, each applied exactly once.
+        """Check that opening balances minus deductions equal today's balances, none below zero.
+
+        Given ``expected`` (source, ticket) pairs of every deductible ticket, also check that each
+        was applied exactly once.
         """
         report = VerifyReport()
         balances = await self.balances()

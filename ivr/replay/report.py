@@ -12,12 +12,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from ivr.replay.runner import CallResult, LoadFailure, ScenarioResult
+    from ivr.replay.runner import LoadFailure, ScenarioResult
 
 __all__ = ["failures_text", "junit_xml", "summary_line", "table", "trace_text"]
 
 
-def _label(result: ScenarioResult, call: CallResult, index: int) -> str:
+def _label(result: ScenarioResult, index: int) -> str:
     name = result.scenario.path.stem
     return name if len(result.calls) == 1 else f"{name} #{index + 1}"
 
@@ -32,7 +32,7 @@ def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure
             c = call.record.call
             rows.append(
                 (
-                    _label(result, call, i),
+                    _label(result, i),
                     c.outcome or "-",
                     c.reason or "-",
                     c.rule or "-",
@@ -54,7 +54,7 @@ def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[Loa
             if not call.failures:
                 continue
             line = f":{call.spec.expect.line}" if call.spec.expect.line else ""
-            out.append(f"FAIL {result.scenario.path}{line} ({_label(result, call, i)}: {result.scenario.name})")
+            out.append(f"FAIL {result.scenario.path}{line} ({_label(result, i)}: {result.scenario.name})")
             out.extend(f"  - {f}" for f in call.failures)
             out.append(f"  path: {' -> '.join(call.record.call.path)}")
     out.extend(f"ERROR {f.error}" for f in load_failures)
@@ -105,7 +105,10 @@ def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFai
     )
     for result in results:
         case = ET.SubElement(
-            suite, "testcase", classname=str(result.scenario.path.parent), name=result.scenario.path.stem,
+            suite,
+            "testcase",
+            classname=str(result.scenario.path.parent),
+            name=result.scenario.path.stem,
             time=f"{result.seconds:.3f}",
         )
         if result.error:

@@ -89,10 +89,10 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
         if missing is not None:
             failures.append(f"{name}: expected {list(want_seq)} in order; '{missing}' missing from {list(got_seq)}")
     if e.deducted is not None:
-        got = {k: v for k, v in result.deducted.items() if v}
-        want = {k: v for k, v in e.deducted.items() if v}
-        if got != want:
-            failures.append(f"deducted: expected {want}, got {got}")
+        got_deducted = {k: v for k, v in result.deducted.items() if v}
+        want_deducted = {k: v for k, v in e.deducted.items() if v}
+        if got_deducted != want_deducted:
+            failures.append(f"deducted: expected {want_deducted}, got {got_deducted}")
     return failures
 
 

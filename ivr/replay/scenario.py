@@ -141,7 +141,11 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
         raise SourceError(path, None, f"{what}: 'expect' must be a mapping")
     r = _Reader(path, raw, f"{what} expect")
     r.check_keys(_EXPECT_KEYS)
-    outcome, reason, rule = r.text("outcome", required=False), r.text("reason", required=False), r.text("rule", required=False)
+    outcome, reason, rule = (
+        r.text("outcome", required=False),
+        r.text("reason", required=False),
+        r.text("rule", required=False),
+    )
     for key, value, allowed in (("outcome", outcome, _OUTCOMES), ("reason", reason, _REASONS), ("rule", rule, _RULES)):
         if value is not None and value not in allowed:
             raise r.fail(f"unknown {key} '{value}'; expected one of {', '.join(sorted(allowed))}", key)
@@ -179,13 +183,15 @@ def _steps(path: Path, raw: Any, what: str, call_index: int) -> tuple[Step, ...]
             continue
         if not isinstance(item, LinedDict) or len(item) != 1:
             raise SourceError(path, line, f"{what}: a step is 'press: KEYS', 'silence: SECONDS' or 'hangup'")
-        (kind, value), = item.items()
+        ((kind, value),) = item.items()
         if kind == "press":
             keys = str(value)
             for match in _PLACEHOLDER.finditer(keys):
                 ref = int(match.group(1)) if match.group(1) else None
                 if ref is not None and not 1 <= ref < call_index + 1:
-                    raise SourceError(path, line, f"{what}: {match.group(0)} must name an earlier call (1..{call_index})")
+                    raise SourceError(
+                        path, line, f"{what}: {match.group(0)} must name an earlier call (1..{call_index})"
+                    )
             bare = _PLACEHOLDER.sub("", keys)
             bad = sorted(set(bare) - KEYS)
             if bad or not keys:
@@ -229,7 +235,9 @@ def load_scenario(path: Path) -> Scenario:
     name = r.text("name")
     at = r.instant("at", required=True)
     fixture = r.text("fixture")
-    assert name is not None and at is not None and fixture is not None  # noqa: S101 - required above
+    assert name is not None  # noqa: S101 - required above
+    assert at is not None  # noqa: S101 - required above
+    assert fixture is not None  # noqa: S101 - required above
     fixture_path = (path.parent / fixture).resolve()
     if not fixture_path.is_file():
         raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
@@ -243,7 +251,12 @@ def load_scenario(path: Path) -> Scenario:
     else:
         calls = (_call(path, doc, "scenario", 0),)
     return Scenario(
-        path=path, name=name, at=at, fixture=fixture_path, calls=calls, description=r.text("description", required=False) or "",
+        path=path,
+        name=name,
+        at=at,
+        fixture=fixture_path,
+        calls=calls,
+        description=r.text("description", required=False) or "",
     )
 
 
@@ -252,9 +265,7 @@ def discover(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(
-                p for p in sorted(path.rglob("*.yaml")) if "fixtures" not in p.relative_to(path).parts
-            )
+            found.extend(p for p in sorted(path.rglob("*.yaml")) if "fixtures" not in p.relative_to(path).parts)
         else:
             found.append(path)
     return found
@@ -264,15 +275,11 @@ def resolve_keys(keys: str, tickets: list[str | None]) -> str:
     """Fill ``{ticket}`` (the newest ticket an earlier call created) and ``{ticket:N}`` (call N's)."""
 
     def fill(match: re.Match[str]) -> str:
-        if match.group(1):
-            ticket = tickets[int(match.group(1)) - 1]
-        else:
-            ticket = next((t for t in reversed(tickets) if t), None)
+        ref = match.group(1)
+        ticket = tickets[int(ref) - 1] if ref else next((t for t in reversed(tickets) if t), None)
         if ticket is None:
             msg = f"{match.group(0)}: no earlier call created a ticket"
             raise LookupError(msg)
         return ticket
 
     return _PLACEHOLDER.sub(fill, keys)
-
-

@@ -79,11 +79,11 @@ class Call:
         return self.english_only
 
     def last_attempt(self, _: EventData) -> bool:
-        """This denial uses the caller's last authorization attempt."""
+        """Whether this denial uses the caller's last authorization attempt."""
         return self.attempts + 1 >= MAX_ATTEMPTS
 
     def last_failure(self, _: EventData) -> bool:
-        """This no-input or no-match is the third in a row at this prompt."""
+        """Whether this no-input or no-match is the third in a row at this prompt."""
         return self.failures + 1 >= MAX_FAILURES
 
     # -- callbacks --------------------------------------------------------------------------

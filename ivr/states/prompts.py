@@ -13,7 +13,8 @@ PROMPTS: Final[dict[str, str]] = {
         "To hear this again, press star."
     ),
     "caller_kind": (
-        "If you own Parallels Desktop or Parallels Workstation Extreme, press 1. If you are calling for a business, press 2."
+        "If you own Parallels Desktop or Parallels Workstation Extreme, press 1. "
+        "If you are calling for a business, press 2."
     ),
     "auth_method_consumer": (
         "To continue with an existing ticket, press 1. To use your 10-digit support code, press 2."
