@@ -211,7 +211,10 @@ class _Run:
             self.emit(EventType.CALL_ROUTED, queue=SALES_QUEUE, priority=None, ticket=None, rule=Rule.R1)
         elif call.state == "fallback":
             self.emit(
-                EventType.CALL_FALLBACK, reason=call.reason, rule=call.rule, offered=list(_FALLBACK_OFFER),
+                EventType.CALL_FALLBACK,
+                reason=call.reason,
+                rule=call.rule,
+                offered=list(_FALLBACK_OFFER),
             )
         self.emit(
             EventType.CALL_ENDED,
@@ -238,36 +241,36 @@ async def _lockout_check(run: _Run) -> None:
     if until is None:
         run.fire("clear")
         return
-    run.decide(Decision.deny(Rule.LOCKOUT, Reason.LOCKED_OUT, f"caller {run.call.caller} is locked out until {until:%H:%M:%S %Z}"))
+    run.decide(
+        Decision.deny(
+            Rule.LOCKOUT, Reason.LOCKED_OUT, f"caller {run.call.caller} is locked out until {until:%H:%M:%S %Z}"
+        )
+    )
     run.play("locked_out")
     run.fire("locked", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
 
 
 async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
-    """Find what the caller entered and apply R2-R6."""
+    """Find what the caller entered (one read) and apply R2-R6."""
     call, directory = run.call, run.engine.directory
     today = run.clock.now().date()
     digits = call.digits
-    ticket = contract = None
     if call.method is Method.TICKET:
-        ticket = await directory.ticket(digits)
-        contract = await directory.contract(ticket.contract_id) if ticket else None
-        balance = await directory.balance(contract.id) if contract else None
-        assert call.kind is not None and call.purpose is not None  # noqa: S101 - chosen before any entry
+        found_ticket = await directory.find_ticket(digits)
+        ticket, contract, balance = found_ticket or (None, None, None)
+        assert call.kind is not None  # noqa: S101 - chosen before any entry
+        assert call.purpose is not None  # noqa: S101 - chosen before any entry
         decision = rules.authorize_ticket(
-            digits, ticket, contract, balance, kind=call.kind, purpose=call.purpose, today=today,
+            digits, ticket, contract, balance, kind=call.kind, purpose=call.purpose, today=today
         )
-    elif call.method is Method.SUPPORT_CODE:
-        code = await directory.support_code(digits)
-        contract = await directory.contract(code.contract_id) if code else None
-        balance = await directory.balance(contract.id) if contract else None
-        decision = rules.authorize_code(digits, code, contract, balance, today=today)
-    else:
-        key = await directory.license_key(digits)
-        contract = await directory.contract(key.contract_id) if key else None
-        balance = await directory.balance(contract.id) if contract else None
-        decision = rules.authorize_key(digits, key, contract, balance, today=today)
-    return decision, contract, ticket
+        return decision, contract, ticket
+    if call.method is Method.SUPPORT_CODE:
+        found_code = await directory.find_code(digits)
+        code, contract, balance = found_code or (None, None, None)
+        return rules.authorize_code(digits, code, contract, balance, today=today), contract, None
+    found_key = await directory.find_key(digits)
+    key, contract, balance = found_key or (None, None, None)
+    return rules.authorize_key(digits, key, contract, balance, today=today), contract, None
 
 
 async def _authorizing(run: _Run) -> None:
@@ -286,8 +289,11 @@ async def _authorizing(run: _Run) -> None:
     if not hours.granted:
         run.decide(hours)
         run.emit(
-            EventType.AUTH_DENIED, **{**common, "rule": hours.rule}, reason=hours.reason,
-            attempt=call.attempts + 1, detail=hours.detail,
+            EventType.AUTH_DENIED,
+            **{**common, "rule": hours.rule},
+            reason=hours.reason,
+            attempt=call.attempts + 1,
+            detail=hours.detail,
         )
         await run.flush()
         run.play("outside_hours", hours=contract.hours.describe())
@@ -315,7 +321,11 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
     """A failed authorization: counts for the lockout, and uses one of the call's attempts."""
     call, directory = run.call, run.engine.directory
     run.emit(
-        EventType.AUTH_DENIED, **common, reason=decision.reason, attempt=call.attempts + 1, detail=decision.detail,
+        EventType.AUTH_DENIED,
+        **common,
+        reason=decision.reason,
+        attempt=call.attempts + 1,
+        detail=decision.detail,
     )
     earlier = await directory.failures(call.caller, now - lockout.WINDOW)
     until = lockout.locked_until([*earlier, now], now)
@@ -332,7 +342,11 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
     prompt = f"denied_{decision.reason}"
     run.play(prompt)
     if until is not None:
-        run.decide(Decision.deny(Rule.LOCKOUT, Reason.LOCKED_OUT, f"{lockout.MAX_FAILURES} failures within 15 minutes from {call.caller}"))
+        run.decide(
+            Decision.deny(
+                Rule.LOCKOUT, Reason.LOCKED_OUT, f"{lockout.MAX_FAILURES} failures within 15 minutes from {call.caller}"
+            )
+        )
         run.play("locked_out")
         run.fire("lock", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
         return
@@ -343,7 +357,8 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
 
 def _set_route(call: Call) -> None:
     """R9: the queue by caller kind and purpose; the priority by severity and plan."""
-    assert call.kind is not None and call.purpose is not None  # noqa: S101 - support calls only
+    assert call.kind is not None  # noqa: S101 - support calls only
+    assert call.purpose is not None  # noqa: S101 - support calls only
     call.queue = queue_for(call.kind, call.purpose)
     call.priority = priority(call.severity or Severity.C, call.plan or Plan.STANDARD)
 
@@ -351,8 +366,11 @@ def _set_route(call: Call) -> None:
 async def _creating_ticket(run: _Run) -> None:
     """A new ticket (R4, R5) and its ``ticket.created`` event, committed together."""
     call, granted, now = run.call, run.call.granted, run.clock.now()
-    assert granted is not None and granted.contract_id and granted.customer_id  # noqa: S101 - after a grant
-    assert call.purpose is not None and call.severity is not None  # noqa: S101 - chosen before
+    assert granted is not None  # noqa: S101 - after a grant
+    assert granted.contract_id  # noqa: S101 - after a grant
+    assert granted.customer_id  # noqa: S101 - after a grant
+    assert call.purpose is not None  # noqa: S101 - chosen before
+    assert call.severity is not None  # noqa: S101 - chosen before
     directory = run.engine.directory
     ticket = Ticket(
         id=directory.next_ticket_id(),
@@ -420,11 +438,14 @@ class Engine:
             self._on_events()
 
     async def run_call(
-        self, caller: Caller, *, clock: Clock, number: str, call_id: str | None = None,
+        self,
+        caller: Caller,
+        *,
+        clock: Clock,
+        number: str,
+        call_id: str | None = None,
     ) -> CallRecord:
         """Run one call to its final state and return what it produced."""
         call = Call(id=call_id or uuid.uuid4().hex[:12], caller=number, started_at=clock.now())
         with structlog.contextvars.bound_contextvars(call_id=call.id):
             return await _Run(self, call, caller, clock).run()
-
-
