@@ -40,13 +40,16 @@ class EventType(StrEnum):
     LEDGER_DEDUCTION_REJECTED = "ivr.ledger.deduction_rejected"
 
 
-def topic_for(event_type: str) -> str:
-    """``ivr.auth.granted`` -> ``ivr/v1/auth/granted``: one topic level per dot after ``ivr.``."""
+def topic_for(event_type: str, *, root: str = TOPIC_ROOT) -> str:
+    """``ivr.auth.granted`` -> ``ivr/v1/auth/granted``: one topic level per dot after ``ivr.``.
+
+    ``root`` replaces ``ivr/v1`` where tests or replays isolate themselves on a shared broker.
+    """
     prefix, _, rest = event_type.partition(".")
     if prefix != "ivr" or not rest:
         msg = f"not an ivr event type: {event_type!r}"
         raise ValueError(msg)
-    return f"{TOPIC_ROOT}/{rest.replace('.', '/')}"
+    return f"{root}/{rest.replace('.', '/')}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

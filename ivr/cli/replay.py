@@ -9,8 +9,11 @@ from pathlib import Path
 
 import click
 
+from ivr.bus.url import BrokerConfig
+from ivr.cli.common import broker_option, replay_broker
 from ivr.logs import LogFormat, configure
 from ivr.replay.report import failures_text, junit_xml, summary_line, table, trace_text
+from ivr.replay.runner import LoadFailure, ScenarioResult
 from ivr.replay.runner import replay as run_replay
 from ivr.replay.scenario import discover
 
@@ -26,15 +29,35 @@ EXIT_UNREADABLE = 2
 @click.option("--junit", "junit", type=click.Path(path_type=Path), help="Write JUnit XML to this file.")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="warning", show_default=True, help="debug, info, warning or error.")
-def replay(paths: tuple[Path, ...], *, trace: bool, junit: Path | None, log_format: LogFormat, log_level: str) -> None:
-    """Replay scenario files (default: ./scenarios); exit 1 on a failure, 2 on unreadable input."""
+@broker_option(help_text="Broker to send every event through; default: a private Mosquitto on a free loopback port.")
+@click.option("--in-process", is_flag=True, help="No broker: call the ledger directly (for machines without one).")
+def replay(  # noqa: PLR0913 - one keyword per option
+    paths: tuple[Path, ...],
+    *,
+    trace: bool,
+    junit: Path | None,
+    log_format: LogFormat,
+    log_level: str,
+    broker: BrokerConfig | None,
+    in_process: bool,
+) -> None:
+    """Replay scenario files (default: ./scenarios); exit 1 on a failure, 2 on unreadable input.
+
+    Every event crosses a real MQTT broker to the ledger, which deducts incidents; each call waits
+    for the ledger's answer before the next, so expect.deducted can be checked.
+    """
     configure(fmt=log_format, level=log_level)
     missing = [p for p in paths if not p.exists()]
     for path in missing:
         click.echo(f"ERROR {path}: no such file or folder", err=True)
     files = discover([p for p in paths if p.exists()] or ([] if paths else [Path("scenarios")]))
+
+    async def run() -> tuple[list[ScenarioResult], list[LoadFailure]]:
+        async with replay_broker(broker, in_process=in_process) as config:
+            return await run_replay(files, broker=config)
+
     started = time.perf_counter()
-    results, unreadable = asyncio.run(run_replay(files))
+    results, unreadable = asyncio.run(run())
     seconds = time.perf_counter() - started
     if trace:
         click.echo(trace_text(results))

@@ -300,6 +300,14 @@ class Directory:
         )
         return [datetime.fromisoformat(row[0]) for row in rows]
 
+    async def deductible_tickets(self) -> list[tuple[str, str, str]]:
+        """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"
+        )
+        events = (json.loads(row[0]) for row in rows)
+        return [(e["source"], e["id"], e["data"]["ticket"]) for e in events if e["data"].get("deduct")]
+
     # -- writes: through the group-commit writer -----------------------------------------------
 
     def next_ticket_id(self) -> str:

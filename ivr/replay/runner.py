@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from ivr.yamlsrc import SourceError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ivr.bus.url import BrokerConfig
     from ivr.engine import CallRecord
 
 __all__ = ["CallResult", "LoadFailure", "ScenarioResult", "replay", "run_scenario"]
@@ -96,11 +98,18 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
     return failures
 
 
-async def run_scenario(scenario: Scenario, world: World, *, workdir: Path) -> ScenarioResult:
-    """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each."""
+async def run_scenario(
+    scenario: Scenario, world: World, *, workdir: Path, broker: BrokerConfig | None = None
+) -> ScenarioResult:
+    """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each.
+
+    Each run gets its own event ``source`` so that, on a shared broker, a scenario's IVR only
+    takes the ledger's answers to its own tickets.
+    """
     result = ScenarioResult(scenario)
     started = time.perf_counter()
-    system = await build_system(world=world, workdir=workdir, source=f"replay-{scenario.path.stem}")
+    source = f"replay-{uuid.uuid4().hex[:8]}-{scenario.path.stem}"
+    system = await build_system(world=world, workdir=workdir, source=source, broker=broker)
     try:
         next_start = scenario.at
         tickets: list[str | None] = []
@@ -132,8 +141,14 @@ async def run_scenario(scenario: Scenario, world: World, *, workdir: Path) -> Sc
     return result
 
 
-async def replay(files: Sequence[Path]) -> tuple[list[ScenarioResult], list[LoadFailure]]:
-    """Load and run ``files``; a file that cannot be read is reported and the others still run."""
+async def replay(
+    files: Sequence[Path], *, broker: BrokerConfig | None = None
+) -> tuple[list[ScenarioResult], list[LoadFailure]]:
+    """Load and run ``files``; a file that cannot be read is reported and the others still run.
+
+    With ``broker`` every event crosses it (publisher, ledger consumer, follower); without, the
+    ledger is called in-process.
+    """
     results: list[ScenarioResult] = []
     failures: list[LoadFailure] = []
     worlds: dict[Path, World] = {}
@@ -148,5 +163,5 @@ async def replay(files: Sequence[Path]) -> tuple[list[ScenarioResult], list[Load
                 continue
             workdir = Path(tmp) / str(number)
             workdir.mkdir()
-            results.append(await run_scenario(scenario, worlds[scenario.fixture], workdir=workdir))
+            results.append(await run_scenario(scenario, worlds[scenario.fixture], workdir=workdir, broker=broker))
     return results, failures

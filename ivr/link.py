@@ -1,0 +1,175 @@
+"""What carries the IVR's outbox to the ledger, and the ledger's answers back to the IVR.
+
+Two links, one contract (:class:`Link`): :class:`InProcessLink` hands outbox rows straight to the
+ledger service (unit tests of the whole flow, no broker), and :class:`MqttLink` runs the real
+path — the outbox publisher, the ledger consumer on its own MQTT connection with manual acks, and
+the IVR following the ledger's events — over a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final, Protocol
+
+import structlog
+
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.publisher import OutboxPublisher
+from ivr.events import TOPIC_ROOT, CloudEvent, EventType, topic_for
+from ivr.ledger.consumer import LedgerConsumer
+
+if TYPE_CHECKING:
+    from ivr.bus.url import BrokerConfig
+    from ivr.directory.sqlite import Directory
+    from ivr.ledger.service import LedgerService
+
+__all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "MqttLink"]
+
+#: How long :meth:`Link.settle` waits for the ledger before it says so.
+SETTLE_TIMEOUT: Final = 30.0
+
+log = structlog.get_logger("ivr.link")
+
+
+class Link(Protocol):
+    """Carries events between the IVR and the ledger."""
+
+    def notify(self) -> None:
+        """New rows are in the outbox (the engine's ``on_events``)."""
+        ...
+
+    async def settle(self) -> None:
+        """Return once every event emitted so far has reached the ledger and its answer come back."""
+        ...
+
+    async def close(self) -> None:
+        """Stop carrying."""
+        ...
+
+
+class InProcessLink:
+    """The ledger called directly, with no broker: for unit tests of the whole flow."""
+
+    def __init__(self, *, directory: Directory, service: LedgerService) -> None:
+        """Carry between ``directory``'s outbox and ``service``."""
+        self._directory = directory
+        self._service = service
+        self._ticket_topic = topic_for(EventType.TICKET_CREATED)
+
+    def notify(self) -> None:
+        """Nothing runs between settles."""
+
+    async def settle(self) -> None:
+        """Drain the outbox into the ledger, then take its balances back."""
+        while rows := await self._directory.unsent(500):
+            await self._service.handle(p.encode() for _, topic, p in rows if topic == self._ticket_topic)
+            now = datetime.now(UTC).isoformat()
+            answers = await self._service.store.unpublished()
+            for _, payload in answers:
+                await self._directory.take_ledger_event(CloudEvent.from_dict(json.loads(payload)))
+            await self._service.store.mark_published((key for key, _ in answers), now)
+            await self._directory.mark_sent((seq for seq, _, _ in rows), now)
+
+    async def close(self) -> None:
+        """Nothing to stop."""
+
+
+class MqttLink:
+    """The real path over a broker: publisher, ledger consumer, and the IVR following the ledger.
+
+    The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
+    production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        config: BrokerConfig,
+        source: str,
+        service: LedgerService | None,
+        root: str = TOPIC_ROOT,
+    ) -> None:
+        """Connect ``directory`` (whose events carry ``source``) to the broker at ``config``."""
+        self._directory = directory
+        self._source = source
+        self._root = root
+        self._ivr_bus = MqttBus(
+            config=config,
+            client_id=f"{source}-ivr",
+            instance=source,
+            subscriptions=[f"{root}/ledger/#"],
+            manual_ack=True,
+            topic_root=root,
+        )
+        self._publisher = OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root)
+        self._ledger_bus: MqttBus | None = None
+        self._consumer: LedgerConsumer | None = None
+        if service is not None:
+            self._ledger_bus = MqttBus(
+                config=config,
+                client_id=f"{source}-ledger",
+                instance=f"{source}-ledger",
+                subscriptions=LedgerConsumer.subscriptions(root),
+                manual_ack=True,
+                topic_root=root,
+            )
+            self._consumer = LedgerConsumer(bus=self._ledger_bus, service=service, root=root)
+        self._answered: set[str] = set()
+        self._answer = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Connect both buses and start the publisher, the consumer and the follower."""
+        self._ivr_bus.open()
+        if self._ledger_bus is not None and self._consumer is not None:
+            self._ledger_bus.open()
+            await self._ledger_bus.wait_connected()
+            self._tasks.append(asyncio.create_task(self._consumer.run(), name="ledger-consumer"))
+        await self._ivr_bus.wait_connected()
+        self._publisher.start()
+        self._tasks.append(asyncio.create_task(self._follow(), name="ledger-follower"))
+
+    def notify(self) -> None:
+        """Wake the publisher."""
+        self._publisher.notify()
+
+    async def _follow(self) -> None:
+        """Take the ledger's balances; remember which ticket events it has answered."""
+        async for delivery in self._ivr_bus.deliveries():
+            try:
+                event = CloudEvent.from_dict(json.loads(delivery.payload))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("unreadable ledger event ignored", topic=delivery.topic, error=str(exc))
+                delivery.ack()
+                continue
+            if event.data.get("trigger_source") == self._source:
+                await self._directory.take_ledger_event(event)
+                self._answered.add(str(event.data.get("trigger_event_id")))
+                self._answer.set()
+            delivery.ack()
+
+    async def settle(self) -> None:
+        """Wait for the outbox to drain and the ledger to answer every deductible ticket."""
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            await self._publisher.drained()
+            wanted = {
+                event_id for source, event_id, _ in await self._directory.deductible_tickets() if source == self._source
+            }
+            while not wanted <= self._answered:
+                self._answer.clear()
+                await self._answer.wait()
+
+    async def close(self) -> None:
+        """Stop the tasks, then close both connections (each says offline)."""
+        await self._publisher.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._ivr_bus.aclose()
+        if self._ledger_bus is not None:
+            await self._ledger_bus.aclose()
