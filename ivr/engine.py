@@ -83,7 +83,7 @@ class _Run:
 
     def emit(self, event_type: EventType, **data: Any) -> CloudEvent:  # noqa: ANN401
         event = CloudEvent(
-            type=event_type,
+            type=event_type.value,
             source=self.engine.source,
             subject=self.call.id,
             time=self.clock.now().isoformat(),
@@ -138,12 +138,14 @@ class _Run:
         self.play(spec.prompt.format(**context), **context)
 
     def retry(self, trigger: str, prompt: str, reason: Reason) -> None:
-        """A no-input or no-match: say so and replay, or give up on the third in a row."""
+        """A no-input or no-match: say so and play the prompt again, or give up on the third in a row."""
         self.play(prompt)
-        if self.fire(trigger, reason=reason, rule=Rule.INPUT):
-            return
-        msg = f"{trigger} is not allowed in {self.call.state}"
-        raise RuntimeError(msg)
+        state = self.call.state
+        if not self.fire(trigger, reason=reason, rule=Rule.INPUT):
+            msg = f"{trigger} is not allowed in {state}"
+            raise RuntimeError(msg)
+        if self.call.state == state:  # an internal transition: the same prompt, once more
+            self.enter()
 
     async def run(self) -> CallRecord:
         call = self.call
@@ -236,7 +238,7 @@ def english_only(contract: Contract, now: datetime) -> bool:
 async def _lockout_check(run: _Run) -> None:
     """A locked-out number goes straight to the fallback, without a lookup."""
     now = run.clock.now()
-    failures = await run.engine.directory.failures(run.call.caller, now - lockout.WINDOW)
+    failures = await run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
     until = lockout.locked_until(failures, now)
     if until is None:
         run.fire("clear")
@@ -327,7 +329,7 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
         attempt=call.attempts + 1,
         detail=decision.detail,
     )
-    earlier = await directory.failures(call.caller, now - lockout.WINDOW)
+    earlier = await directory.failures(call.caller, now - lockout.LOOKBACK)
     until = lockout.locked_until([*earlier, now], now)
     if until is not None:
         run.emit(

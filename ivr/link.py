@@ -82,6 +82,8 @@ class MqttLink:
 
     The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
+    A replay's connections are short-lived and say nothing on the retained status topics, which
+    belong to long-running processes (`ivr ledger`).
     """
 
     def __init__(
@@ -100,7 +102,6 @@ class MqttLink:
         self._ivr_bus = MqttBus(
             config=config,
             client_id=f"{source}-ivr",
-            instance=source,
             subscriptions=[f"{root}/ledger/#"],
             manual_ack=True,
             topic_root=root,
@@ -112,12 +113,14 @@ class MqttLink:
             self._ledger_bus = MqttBus(
                 config=config,
                 client_id=f"{source}-ledger",
-                instance=f"{source}-ledger",
                 subscriptions=LedgerConsumer.subscriptions(root),
                 manual_ack=True,
                 topic_root=root,
             )
             self._consumer = LedgerConsumer(bus=self._ledger_bus, service=service, root=root)
+        # With its own ledger, a replay takes answers from that ledger only: another ledger on
+        # the same broker (a running `ivr ledger`) answers from a different file.
+        self._ledger_source = service.source if service is not None else None
         self._answered: set[str] = set()
         self._answer = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,7 +149,8 @@ class MqttLink:
                 log.warning("unreadable ledger event ignored", topic=delivery.topic, error=str(exc))
                 delivery.ack()
                 continue
-            if event.data.get("trigger_source") == self._source:
+            ours = self._ledger_source is None or event.source == self._ledger_source
+            if ours and event.data.get("trigger_source") == self._source:
                 await self._directory.take_ledger_event(event)
                 self._answered.add(str(event.data.get("trigger_event_id")))
                 self._answer.set()

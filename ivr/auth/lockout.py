@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["LOCKOUT_FOR", "MAX_FAILURES", "WINDOW", "locked_until"]
+__all__ = ["LOCKOUT_FOR", "LOOKBACK", "MAX_FAILURES", "WINDOW", "locked_until"]
 
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=15)
 LOCKOUT_FOR = timedelta(minutes=15)
+#: How far back failures can still matter: 5 spread over a whole window, then the lock after it.
+LOOKBACK = WINDOW + LOCKOUT_FOR
 
 
 def locked_until(failures: Sequence[datetime], now: datetime) -> datetime | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from ivr import __version__
+from ivr.cli.events import events
+from ivr.cli.ledger import ledger
 from ivr.cli.replay import replay
 
 __all__ = ["main"]
@@ -17,3 +19,5 @@ def main() -> None:
 
 
 main.add_command(replay)
+main.add_command(ledger)
+main.add_command(events)

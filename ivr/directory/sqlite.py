@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any, Final, Self
 from zoneinfo import ZoneInfo
 
@@ -296,7 +296,7 @@ class Directory:
     async def failures(self, caller: str, since: datetime) -> list[datetime]:
         """Failed authorizations from ``caller`` at or after ``since``."""
         rows = await self._conn.execute_fetchall(
-            "SELECT at FROM auth_failures WHERE caller = ? AND at >= ? ORDER BY at", (caller, since.isoformat())
+            "SELECT at FROM auth_failures WHERE caller = ? AND at >= ? ORDER BY at", (caller, _utc(since))
         )
         return [datetime.fromisoformat(row[0]) for row in rows]
 
@@ -318,7 +318,7 @@ class Directory:
 
     async def record_failure(self, caller: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A failed authorization, for the lockout, with the events that report it."""
-        await self._write(("INSERT INTO auth_failures VALUES (?, ?)", [(caller, at.isoformat())]), _outbox(events))
+        await self._write(("INSERT INTO auth_failures VALUES (?, ?)", [(caller, _utc(at))]), _outbox(events))
 
     async def create_ticket(self, ticket: Ticket, *, call_id: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A new ticket and its events, in one transaction."""
@@ -375,6 +375,11 @@ _WITH_CONTRACT: Final = (
     "c.valid_until, c.hours, b.balance FROM {table} JOIN contracts c ON c.id = t.contract_id "
     "JOIN balances b ON b.contract_id = c.id WHERE {key} = ?"
 )
+
+
+def _utc(instant: datetime) -> str:
+    """An instant as UTC ISO text: stored instants compare as text, so they share one offset."""
+    return instant.astimezone(UTC).isoformat()
 
 
 def _outbox(events: Iterable[CloudEvent]) -> _Statement:

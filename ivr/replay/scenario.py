@@ -242,7 +242,7 @@ def load_scenario(path: Path) -> Scenario:
     if not fixture_path.is_file():
         raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
     if "calls" in doc:
-        if any(k in doc for k in _CALL_KEYS):
+        if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")
         calls_raw = doc["calls"]
         if not isinstance(calls_raw, LinedList) or not calls_raw:

@@ -1,0 +1,78 @@
+"""`ivr events`: tail the event bus, one readable line per event, for integrators."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import signal
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.url import parse_broker_url
+from ivr.cli.common import broker_option
+from ivr.events import TOPIC_ROOT
+from ivr.secrets import scrub
+
+if TYPE_CHECKING:
+    from ivr.bus.url import BrokerConfig
+
+__all__ = ["events", "format_event"]
+
+_SUMMARY_KEYS = ("outcome", "reason", "rule", "method", "queue", "priority", "ticket", "contract", "balance_after")
+
+
+def format_event(topic: str, payload: bytes) -> str:
+    """One line: time, type, call, and the fields an integrator looks for first."""
+    try:
+        event: dict[str, Any] = json.loads(payload)
+        data = event.get("data") or {}
+        fields = " ".join(f"{k}={data[k]}" for k in _SUMMARY_KEYS if data.get(k) is not None)
+        head = f"{event.get('time', '?')} {event.get('type', topic)}"
+        line = f"{head} call={event.get('subject', '?')} #{event.get('sequence', '?')} {fields}"
+    except (ValueError, AttributeError):
+        line = f"{topic} {payload[:200]!r}"
+    return scrub(line.rstrip())
+
+
+@click.command()
+@broker_option(help_text="The broker to listen to.", default="mqtt://127.0.0.1:1883")
+@click.option(
+    "--type", "pattern", default="*", show_default=True, help="Only event types matching this glob (ivr.auth.*)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each event's JSON as received, one per line.")
+@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to listen under.")
+@click.option("--count", type=int, default=None, help="Stop after this many events.")
+def events(broker: BrokerConfig | None, pattern: str, *, as_json: bool, root: str, count: int | None) -> None:
+    """Print events as they cross the bus, until interrupted (or --count reached)."""
+    config = broker or parse_broker_url("mqtt://127.0.0.1:1883")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count))
+
+
+async def _tail(config: BrokerConfig, pattern: str, *, as_json: bool, root: str, count: int | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    seen = 0
+    async with MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root) as bus:
+        async for delivery in bus.deliveries():
+            if "/status/" in delivery.topic or delivery.topic.endswith("/deadletter"):
+                if pattern == "*":
+                    click.echo(f"{delivery.topic} {delivery.payload.decode(errors='replace')}")
+                continue
+            try:
+                event_type = str(json.loads(delivery.payload).get("type", ""))
+            except (ValueError, AttributeError):
+                event_type = ""
+            if not fnmatch.fnmatchcase(event_type, pattern):
+                continue
+            click.echo(
+                delivery.payload.decode(errors="replace") if as_json else format_event(delivery.topic, delivery.payload)
+            )
+            seen += 1
+            if stop.is_set() or (count is not None and seen >= count):
+                return

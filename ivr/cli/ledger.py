@@ -1,0 +1,212 @@
+"""`ivr ledger`: the ledger consumer as its own process, and its reports.
+
+``ivr ledger`` alone consumes ticket events from the broker until stopped (SIGINT/SIGTERM);
+``balances``, ``history`` and ``verify`` read its SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.url import BrokerConfig, parse_broker_url
+from ivr.cli.common import broker_option
+from ivr.directory.fixtures import load_world
+from ivr.directory.sqlite import Directory
+from ivr.events import TOPIC_ROOT
+from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.service import LedgerService
+from ivr.ledger.store import Entry, LedgerStore, VerifyReport
+from ivr.logs import LogFormat, configure
+from ivr.yamlsrc import SourceError
+
+__all__ = ["ledger"]
+
+_DEFAULT_DB = Path("var/ledger.db")
+_DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=_DEFAULT_DB,
+    show_default=True,
+    envvar="IVR_LEDGER_DB",
+    help="The ledger's SQLite file.",
+)
+@click.pass_context
+def ledger(ctx: click.Context, db: Path) -> None:
+    """Run the ledger consumer (no subcommand), or report on its file."""
+    ctx.obj = db
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@ledger.command()
+@broker_option(help_text="The broker to consume from.", default=_DEFAULT_BROKER)
+@click.option(
+    "--fixture",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=Path("scenarios/fixtures/default.yaml"),
+    show_default=True,
+    help="Fixture world whose contracts give the opening balances (contracts already in the file keep theirs).",
+)
+@click.option("--client-id", default="ivr-ledger", show_default=True, help="Fixed MQTT client id (persistent session).")
+@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root the IVR publishes under.")
+@click.option("--source", default="ivr-ledger", show_default=True, help="This ledger's name in its events.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_obj
+def run(  # noqa: PLR0913 - one keyword per option
+    db: Path,
+    *,
+    broker: BrokerConfig | None,
+    fixture: Path,
+    client_id: str,
+    root: str,
+    source: str,
+    log_format: LogFormat,
+    log_level: str,
+) -> None:
+    """Consume ticket events and deduct incidents, exactly once, until stopped."""
+    configure(fmt=log_format, level=log_level)
+    try:
+        world = load_world(fixture)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    opening = {c.id: c.incidents for c in world.contracts.values()}
+    asyncio.run(_consume(db, config, opening, client_id=client_id, root=root, source=source))
+
+
+async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
+    db: Path, config: BrokerConfig, opening: dict[str, int | None], *, client_id: str, root: str, source: str
+) -> None:
+    store = await LedgerStore.open(db)
+    await store.load_opening(opening)
+    bus = MqttBus(
+        config=config,
+        client_id=client_id,
+        instance=source,
+        subscriptions=LedgerConsumer.subscriptions(root),
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with bus:
+            consumer = LedgerConsumer(bus=bus, service=LedgerService(store=store, source=source), root=root)
+            task = asyncio.create_task(consumer.run())
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await store.close()
+
+
+@ledger.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: contract -> {opening, balance, deducted}.")
+@click.pass_obj
+def balances(db: Path, *, as_json: bool) -> None:
+    """Every contract's opening balance, incidents deducted and balance now."""
+    rows = asyncio.run(_balances(_existing(db)))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    click.echo(f"{'CONTRACT':<18} {'OPENING':>9} {'DEDUCTED':>9} {'BALANCE':>9}")
+    for contract, row in rows.items():
+        opening = "unlimited" if row["opening"] is None else row["opening"]
+        balance = "unlimited" if row["balance"] is None else row["balance"]
+        click.echo(f"{contract:<18} {opening:>9} {row['deducted']:>9} {balance:>9}")
+
+
+async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
+    store = await LedgerStore.open(db)
+    try:
+        balances, deducted = await store.balances(), await store.deducted()
+    finally:
+        await store.close()
+    return {c: {"opening": o, "balance": b, "deducted": deducted.get(c, 0)} for c, (o, b) in balances.items()}
+
+
+@ledger.command()
+@click.argument("contract")
+@click.pass_obj
+def history(db: Path, contract: str) -> None:
+    """A contract's entries, oldest first."""
+    entries = asyncio.run(_history(_existing(db), contract))
+    if not entries:
+        click.echo(f"no entries for {contract}")
+        return
+    for e in entries:
+        after = "unlimited" if e.balance_after is None else e.balance_after
+        why = f" ({e.reason})" if e.reason else ""
+        click.echo(
+            f"{e.applied_at}  {e.outcome:<8}{why}  ticket {e.ticket_id}  balance after {after}  event {e.event_id}"
+        )
+
+
+async def _history(db: Path, contract: str) -> list[Entry]:
+    store = await LedgerStore.open(db)
+    try:
+        return await store.history(contract)
+    finally:
+        await store.close()
+
+
+@ledger.command()
+@click.option(
+    "--directory",
+    "directory_db",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The IVR's SQLite file: also check that every deductible ticket it created was applied once.",
+)
+@click.pass_obj
+def verify(db: Path, directory_db: Path | None) -> None:
+    """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
+    report = asyncio.run(_verify(_existing(db), directory_db))
+    for problem in report.problems:
+        click.echo(f"MISMATCH {problem}")
+    verdict = "OK" if report.ok else "FAILED"
+    click.echo(
+        f"ledger verify: {verdict} ({report.contracts} contracts, {report.deductions} deductions, "
+        f"{report.rejections} rejections, {len(report.problems)} problems)"
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+async def _verify(db: Path, directory_db: Path | None) -> VerifyReport:
+    expected = None
+    if directory_db is not None:
+        directory = await Directory.open(directory_db)
+        try:
+            expected = [(source, ticket) for source, _, ticket in await directory.deductible_tickets()]
+        finally:
+            await directory.close()
+    store = await LedgerStore.open(db)
+    try:
+        return await store.verify(expected)
+    finally:
+        await store.close()
+
+
+def _existing(db: Path) -> Path:
+    if not db.is_file():
+        msg = f"no ledger file at {db}"
+        raise click.ClickException(msg)
+    return db
