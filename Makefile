@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 ## Replay every shipped scenario and show the results.
 demo: $(STAMP)
-	$(BIN)/ivr replay scenarios/
+	$(BIN)/ivr replay scenarios/ --ledger
 
 ## Run the test suite (installs Mosquitto with apt when it is missing and we are root).
 test: $(STAMP)

@@ -12,7 +12,7 @@ import click
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option, replay_broker
 from ivr.logs import LogFormat, configure
-from ivr.replay.report import failures_text, junit_xml, summary_line, table, trace_text
+from ivr.replay.report import failures_text, junit_xml, ledger_text, summary_line, table, trace_text
 from ivr.replay.runner import LoadFailure, ScenarioResult
 from ivr.replay.runner import replay as run_replay
 from ivr.replay.scenario import discover
@@ -30,6 +30,7 @@ EXIT_UNREADABLE = 2
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="warning", show_default=True, help="debug, info, warning or error.")
 @broker_option(help_text="Broker to send every event through; default: a private Mosquitto on a free loopback port.")
+@click.option("--ledger", "show_ledger", is_flag=True, help="Print each scenario's ledger balances and verify.")
 @click.option("--in-process", is_flag=True, help="No broker: call the ledger directly (for machines without one).")
 def replay(  # noqa: PLR0913 - one keyword per option
     paths: tuple[Path, ...],
@@ -40,6 +41,7 @@ def replay(  # noqa: PLR0913 - one keyword per option
     log_level: str,
     broker: BrokerConfig | None,
     in_process: bool,
+    show_ledger: bool,
 ) -> None:
     """Replay scenario files (default: ./scenarios); exit 1 on a failure, 2 on unreadable input.
 
@@ -65,6 +67,8 @@ def replay(  # noqa: PLR0913 - one keyword per option
     details = failures_text(results, unreadable)
     if details:
         click.echo("\n" + details)
+    if show_ledger:
+        click.echo("\n" + ledger_text(results))
     click.echo("\n" + summary_line(results, unreadable, seconds))
     if junit:
         junit_xml(results, unreadable, junit)

@@ -173,12 +173,15 @@ class LedgerStore:
 
     async def history(self, contract_id: str) -> list[Entry]:
         """A contract's entries, oldest first."""
-        async with self._conn.execute(
+        return [e for e in await self.entries() if e.contract_id == contract_id]
+
+    async def entries(self) -> list[Entry]:
+        """Every entry, oldest first."""
+        rows = await self._conn.execute_fetchall(
             "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
-            "FROM entries WHERE contract_id = ? ORDER BY applied_at, rowid",
-            (contract_id,),
-        ) as cur:
-            return [Entry(*row) async for row in cur]
+            "FROM entries ORDER BY applied_at, rowid"
+        )
+        return [Entry(*row) for row in rows]
 
     async def deducted(self) -> dict[str, int]:
         """Incidents deducted so far, by contract."""

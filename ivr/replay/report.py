@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ivr.replay.runner import LoadFailure, ScenarioResult
 
-__all__ = ["failures_text", "junit_xml", "summary_line", "table", "trace_text"]
+__all__ = ["failures_text", "junit_xml", "ledger_text", "summary_line", "table", "trace_text"]
 
 
 def _label(result: ScenarioResult, index: int) -> str:
@@ -58,7 +58,31 @@ def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[Loa
             out.extend(f"  - {f}" for f in call.failures)
             out.append(f"  path: {' -> '.join(call.record.call.path)}")
     out.extend(f"ERROR {f.error}" for f in load_failures)
+    for result in results:
+        if result.verify is not None and not result.verify.ok:
+            out.append(f"LEDGER {result.scenario.path}: verify failed")
+            out.extend(f"  - {p}" for p in result.verify.problems)
     return "\n".join(out)
+
+
+def ledger_text(results: Sequence[ScenarioResult]) -> str:
+    """Each scenario's ledger: the contracts it touched (opening, deducted, balance), then verify."""
+    rows = [("SCENARIO", "CONTRACT", "OPENING", "DEDUCTED", "BALANCE")]
+    for result in results:
+        for row in result.ledger:
+            opening = "unlimited" if row.opening is None else str(row.opening)
+            balance = "unlimited" if row.balance is None else str(row.balance)
+            rows.append((result.scenario.path.stem, row.contract, opening, str(row.deducted), balance))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    reports = [r.verify for r in results if r.verify is not None]
+    bad = sum(1 for v in reports if not v.ok)
+    lines.append(
+        f"\nledger verify: {'OK' if not bad else 'FAILED'} ({len(reports)} ledgers, "
+        f"{sum(v.deductions for v in reports)} deductions, {sum(v.rejections for v in reports)} rejections, "
+        f"{bad} with problems)"
+    )
+    return "\n".join(lines)
 
 
 def trace_text(results: Sequence[ScenarioResult]) -> str:

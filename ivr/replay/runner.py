@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ivr.bootstrap import build_system
+from ivr.bootstrap import System, build_system
 from ivr.callers import Press, ScriptedCaller, Step
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import World, load_world
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.engine import CallRecord
+    from ivr.ledger.store import VerifyReport
 
-__all__ = ["CallResult", "LoadFailure", "ScenarioResult", "replay", "run_scenario"]
+__all__ = ["CallResult", "LedgerRow", "LoadFailure", "ScenarioResult", "replay", "run_scenario"]
 
 
 @dataclass(slots=True)
@@ -36,19 +37,32 @@ class CallResult:
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """A contract the ledger touched during a scenario."""
+
+    contract: str
+    opening: int | None
+    deducted: int
+    balance: int | None
+
+
 @dataclass(slots=True)
 class ScenarioResult:
-    """One scenario's calls, or the error that stopped it."""
+    """One scenario's calls, its ledger at the end, or the error that stopped it."""
 
     scenario: Scenario
     calls: list[CallResult] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    verify: VerifyReport | None = None
+    ledger: list[LedgerRow] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Every call met its expectations and nothing went wrong."""
-        return self.error is None and all(not c.failures for c in self.calls)
+        """Every call met its expectations, the ledger verified, and nothing went wrong."""
+        verified = self.verify is None or self.verify.ok
+        return self.error is None and verified and all(not c.failures for c in self.calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +147,26 @@ async def run_scenario(
             result.calls.append(call_result)
             tickets.append(record.call.ticket_id if "creating_ticket" in record.call.path else None)
             next_start = clock.now() + timedelta(seconds=GAP_SECONDS)
+        await _check_ledger(system, result)
     except LookupError as exc:
         result.error = str(exc)
     finally:
         await system.close()
         result.seconds = time.perf_counter() - started
     return result
+
+
+async def _check_ledger(system: System, result: ScenarioResult) -> None:
+    """`ivr ledger verify` on the scenario's ledger, with every deductible ticket the IVR created."""
+    expected = [(source, ticket) for source, _, ticket in await system.directory.deductible_tickets()]
+    result.verify = await system.ledger.verify(expected)
+    deducted = await system.ledger.deducted()
+    touched = {e.contract_id for e in await system.ledger.entries()}
+    result.ledger = [
+        LedgerRow(contract, opening, deducted.get(contract, 0), balance)
+        for contract, (opening, balance) in (await system.ledger.balances()).items()
+        if contract in touched
+    ]
 
 
 async def replay(
