@@ -30,7 +30,7 @@ class System:
 
     directory: Directory
     engine: Engine
-    ledger: LedgerStore
+    ledger: LedgerStore | None  # None when the ledger is another process (`ivr ledger`)
     link: Link
 
     async def settle(self) -> None:
@@ -41,29 +41,39 @@ class System:
         """Stop the link and close both databases."""
         await self.link.close()
         await self.directory.close()
-        await self.ledger.close()
+        if self.ledger is not None:
+            await self.ledger.close()
 
 
-async def build_system(
+async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default but world and workdir
     *,
     world: World,
     workdir: Path,
     source: str = "ivr-1",
     broker: BrokerConfig | None = None,
     root: str = TOPIC_ROOT,
+    own_ledger: bool = True,
 ) -> System:
-    """A fresh IVR and ledger for ``world``, their SQLite files in ``workdir``.
+    """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
 
     With ``broker`` the events travel over MQTT (publisher, ledger consumer, follower); without it
-    the ledger is called in-process, which unit tests of the flow use.
+    the ledger is called in-process, which unit tests of the flow use. With ``own_ledger=False``
+    (a broker is then needed) no ledger is built: a separate `ivr ledger` process answers.
     """
+    if not own_ledger and broker is None:
+        msg = "a system without its own ledger needs a broker to reach one"
+        raise ValueError(msg)
     directory = await Directory.open(workdir / "ivr.db")
     await directory.load(world)
-    ledger = await LedgerStore.open(workdir / "ledger.db")
-    await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
-    service = LedgerService(store=ledger, source=f"{source}-ledger")
+    ledger: LedgerStore | None = None
+    service: LedgerService | None = None
+    if own_ledger:
+        ledger = await LedgerStore.open(workdir / "ledger.db")
+        await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
+        service = LedgerService(store=ledger, source=f"{source}-ledger")
     link: Link
     if broker is None:
+        assert service is not None  # noqa: S101 - checked above
         link = InProcessLink(directory=directory, service=service)
     else:
         mqtt = MqttLink(directory=directory, config=broker, source=source, service=service, root=root)

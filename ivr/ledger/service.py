@@ -7,11 +7,11 @@ dead-letter the malformed, and only then acknowledge the batch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ivr.bus.schemas import InvalidEventError, parse
 from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
 
 if TYPE_CHECKING:
@@ -49,18 +49,13 @@ class LedgerService:
         self.source = source
 
     async def handle(self, payloads: Iterable[bytes]) -> Handled:
-        """Parse, validate and apply a batch in one transaction."""
+        """Validate against the event contract, then apply a batch in one transaction."""
         handled = Handled()
         requests: list[DeductionRequest] = []
         for payload in payloads:
             try:
-                raw = json.loads(payload)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                handled.dead.append(DeadLetter(payload, f"not JSON: {exc}"))
-                continue
-            try:
-                request = request_from(raw)
-            except MalformedEventError as exc:
+                request = request_from(parse(payload))
+            except (InvalidEventError, MalformedEventError) as exc:
                 handled.dead.append(DeadLetter(payload, str(exc)))
                 continue
             if request is None:
