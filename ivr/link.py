@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
+import aiomqtt
 import structlog
 
 from ivr.bus.mqtt import MqttBus
@@ -99,10 +100,14 @@ class MqttLink:
         self._directory = directory
         self._source = source
         self._root = root
+        # Both subscriptions are persistent sessions: a message published while one of them is
+        # reconnecting (a broker restart) waits in the broker instead of being lost to it.
+        self._config = config
         self._ivr_bus = MqttBus(
             config=config,
             client_id=f"{source}-ivr",
             subscriptions=[f"{root}/ledger/#"],
+            persistent=True,
             manual_ack=True,
             topic_root=root,
         )
@@ -114,6 +119,7 @@ class MqttLink:
                 config=config,
                 client_id=f"{source}-ledger",
                 subscriptions=LedgerConsumer.subscriptions(root),
+                persistent=True,
                 manual_ack=True,
                 topic_root=root,
             )
@@ -168,12 +174,34 @@ class MqttLink:
                 await self._answer.wait()
 
     async def close(self) -> None:
-        """Stop the tasks, then close both connections (each says offline)."""
+        """Stop the tasks, close both connections, and discard their sessions on the broker.
+
+        A link lives as long as its system (a replayed scenario); leaving its persistent sessions
+        behind would have the broker queue messages for clients that never come back.
+        """
         await self._publisher.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._ivr_bus.aclose()
-        if self._ledger_bus is not None:
-            await self._ledger_bus.aclose()
+        buses = [self._ivr_bus] if self._ledger_bus is None else [self._ivr_bus, self._ledger_bus]
+        for bus in buses:
+            await bus.aclose()
+        for client_id in (f"{self._source}-ivr", f"{self._source}-ledger")[: len(buses)]:
+            await _forget_session(self._config, client_id)
+
+
+async def _forget_session(config: BrokerConfig, client_id: str) -> None:
+    """Connect once with a clean session under ``client_id``: the broker drops the old session."""
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=config.password,
+            identifier=client_id,
+            clean_session=True,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            timeout=5,
+        ):
+            pass

@@ -144,7 +144,9 @@ def _incidents(entry: _Entry) -> int | None:
 
 
 def _section(path: Path, doc: LinedDict, name: str) -> list[_Entry]:
-    items = doc.get(name, [])
+    if name not in doc:
+        return []
+    items = doc[name]
     if not isinstance(items, LinedList):
         raise SourceError(path, line_of(doc, name), f"'{name}' must be a list")
     entries = [_Entry(path, name, i, raw) for i, raw in enumerate(items)]

@@ -1,0 +1,202 @@
+"""The ledger over a real broker: killed, restarted, raced, fed duplicates and garbage — exact balances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ivr.bootstrap import build_system
+from ivr.directory.fixtures import load_world
+from ivr.events import CloudEvent, EventType
+from ivr.ledger.store import LedgerStore
+from tests.conftest import TUESDAY_10AM
+from tests.integration.conftest import CODE_CALL, WAIT, collector, run_call
+
+pytestmark = pytest.mark.broker
+
+
+def start_ledger(config, db, fixture):
+    """`ivr ledger` as its own process, with a persistent session (fixed client id)."""
+    return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [
+            sys.executable, "-m", "ivr", "ledger", "--db", str(db), "run",
+            "--broker", config.secret_url(), "--fixture", str(fixture),
+            "--client-id", "test-ledger", "--log-level", "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def wait_subscribed(config, db):
+    """Until the ledger's persistent session exists: its status topic says online."""
+    async with collector(config, "ivr/v1/status/#", client_id="status-watch") as seen:
+        async with asyncio.timeout(WAIT):
+            while not any(v[0] == "online" for v in seen.values() if isinstance(v[0], str)):
+                await asyncio.sleep(0.05)
+
+
+async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(private_broker, big_world_file, tmp_path):
+    """SIGKILL the `ivr ledger` process 3 times while 300 calls deduct: every ticket applied once."""
+    config = private_broker.config
+    db = tmp_path / "ledger.db"
+    world = load_world(big_world_file)
+    ledger = start_ledger(config, db, big_world_file)
+    await asyncio.sleep(1.5)  # the first start creates the persistent session before events flow
+    system = await build_system(world=world, workdir=tmp_path, broker=config, own_ledger=False, source="ivr-kill")
+    calls, kills = 300, 3
+    rng = random.Random(7)
+    try:
+        async def killer():
+            nonlocal ledger
+            for _ in range(kills):
+                await asyncio.sleep(rng.uniform(0.2, 0.8))
+                ledger.send_signal(signal.SIGKILL)
+                ledger.wait()
+                ledger = start_ledger(config, db, big_world_file)
+
+        async def caller():
+            for batch in range(0, calls, 25):
+                await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(batch, batch + 25)))
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(killer(), caller())
+        async with asyncio.timeout(WAIT):
+            await system.settle()
+    finally:
+        await system.close()
+        ledger.send_signal(signal.SIGTERM)
+        ledger.wait(timeout=10)
+    store = await LedgerStore.open(db)
+    try:
+        tickets = [("ivr-kill", t) for t in [f"{2_000_001 + i}" for i in range(calls)]]
+        report = await store.verify(tickets)
+        assert report.ok, report.problems
+        assert (await store.deducted()) == {"K-BIG": calls}
+        assert (await store.balances())["K-BIG"] == (100_000, 100_000 - calls)
+        assert await store.unpublished() == []
+    finally:
+        await store.close()
+
+
+async def test_broker_restarted_mid_run_loses_no_event(private_broker, big_world_file, tmp_path):
+    """Restart Mosquitto twice during 200 calls: every outbox row reaches a subscriber and the ledger."""
+    config = private_broker.config
+    world = load_world(big_world_file)
+    async with collector(config, "ivr/v1/#", client_id="restart-watch") as seen:
+        system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-restart")
+        try:
+            async def restarter():
+                for _ in range(2):
+                    await asyncio.sleep(0.3)
+                    await private_broker.restart()
+
+            async def caller():
+                for _ in range(8):
+                    await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(25)))
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(restarter(), caller())
+            async with asyncio.timeout(WAIT):
+                await system.settle()
+            assert await system.directory.unsent(10) == []
+            emitted = await system.directory._conn.execute_fetchall("SELECT event_id FROM outbox")
+            emitted_ids = {row[0] for row in emitted}
+            try:
+                async with asyncio.timeout(WAIT):
+                    while not emitted_ids <= seen.keys():
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                missing = emitted_ids - seen.keys()
+                pytest.fail(f"{len(missing)} of {len(emitted_ids)} events never reached the subscriber")
+            assert len(emitted_ids) >= 200 * 5
+            report = await system.ledger.verify(
+                [(s, t) for s, _, t in await system.directory.deductible_tickets()]
+            )
+            assert report.ok, report.problems
+            assert (await system.ledger.deducted()) == {"K-BIG": 200}
+        finally:
+            await system.close()
+
+
+async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one_rejection(
+    private_broker, world, tmp_path
+):
+    """Two concurrent calls on K-FAY-ONE (1 incident left): one deducted, one rejected and announced."""
+    config = private_broker.config
+    async with collector(config, "ivr/v1/ledger/#", client_id="race-watch") as seen:
+        system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-race")
+        try:
+            script = ["2", "1", "2", "1234500006#", "2"]
+            first, second = await asyncio.gather(
+                run_call(system, script, number="+15550100006"), run_call(system, script, number="+15550100006")
+            )
+            assert first.call.outcome == second.call.outcome == "routed"  # both saw an incident left
+            async with asyncio.timeout(WAIT):
+                await system.settle()
+            entries = await system.ledger.entries()
+            assert sorted(e.outcome for e in entries) == ["deducted", "rejected"]
+            assert {e.reason for e in entries} == {None, "no_incidents_left"}
+            assert (await system.ledger.balances())["K-FAY-ONE"] == (1, 0)
+            assert await system.directory.balance("K-FAY-ONE") == 0
+            async with asyncio.timeout(WAIT):
+                while len(seen) < 2:
+                    await asyncio.sleep(0.05)
+            types = sorted(v[0]["type"] for v in seen.values())
+            assert types == ["ivr.ledger.deduction_rejected", "ivr.ledger.incident_deducted"]
+        finally:
+            await system.close()
+
+
+def ticket_event(ticket, *, event_id, contract="K-ANNA-STD"):
+    """A valid ivr.ticket.created event asking for one deduction."""
+    return CloudEvent(
+        id=event_id,
+        type=EventType.TICKET_CREATED.value,
+        source="ivr-raw",
+        subject=f"call-{ticket}",
+        time=TUESDAY_10AM.isoformat(),
+        sequence=3,
+        data={
+            "ticket": ticket, "method": "support_code", "caller_kind": "consumer", "purpose": "technical",
+            "severity": "C", "customer": "C-ANNA", "contract": contract, "rule": "R4", "deduct": True,
+        },
+    )
+
+
+async def test_redelivered_and_malformed_messages_over_the_bus(private_broker, world, tmp_path):
+    """A duplicate deducts once; garbage goes to ivr/v1/deadletter with its reason; the ledger keeps going."""
+    config = private_broker.config
+    system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-dup")
+    from ivr.bus.mqtt import MqttBus
+
+    try:
+        async with collector(config, "ivr/v1/deadletter", client_id="dead-watch") as dead, MqttBus(config=config) as raw:
+            await raw.wait_connected()
+            good = ticket_event("2999001", event_id="11111111-1111-4111-8111-111111111111").to_json()
+            await raw.publish("ivr/v1/ticket/created", good)
+            await raw.publish("ivr/v1/ticket/created", good)  # redelivered: same source + id
+            await raw.publish("ivr/v1/ticket/created", b"{not json")
+            bad = json.loads(ticket_event("2999002", event_id="22222222-2222-4222-8222-222222222222").to_json())
+            del bad["data"]["contract"]
+            await raw.publish("ivr/v1/ticket/created", json.dumps(bad))
+            later = ticket_event("2999003", event_id="33333333-3333-4333-8333-333333333333").to_json()
+            await raw.publish("ivr/v1/ticket/created", later)
+            async with asyncio.timeout(WAIT):
+                while len(await system.ledger.entries()) < 2 or len(dead) < 2:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # room for a wrong extra deduction to show up
+            assert (await system.ledger.deducted()) == {"K-ANNA-STD": 2}
+            reasons = sorted(v[0]["reason"] for v in dead.values())
+            assert any("not JSON" in r for r in reasons), reasons
+            assert any("contract" in r for r in reasons), reasons
+    finally:
+        await system.close()
