@@ -1,0 +1,171 @@
+"""The ledger service: malformed messages become dead letters with a reason; good ones in the batch still apply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ivr.events import EventType
+from ivr.ledger.service import LedgerService
+from ivr.ledger.store import LedgerStore
+
+
+def ticket_created(ticket="2000001", *, contract="K-FIVE", deduct=True, event_id=None, **overrides) -> dict:
+    """A well-formed ``ivr.ticket.created`` CloudEvent as decoded JSON; ``overrides`` replace attributes."""
+    raw = {
+        "specversion": "1.0",
+        "id": event_id or f"evt-{ticket}",
+        "source": "ivr-1",
+        "type": "ivr.ticket.created",
+        "time": "2026-11-17T15:00:00+00:00",
+        "subject": f"call-{ticket}",
+        "datacontenttype": "application/json",
+        "sequence": 3,
+        "data": {
+            "ticket": ticket,
+            "method": "support_code",
+            "caller_kind": "consumer",
+            "purpose": "technical",
+            "severity": "B",
+            "customer": "C-1",
+            "contract": contract,
+            "rule": "R4",
+            "deduct": deduct,
+        },
+    }
+    raw.update(overrides)
+    return raw
+
+
+def encode(raw) -> bytes:
+    """The payload bytes as they arrive off the wire."""
+    return json.dumps(raw).encode()
+
+
+def without(key):
+    """A good event missing one top-level attribute."""
+    raw = ticket_created("2000009")
+    del raw[key]
+    return encode(raw)
+
+
+def without_data(key):
+    """A good event missing one ``data`` field."""
+    raw = ticket_created("2000009")
+    del raw["data"][key]
+    return encode(raw)
+
+
+@pytest.fixture
+async def service(tmp_path):
+    """A ledger service over a real SQLite store with K-FIVE (5 incidents) and K-ONE (1)."""
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    await store.load_opening({"K-FIVE": 5, "K-ONE": 1})
+    yield LedgerService(store=store, source="ledger-1")
+    await store.close()
+
+
+MALFORMED = [
+    pytest.param(b"{not json", "not JSON", id="not-json"),
+    pytest.param(b"", "not JSON", id="empty"),
+    pytest.param(b"\xff\xfe\x00garbage", "not JSON", id="not-utf8"),
+    pytest.param(b"[1, 2, 3]", "JSON object", id="json-list"),
+    pytest.param(b"42", "JSON object", id="json-number"),
+    pytest.param(b"null", "JSON object", id="json-null"),
+    pytest.param(without("specversion"), "specversion", id="missing-specversion"),
+    pytest.param(without("id"), "'id'", id="missing-id"),
+    pytest.param(without("source"), "'source'", id="missing-source"),
+    pytest.param(without("type"), "type", id="missing-type"),
+    pytest.param(without("subject"), "'subject'", id="missing-subject"),
+    pytest.param(without("data"), "'data'", id="missing-data"),
+    pytest.param(encode(ticket_created("2000009", specversion="0.3")), "specversion", id="wrong-specversion"),
+    pytest.param(encode(ticket_created("2000009", specversion=1.0)), "specversion", id="specversion-number"),
+    pytest.param(encode(ticket_created("2000009", type="ivr.call.started")), "ivr.call.started", id="wrong-type"),
+    pytest.param(encode(ticket_created("2000009", data="ticket 2000009")), "data", id="data-not-object"),
+    pytest.param(without_data("ticket"), "'ticket'", id="missing-ticket"),
+    pytest.param(without_data("contract"), "'contract'", id="missing-contract"),
+    pytest.param(without_data("deduct"), "'deduct'", id="missing-deduct"),
+    pytest.param(encode(ticket_created(2000009)), "data.ticket", id="ticket-not-string"),
+    pytest.param(encode(ticket_created("2000009", contract=["K-FIVE"])), "data.contract", id="contract-not-string"),
+    pytest.param(encode(ticket_created("2000009", deduct="yes")), "data.deduct", id="deduct-not-bool"),
+    pytest.param(encode(ticket_created("2000009", deduct=1)), "data.deduct", id="deduct-is-int"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason_part"), MALFORMED)
+async def test_a_malformed_payload_is_a_dead_letter_and_the_good_ones_still_apply(service, payload, reason_part):
+    """A bad message in the middle of a batch is dead-lettered with its reason; the others are applied."""
+    good = [encode(ticket_created("2000001")), encode(ticket_created("2000002", contract="K-ONE"))]
+    handled = await service.handle([good[0], payload, good[1]])
+    assert [d.payload for d in handled.dead] == [payload]
+    assert reason_part in handled.dead[0].reason
+    assert [(e.type, e.data["ticket"]) for e in handled.events] == [
+        (EventType.LEDGER_INCIDENT_DEDUCTED, "2000001"),
+        (EventType.LEDGER_INCIDENT_DEDUCTED, "2000002"),
+    ]
+    assert await service.store.deducted() == {"K-FIVE": 1, "K-ONE": 1}
+
+
+async def test_every_malformed_payload_at_once(service):
+    """A batch of nothing but bad messages deducts nothing and dead-letters each one, in order."""
+    payloads = [p.values[0] for p in MALFORMED]
+    handled = await service.handle(payloads)
+    assert [d.payload for d in handled.dead] == payloads
+    assert all(d.reason for d in handled.dead)
+    assert handled.events == []
+    assert await service.store.deducted() == {}
+
+
+async def test_an_event_asking_no_deduction_is_counted_as_ignored(service):
+    """A well-formed ``ticket.created`` with ``deduct: false`` (unlimited contract) is neither applied nor dead."""
+    handled = await service.handle([encode(ticket_created("2000001", deduct=False))])
+    assert (handled.events, handled.dead, handled.ignored) == ([], [], 1)
+    assert await service.store.history("K-FIVE") == []
+
+
+async def test_extra_attributes_are_accepted(service):
+    """Unknown CloudEvents extensions and data fields do not make an event malformed."""
+    raw = ticket_created("2000001", traceparent="00-abc-def-01")
+    raw["data"]["note"] = "extra"
+    handled = await service.handle([encode(raw)])
+    assert handled.dead == []
+    assert len(handled.events) == 1
+
+
+async def test_a_redelivered_batch_is_applied_once(service):
+    """The same batch handled twice (the broker redelivers after a crash) deducts once and says nothing new."""
+    batch = [encode(ticket_created("2000001")), encode(ticket_created("2000002"))]
+    first = await service.handle(batch)
+    again = await service.handle(batch)
+    assert len(first.events) == 2
+    assert again.events == []
+    assert again.dead == []
+    assert await service.store.deducted() == {"K-FIVE": 2}
+
+
+async def test_the_last_incident_in_one_batch_goes_to_the_first_request(service):
+    """Two tickets for K-ONE's last incident in one batch: the first is deducted, the second rejected."""
+    handled = await service.handle([encode(ticket_created(t, contract="K-ONE")) for t in ("2000001", "2000002")])
+    assert [(e.type, e.data.get("reason")) for e in handled.events] == [
+        (EventType.LEDGER_INCIDENT_DEDUCTED, None),
+        (EventType.LEDGER_DEDUCTION_REJECTED, "no_incidents_left"),
+    ]
+    assert [e.source for e in handled.events] == ["ledger-1", "ledger-1"]
+    assert (await service.store.balances())["K-ONE"] == (1, 0)
+
+
+async def test_an_empty_batch_is_handled(service):
+    """Nothing in, nothing out."""
+    handled = await service.handle([])
+    assert (handled.events, handled.dead, handled.ignored) == ([], [], 0)
+
+
+async def test_a_valid_event_of_another_type_is_a_dead_letter(service):
+    """A well-formed event that is not ``ticket.created`` (the ledger's own answer) is dead-lettered."""
+    answer = (await service.handle([encode(ticket_created("2000001"))])).events[0]
+    handled = await service.handle([answer.to_json().encode(), encode(ticket_created("2000002"))])
+    assert len(handled.dead) == 1
+    assert "ivr.ticket.created" in handled.dead[0].reason
+    assert [e.data["ticket"] for e in handled.events] == ["2000002"]
+    assert await service.store.deducted() == {"K-FIVE": 2}

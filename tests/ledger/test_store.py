@@ -1,0 +1,312 @@
+"""The ledger's SQLite store: exactly one deduction per ticket, never below zero, survives a restart (R7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+
+import pytest
+
+from ivr.events import EventType
+from ivr.ledger.core import DeductionRequest
+from ivr.ledger.store import LedgerStore
+
+OPENING = {"K-FIVE": 5, "K-ONE": 1, "K-ZERO": 0, "K-UNLIMITED": None}
+NOW = "2026-11-17T15:00:00+00:00"
+
+
+def request(ticket: str, *, contract: str = "K-FIVE", event_id: str | None = None, source: str = "ivr-1"):
+    """A deduction request for ``ticket``; by default its event id is derived from the ticket."""
+    return DeductionRequest(
+        source=source,
+        event_id=event_id or f"evt-{ticket}",
+        call_id=f"call-{ticket}",
+        contract_id=contract,
+        ticket_id=ticket,
+    )
+
+
+async def open_fresh(path):
+    """A store just created, with the opening balances loaded."""
+    store = await LedgerStore.open(path)
+    await store.load_opening(OPENING)
+    return store
+
+
+async def open_after_restart(path):
+    """A store created, loaded, closed and opened again (with the opening loaded again, as at every start)."""
+    first = await open_fresh(path)
+    await first.close()
+    store = await LedgerStore.open(path)
+    await store.load_opening(OPENING)
+    return store
+
+
+class TestLedgerStore:
+    """The store's guarantees; subclasses run the same tests against other ways of obtaining a store."""
+
+    open_store = staticmethod(open_fresh)
+
+    @pytest.fixture
+    def path(self, tmp_path):
+        """The ledger's SQLite file."""
+        return tmp_path / "ledger.db"
+
+    @pytest.fixture
+    async def store(self, path):
+        """A store on ``path``, closed after the test."""
+        store = await self.open_store(path)
+        yield store
+        await store.close()
+
+    async def apply(self, store, *requests):
+        """Apply ``requests`` as one batch."""
+        return await store.apply(list(requests), source="ledger-1", now=NOW)
+
+    async def test_opening_balances(self, store):
+        """Opening balances load as (opening, balance); ``None`` is unlimited."""
+        assert await store.balances() == {k: (v, v) for k, v in OPENING.items()}
+        assert await store.deducted() == {}
+
+    async def test_a_request_deducts_one_and_announces_it(self, store):
+        """One request on a limited contract deducts one incident and returns the ledger's event for it."""
+        events = await self.apply(store, request("2000001"))
+        assert [e.type for e in events] == [EventType.LEDGER_INCIDENT_DEDUCTED]
+        event = events[0]
+        assert event.data == {
+            "contract": "K-FIVE",
+            "ticket": "2000001",
+            "trigger_event_id": "evt-2000001",
+            "trigger_source": "ivr-1",
+            "balance_after": 4,
+        }
+        assert (event.source, event.subject, event.time) == ("ledger-1", "call-2000001", NOW)
+        assert (await store.balances())["K-FIVE"] == (5, 4)
+        assert await store.deducted() == {"K-FIVE": 1}
+
+    async def test_a_redelivered_event_deducts_once(self, store):
+        """The same event (same source and id) delivered again, in a later batch or the same one, changes nothing."""
+        await self.apply(store, request("2000001"))
+        assert await self.apply(store, request("2000001")) == []
+        assert await self.apply(store, request("2000002"), request("2000002")) != []
+        assert await store.deducted() == {"K-FIVE": 2}
+        assert (await store.balances())["K-FIVE"] == (5, 3)
+
+    async def test_a_different_event_for_the_same_ticket_deducts_once(self, store):
+        """A ticket holds one deduction at most: a re-sent ``ticket.created`` with a new id changes nothing."""
+        await self.apply(store, request("2000001", event_id="first"))
+        assert await self.apply(store, request("2000001", event_id="second")) == []
+        assert await self.apply(store, request("2000003", event_id="a"), request("2000003", event_id="b")) != []
+        assert await store.deducted() == {"K-FIVE": 2}
+        assert [e.event_id for e in await store.history("K-FIVE")] == ["first", "a"]
+
+    async def test_the_same_ticket_number_from_another_ivr_is_another_ticket(self, store):
+        """Tickets are keyed by (source, ticket): two IVRs numbering alike do not collide."""
+        await self.apply(store, request("2000001", source="ivr-1"), request("2000001", source="ivr-2"))
+        assert await store.deducted() == {"K-FIVE": 2}
+
+    async def test_two_requests_for_the_last_incident_deduct_one_and_reject_one(self, store):
+        """A batch racing for the last incident: the first is deducted, the second rejected, balance 0."""
+        events = await self.apply(store, request("2000001", contract="K-ONE"), request("2000002", contract="K-ONE"))
+        assert [e.type for e in events] == [EventType.LEDGER_INCIDENT_DEDUCTED, EventType.LEDGER_DEDUCTION_REJECTED]
+        assert [e.data["balance_after"] for e in events] == [0, 0]
+        assert events[1].data["reason"] == "no_incidents_left"
+        assert events[1].data["ticket"] == "2000002"
+        assert (await store.balances())["K-ONE"] == (1, 0)
+        history = await store.history("K-ONE")
+        assert [(h.ticket_id, h.outcome, h.reason) for h in history] == [
+            ("2000001", "deducted", None),
+            ("2000002", "rejected", "no_incidents_left"),
+        ]
+
+    async def test_a_balance_never_goes_below_zero(self, store):
+        """However many requests arrive for an empty contract, each is rejected and the balance stays 0."""
+        for batch in range(3):
+            await self.apply(store, *(request(f"2{batch}{i:05}", contract="K-ZERO") for i in range(4)))
+        assert (await store.balances())["K-ZERO"] == (0, 0)
+        assert await store.deducted() == {}
+        assert {h.reason for h in await store.history("K-ZERO")} == {"no_incidents_left"}
+
+    async def test_a_rejection_is_final_for_its_ticket(self, store):
+        """A rejected ticket is not deducted later when redelivered, even once incidents are available."""
+        await self.apply(store, request("2000001", contract="K-ZERO"))
+        assert await self.apply(store, request("2000001", contract="K-ZERO")) == []
+        assert [h.outcome for h in await store.history("K-ZERO")] == ["rejected"]
+
+    @pytest.mark.parametrize(
+        ("contract", "reason"),
+        [("K-UNLIMITED", "unlimited_contract"), ("K-NOBODY", "unknown_contract")],
+    )
+    async def test_unlimited_and_unknown_contracts_are_rejected(self, store, contract, reason):
+        """Nothing is deducted from an unlimited or unknown contract; the rejection says why."""
+        events = await self.apply(store, request("2000001", contract=contract))
+        assert [(e.type, e.data["reason"], e.data["balance_after"]) for e in events] == [
+            (EventType.LEDGER_DEDUCTION_REJECTED, reason, None),
+        ]
+        assert await store.deducted() == {}
+        assert (await store.balances()).get("K-UNLIMITED") == (None, None)
+        assert "K-NOBODY" not in await store.balances()
+
+    async def test_an_empty_batch_does_nothing(self, store):
+        """Applying nothing returns no events."""
+        assert await self.apply(store) == []
+
+    async def test_ledger_event_ids_are_stable_for_a_request(self, store, tmp_path):
+        """A ledger event's id derives from its request, so a re-sent announcement is the same event."""
+        events = await self.apply(store, request("2000001"))
+        other = await LedgerStore.open(tmp_path / "other.db")
+        try:
+            await other.load_opening(OPENING)
+            again = await other.apply([request("2000001")], source="ledger-1", now="later")
+        finally:
+            await other.close()
+        assert events[0].id == again[0].id
+
+    async def test_verify_passes_after_deductions(self, store):
+        """verify(): opening minus deductions equals every balance, and every expected ticket was applied."""
+        await self.apply(store, request("2000001"), request("2000002"), request("2000003", contract="K-ONE"))
+        await self.apply(store, request("2000004", contract="K-ONE"))
+        report = await store.verify(expected=[("ivr-1", "2000001"), ("ivr-1", "2000002"), ("ivr-1", "2000004")])
+        assert report.ok, report.problems
+        assert (report.contracts, report.deductions, report.rejections) == (4, 3, 1)
+
+    async def test_verify_fails_when_a_balance_is_tampered_with(self, store, path):
+        """A balance changed behind the ledger's back is reported, naming the contract and the numbers."""
+        await self.apply(store, request("2000001"))
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("UPDATE contracts SET balance = 5 WHERE id = 'K-FIVE'")
+            conn.commit()
+        report = await store.verify()
+        assert not report.ok
+        assert report.problems == ["K-FIVE: opening 5 - deducted 1 != balance 5"]
+
+    async def test_verify_fails_when_an_unlimited_contract_was_deducted(self, store, path):
+        """A deduction recorded against an unlimited contract is reported."""
+        await self.apply(store, request("2000001"))
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("UPDATE entries SET contract_id = 'K-UNLIMITED'")
+            conn.commit()
+        report = await store.verify()
+        assert not report.ok
+        assert any("K-UNLIMITED" in p and "unlimited" in p for p in report.problems)
+
+    async def test_verify_fails_when_an_expected_ticket_was_never_applied(self, store):
+        """A deductible ticket the ledger never saw is reported by source and ticket."""
+        await self.apply(store, request("2000001"))
+        report = await store.verify(expected=[("ivr-1", "2000001"), ("ivr-1", "2000009")])
+        assert not report.ok
+        assert len(report.problems) == 1
+        assert "2000009" in report.problems[0]
+        assert "ivr-1" in report.problems[0]
+
+    async def test_the_database_refuses_a_negative_balance(self, store, path):
+        """Below zero is impossible even by raw SQL: the schema checks it."""
+        assert (await store.balances())["K-ZERO"] == (0, 0)
+        with contextlib.closing(sqlite3.connect(path)) as conn, pytest.raises(sqlite3.IntegrityError):
+            conn.execute("UPDATE contracts SET balance = -1 WHERE id = 'K-ZERO'")
+
+    async def test_reopening_keeps_balances_and_entries(self, path):
+        """A restart (close, open, load the opening again) keeps balances, and redeliveries still deduct nothing."""
+        store = await self.open_store(path)
+        await self.apply(store, request("2000001"), request("2000002", contract="K-ONE"))
+        await store.close()
+        reopened = await LedgerStore.open(path)
+        try:
+            await reopened.load_opening(OPENING)
+            assert (await reopened.balances())["K-FIVE"] == (5, 4)
+            assert (await reopened.balances())["K-ONE"] == (1, 0)
+            assert await reopened.apply([request("2000001")], source="ledger-1", now=NOW) == []
+            assert await reopened.deducted() == {"K-FIVE": 1, "K-ONE": 1}
+            assert (await reopened.verify()).ok
+        finally:
+            await reopened.close()
+
+    async def test_unpublished_until_marked_published(self, store):
+        """Every ledger event stays unpublished, in order, until marked; marking survives a reopen."""
+        events = await self.apply(store, request("2000001"), request("2000002", contract="K-ZERO"))
+        waiting = await store.unpublished()
+        assert [json.loads(payload)["id"] for _, payload in waiting] == [e.id for e in events]
+        assert [json.loads(payload) for _, payload in waiting] == [json.loads(e.to_json()) for e in events]
+        await store.mark_published([waiting[0][0]], NOW)
+        assert [key for key, _ in await store.unpublished()] == [waiting[1][0]]
+        await store.mark_published([waiting[1][0]], NOW)
+        assert await store.unpublished() == []
+
+    async def test_unpublished_respects_its_limit(self, store):
+        """``unpublished(limit)`` gives the oldest ``limit`` events."""
+        await self.apply(store, *(request(f"20000{i:02}") for i in range(5)))
+        assert len(await store.unpublished(limit=2)) == 2
+
+
+class TestLedgerStoreAfterRestart(TestLedgerStore):
+    """Every guarantee holds for a store that was closed and opened again before use."""
+
+    open_store = staticmethod(open_after_restart)
+
+
+async def test_two_connections_racing_for_the_last_incident_deduct_once(tmp_path):
+    """Two stores on one file (two ledger processes) racing for K-ONE's last incident: one deduction overall."""
+    path = tmp_path / "ledger.db"
+    first = await open_fresh(path)
+    second = await LedgerStore.open(path)
+    try:
+        # A third writer holds the write lock while both stores start their batch, so that both have
+        # begun before either can commit: the widest window a real race could have.
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            racing = [
+                asyncio.ensure_future(store.apply([request(ticket, contract="K-ONE")], source="ledger", now=NOW))
+                for store, ticket in ((first, "2000001"), (second, "2000002"))
+            ]
+            await asyncio.sleep(0.3)
+            holder.execute("COMMIT")
+        results = await asyncio.gather(*racing, return_exceptions=True)
+        # A loser may be rejected, or told to retry (a locked or stale database); it must not deduct.
+        assert all(isinstance(r, list | sqlite3.OperationalError) for r in results), results
+        assert await first.deducted() == {"K-ONE": 1}
+        assert (await first.balances())["K-ONE"] == (1, 0)
+        assert (await first.verify()).ok
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sequential_connections_see_each_others_deductions(tmp_path):
+    """Two stores on one file taking turns: the second sees the first's deduction and rejects."""
+    path = tmp_path / "ledger.db"
+    first = await open_fresh(path)
+    second = await LedgerStore.open(path)
+    try:
+        await first.apply([request("2000001", contract="K-ONE")], source="ledger", now=NOW)
+        events = await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)
+        assert [e.data.get("reason") for e in events] == ["no_incidents_left"]
+        assert await second.deducted() == {"K-ONE": 1}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_redelivery_racing_on_two_connections_leaves_the_file_writable(tmp_path):
+    """One event delivered to two stores at once: one deduction, and the file is not left locked."""
+    path = tmp_path / "ledger.db"
+    first = await open_fresh(path)
+    second = await LedgerStore.open(path)
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            racing = [
+                asyncio.ensure_future(store.apply([request("2000001")], source="ledger", now=NOW))
+                for store in (first, second)
+            ]
+            await asyncio.sleep(0.3)
+            holder.execute("COMMIT")
+        await asyncio.gather(*racing, return_exceptions=True)
+        assert await first.deducted() == {"K-FIVE": 1}
+        with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as probe:
+            probe.execute("BEGIN IMMEDIATE")  # raises "database is locked" if a store kept its transaction
+            probe.execute("ROLLBACK")
+    finally:
+        await first.close()
+        await second.close()
