@@ -255,7 +255,9 @@ async def _lockout_check(run: _Run) -> None:
 async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     """Find what the caller entered (one read) and apply R2-R6."""
     call, directory = run.call, run.engine.directory
-    today = run.clock.now().date()
+    # Validity dates are calendar days at the support centre (US Eastern), whatever offset the
+    # caller's clock is written in: the same instant is never "expired" in one zone only.
+    today = run.clock.now().astimezone(US_EASTERN).date()
     digits = call.digits
     if call.method is Method.TICKET:
         found_ticket = await directory.find_ticket(digits)

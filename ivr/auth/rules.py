@@ -56,10 +56,11 @@ def check_length(method: Method, digits: str) -> Decision | None:
     want = DIGITS[method]
     if len(digits) == want and digits.isdigit():
         return None
+    # Masked whatever the method: a wrong-length "ticket ID" may be a code typed at the wrong prompt.
     return Decision.deny(
         _LENGTH_RULE[method],
         Reason.WRONG_LENGTH,
-        f"{method.replace('_', ' ')} {shown(method, digits)!s} has {len(digits)} digits, not {want}",
+        f"{method.replace('_', ' ')} {mask(digits)} has {len(digits)} digits, not {want}",
     )
 
 

@@ -205,7 +205,12 @@ class Directory:
         await self._conn.commit()
 
     async def load(self, world: World) -> None:
-        """Put a fixture world in, replacing nothing: loading twice is an error of the caller."""
+        """Put a fixture world in, replacing nothing: loading twice is an error of the caller.
+
+        New tickets are numbered after the highest fixture ticket (from 2000001 at the least).
+        """
+        numbers = [int(t) for t in world.tickets]
+        self._next_ticket = max([self._next_ticket, *(n + 1 for n in numbers)])
         rows_contract = [
             (
                 c.id,

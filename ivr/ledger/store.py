@@ -108,6 +108,18 @@ class LedgerStore:
         batch = list(requests)
         if not batch:
             return []
+        # Take the write lock before reading: two ledgers on one file must not both read the last
+        # incident as available. Anything that fails rolls back, so the file never stays locked.
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            events = await self._apply_locked(batch, source=source, now=now)
+        except BaseException:
+            await self._conn.rollback()
+            raise
+        await self._conn.commit()
+        return events
+
+    async def _apply_locked(self, batch: list[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
         balances, known = await self._balances_for({r.contract_id for r in batch})
         seen = await self._existing(batch)
         rows: list[tuple[Any, ...]] = []
@@ -122,15 +134,11 @@ class LedgerStore:
             event = ledger_event(verdict, source=source, time=now)
             events.append(event)
             rows.append(_entry_row(verdict, now, event))
-        await self._conn.executemany(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            rows,
-        )
+        await self._conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)", rows)
         await self._conn.executemany(
             "UPDATE contracts SET balance = ? WHERE id = ?",
             [(b, c) for c, b in balances.items() if c in known],
         )
-        await self._conn.commit()
         return events
 
     async def _balances_for(self, contracts: set[str]) -> tuple[dict[str, int | None], set[str]]:

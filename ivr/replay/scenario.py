@@ -212,6 +212,8 @@ def _call(path: Path, raw: Any, what: str, index: int) -> CallSpec:  # noqa: ANN
     if not isinstance(raw, LinedDict):
         raise SourceError(path, None, f"{what} must be a mapping")
     r = _Reader(path, raw, what)
+    if what != "scenario":  # an item of 'calls' (a single-call file's keys were checked whole)
+        r.check_keys(_CALL_KEYS)
     caller = r.text("caller")
     assert caller is not None  # noqa: S101 - required
     if "steps" not in raw:
