@@ -17,7 +17,6 @@ from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.callers import ScriptedCaller
 from ivr.clock import VirtualClock
-
 from tests.conftest import TUESDAY_10AM, steps_from
 
 #: Bound on every wait: long enough for a loaded CI machine, short enough to fail a test.
@@ -47,7 +46,12 @@ def big_world_file(tmp_path):
             customers:
               - {id: C-BIG, name: Big Co, kind: consumer, caller_numbers: ["+15550300000"]}
             contracts:
-              - {id: K-BIG, customer: C-BIG, plan: premier, incidents: 100000, valid_from: 2026-01-01, valid_until: 2027-12-31}
+              - id: K-BIG
+                customer: C-BIG
+                plan: premier
+                incidents: 100000
+                valid_from: 2026-01-01
+                valid_until: 2027-12-31
             support_codes:
               - {code: "9000000001", contract: K-BIG}
             """

@@ -11,7 +11,6 @@ import pytest
 from ivr.bus.schemas import validate
 from ivr.replay.runner import replay
 from ivr.replay.scenario import discover
-
 from tests.integration.conftest import WAIT, collector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +28,11 @@ async def test_every_scenario_event_is_schema_valid_and_arrives_once(private_bro
         async with asyncio.timeout(WAIT):
             while not emitted.keys() <= seen.keys():
                 await asyncio.sleep(0.05)
-    ivr_events = {k: v for k, v in seen.items() if v[0]["type"] not in {"ivr.ledger.incident_deducted", "ivr.ledger.deduction_rejected"}}
+    ivr_events = {
+        k: v
+        for k, v in seen.items()
+        if v[0]["type"] not in {"ivr.ledger.incident_deducted", "ivr.ledger.deduction_rejected"}
+    }
     assert ivr_events.keys() == emitted.keys()
     assert all(len(copies) == 1 for copies in seen.values()), "an event arrived twice on a healthy broker"
     for copies in seen.values():

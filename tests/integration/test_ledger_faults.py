@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from ivr.bootstrap import build_system
+from ivr.bus.mqtt import MqttBus
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.store import LedgerStore
@@ -26,9 +27,21 @@ def start_ledger(config, db, fixture):
     """`ivr ledger` as its own process, with a persistent session (fixed client id)."""
     return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [
-            sys.executable, "-m", "ivr", "ledger", "--db", str(db), "run",
-            "--broker", config.secret_url(), "--fixture", str(fixture),
-            "--client-id", "test-ledger", "--log-level", "error",
+            sys.executable,
+            "-m",
+            "ivr",
+            "ledger",
+            "--db",
+            str(db),
+            "run",
+            "--broker",
+            config.secret_url(),
+            "--fixture",
+            str(fixture),
+            "--client-id",
+            "test-ledger",
+            "--log-level",
+            "error",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -55,6 +68,7 @@ async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(pr
     calls, kills = 300, 3
     rng = random.Random(7)
     try:
+
         async def killer():
             nonlocal ledger
             for _ in range(kills):
@@ -94,6 +108,7 @@ async def test_broker_restarted_mid_run_loses_no_event(private_broker, big_world
     async with collector(config, "ivr/v1/#", client_id="restart-watch") as seen:
         system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-restart")
         try:
+
             async def restarter():
                 for _ in range(2):
                     await asyncio.sleep(0.3)
@@ -118,9 +133,7 @@ async def test_broker_restarted_mid_run_loses_no_event(private_broker, big_world
                 missing = emitted_ids - seen.keys()
                 pytest.fail(f"{len(missing)} of {len(emitted_ids)} events never reached the subscriber")
             assert len(emitted_ids) >= 200 * 5
-            report = await system.ledger.verify(
-                [(s, t) for s, _, t in await system.directory.deductible_tickets()]
-            )
+            report = await system.ledger.verify([(s, t) for s, _, t in await system.directory.deductible_tickets()])
             assert report.ok, report.problems
             assert (await system.ledger.deducted()) == {"K-BIG": 200}
         finally:
@@ -166,8 +179,15 @@ def ticket_event(ticket, *, event_id, contract="K-ANNA-STD"):
         time=TUESDAY_10AM.isoformat(),
         sequence=3,
         data={
-            "ticket": ticket, "method": "support_code", "caller_kind": "consumer", "purpose": "technical",
-            "severity": "C", "customer": "C-ANNA", "contract": contract, "rule": "R4", "deduct": True,
+            "ticket": ticket,
+            "method": "support_code",
+            "caller_kind": "consumer",
+            "purpose": "technical",
+            "severity": "C",
+            "customer": "C-ANNA",
+            "contract": contract,
+            "rule": "R4",
+            "deduct": True,
         },
     )
 
@@ -176,10 +196,11 @@ async def test_redelivered_and_malformed_messages_over_the_bus(private_broker, w
     """A duplicate deducts once; garbage goes to ivr/v1/deadletter with its reason; the ledger keeps going."""
     config = private_broker.config
     system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-dup")
-    from ivr.bus.mqtt import MqttBus
-
     try:
-        async with collector(config, "ivr/v1/deadletter", client_id="dead-watch") as dead, MqttBus(config=config) as raw:
+        async with (
+            collector(config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
+            MqttBus(config=config) as raw,
+        ):
             await raw.wait_connected()
             good = ticket_event("2999001", event_id="11111111-1111-4111-8111-111111111111").to_json()
             await raw.publish("ivr/v1/ticket/created", good)
