@@ -70,7 +70,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     if own_ledger:
         ledger = await LedgerStore.open(workdir / "ledger.db")
         await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
-        service = LedgerService(store=ledger, source=f"{source}-ledger")
+        service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source)
     link: Link
     if broker is None:
         assert service is not None  # noqa: S101 - checked above

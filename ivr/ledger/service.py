@@ -37,16 +37,21 @@ class Handled:
 
     events: list[CloudEvent] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    ignored: int = 0  # well-formed events that ask for no deduction
+    ignored: int = 0  # well-formed events that ask for no deduction, or not from our IVR
 
 
 class LedgerService:
     """Turns ``ticket.created`` payloads into deductions, exactly once each."""
 
-    def __init__(self, *, store: LedgerStore, source: str) -> None:
-        """``source`` names this ledger instance in the events it emits."""
+    def __init__(self, *, store: LedgerStore, source: str, only_from: str | None = None) -> None:
+        """``source`` names this ledger instance in the events it emits.
+
+        ``only_from`` keeps a private ledger (a replayed scenario's) to one IVR's events on a
+        shared broker; `ivr ledger` takes every IVR's.
+        """
         self.store = store
         self.source = source
+        self.only_from = only_from
 
     async def handle(self, payloads: Iterable[bytes]) -> Handled:
         """Validate against the event contract, then apply a batch in one transaction."""
@@ -58,7 +63,7 @@ class LedgerService:
             except (InvalidEventError, MalformedEventError) as exc:
                 handled.dead.append(DeadLetter(payload, str(exc)))
                 continue
-            if request is None:
+            if request is None or (self.only_from is not None and request.source != self.only_from):
                 handled.ignored += 1
             else:
                 requests.append(request)
