@@ -170,11 +170,11 @@ async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one
 
 
 def ticket_event(ticket, *, event_id, contract="K-ANNA-STD"):
-    """A valid ivr.ticket.created event asking for one deduction."""
+    """A valid ivr.ticket.created event asking for one deduction, as IVR "ivr-dup" would send it."""
     return CloudEvent(
         id=event_id,
         type=EventType.TICKET_CREATED.value,
-        source="ivr-raw",
+        source="ivr-dup",
         subject=f"call-{ticket}",
         time=TUESDAY_10AM.isoformat(),
         sequence=3,
