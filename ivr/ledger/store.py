@@ -151,14 +151,17 @@ class LedgerStore:
         return dict(rows), {r[0] for r in rows}
 
     async def _existing(self, batch: list[DeductionRequest]) -> set[Any]:
+        """Keys and (source, ticket) pairs of the batch already in the file: one read for the batch."""
+        keys = [r.key for r in batch]
+        tickets = [r.ticket_id for r in batch]
+        rows = await self._conn.execute_fetchall(
+            f"SELECT key, source, ticket_id FROM entries WHERE key IN ({','.join('?' * len(keys))}) "  # noqa: S608 - only "?" marks are interpolated
+            f"OR ticket_id IN ({','.join('?' * len(tickets))})",
+            (*keys, *tickets),
+        )
         seen: set[Any] = set()
-        for request in batch:
-            async with self._conn.execute(
-                "SELECT key, source, ticket_id FROM entries WHERE key = ? OR (source = ? AND ticket_id = ?)",
-                (request.key, request.source, request.ticket_id),
-            ) as cur:
-                async for row in cur:
-                    seen.update({row[0], (row[1], row[2])})
+        for key, source, ticket in rows:
+            seen.update({key, (source, ticket)})
         return seen
 
     async def unpublished(self, limit: int = 1000) -> list[tuple[str, str]]:
