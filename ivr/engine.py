@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
@@ -27,14 +27,14 @@ from ivr.states.flow import FLOW, STATES, Kind
 from ivr.states.prompts import render
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from ivr.auth.model import Contract
     from ivr.callers import Caller
     from ivr.clock import Clock
     from ivr.directory.sqlite import Directory
 
-__all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard"]
+__all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard", "Observer"]
 
 #: Seconds of silence at a prompt before it counts as no-input.
 NO_INPUT_TIMEOUT: Final = 5.0
@@ -43,6 +43,22 @@ OFFICE_HOURS: Final = SupportHours(tz=US_EASTERN)
 _FALLBACK_OFFER: Final = ("web_form", "chat", "self_service")
 
 log = structlog.get_logger("ivr.engine")
+
+
+class Observer(Protocol):
+    """Watches calls as they happen (the trainer console); every method is called synchronously."""
+
+    def on_transition(self, call: Call, trigger: str, source: str, dest: str) -> None:
+        """The call moved from ``source`` to ``dest`` on ``trigger``."""
+
+    def on_prompt(self, call: Call, heard: Heard) -> None:
+        """The caller heard a prompt."""
+
+    def on_decision(self, call: Call, decision: Decision) -> None:
+        """A rule decided something about the call."""
+
+    def on_event(self, call: Call, event: CloudEvent) -> None:
+        """The call emitted an event (written to the outbox with the next commit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +90,12 @@ class _Run:
     # -- what the caller hears and what the bus is told ----------------------------------
 
     def play(self, name: str, **context: str) -> None:
-        text = render(name, **context)
+        heard = Heard(name, render(name, **context))
         self.call.prompts.append(name)
-        self.record.heard.append(Heard(name, text))
+        self.record.heard.append(heard)
         self.log.info("prompt", prompt=name, state=self.call.state)
-        if self.engine.on_prompt:
-            self.engine.on_prompt(self.call, name, text)
+        for observer in self.engine.observers:
+            observer.on_prompt(self.call, heard)
 
     def emit(self, event_type: EventType, **data: Any) -> CloudEvent:  # noqa: ANN401
         event = CloudEvent(
@@ -93,6 +109,8 @@ class _Run:
         self.record.events.append(event)
         self.pending.append(event)
         self.log.info("event", type=event_type, sequence=event.sequence)
+        for observer in self.engine.observers:
+            observer.on_event(self.call, event)
         return event
 
     def take_pending(self) -> list[CloudEvent]:
@@ -106,6 +124,8 @@ class _Run:
 
     def decide(self, decision: Decision) -> None:
         self.call.decisions.append(decision)
+        for observer in self.engine.observers:
+            observer.on_decision(self.call, decision)
         self.log.info(
             "decision",
             granted=decision.granted,
@@ -122,6 +142,8 @@ class _Run:
         done: bool = FLOW.events[trigger].trigger(self.call, **kwargs)
         if done and len(self.call.path) > before:
             self.log.info("transition", trigger=trigger, source=state, dest=self.call.state)
+            for observer in self.engine.observers:
+                observer.on_transition(self.call, trigger, state, self.call.state)
             self.enter()
         return done
 
@@ -423,13 +445,16 @@ class Engine:
         directory: Directory,
         source: str,
         on_events: Callable[[], None] | None = None,
-        on_prompt: Callable[[Call, str, str], None] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
-        """``source`` names this IVR instance in every event; ``on_events`` wakes the publisher."""
+        """``source`` names this IVR instance in every event; ``on_events`` wakes the publisher.
+
+        ``observers`` (and any appended to :attr:`observers` later) see every call as it happens.
+        """
         self.directory = directory
         self.source = source
         self._on_events = on_events
-        self.on_prompt = on_prompt
+        self.observers = list(observers)
         self.actions: dict[str, Callable[[_Run], Awaitable[None]]] = {
             "lockout_check": _lockout_check,
             "authorizing": _authorizing,
