@@ -1,0 +1,143 @@
+"""What the rest of ``ivr`` asks of a message bus, whatever carries the messages.
+
+The publisher, the ledger and ``ivr events`` depend on :class:`Bus` only. Two things implement
+it: :class:`ivr.bus.mqtt.MqttBus` over a real broker, and :class:`ivr.bus.local.LocalBus` in
+memory for unit tests of logic (httpx's ``MockTransport`` is the model). The contract is MQTT's
+QoS 1, stated once here so both keep it:
+
+- ``publish`` returns once the broker has acknowledged the message (PUBACK), and raises a
+  :class:`BusError` otherwise; a caller that got an error must assume nothing and publish again.
+- ``deliveries`` yields what the subscriptions match, at least once. With manual acknowledgement
+  a delivery not acked before its connection drops comes again on the next connection, so a
+  consumer acks after its commit and deduplicates by event ``id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol
+
+from ivr.events import TOPIC_ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+__all__ = [
+    "DEADLETTER_TOPIC",
+    "OFFLINE",
+    "ONLINE",
+    "Bus",
+    "BusError",
+    "BusRefusedError",
+    "BusUnavailableError",
+    "Delivery",
+    "PublishTimeoutError",
+    "deadletter_topic",
+    "status_topic",
+    "topic_matches",
+]
+
+#: Retained payloads of ``<root>/status/<instance>``: the last word on whether a process is up.
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+#: Where a consumer puts a message it cannot read, so one bad message never blocks the rest.
+DEADLETTER_TOPIC: Final = f"{TOPIC_ROOT}/deadletter"
+
+
+def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
+    """The retained status topic of one process: ``ivr/v1/status/<instance>``."""
+    if not instance or any(c in instance for c in "/+#"):
+        msg = f"an instance name is one topic level, not {instance!r}"
+        raise ValueError(msg)
+    return f"{root}/status/{instance}"
+
+
+def deadletter_topic(*, root: str = TOPIC_ROOT) -> str:
+    """The dead-letter topic under ``root`` (``ivr/v1/deadletter`` by default)."""
+    return f"{root}/deadletter"
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching: ``+`` is one level, a trailing ``#`` is any number, ``$`` topics apart."""
+    if topic.startswith("$") and not topic_filter.startswith("$"):
+        return False
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(wanted):
+        if part == "#":
+            return i == len(wanted) - 1
+        if i >= len(levels) or (part not in ("+", levels[i])):
+            return False
+    return len(wanted) == len(levels)
+
+
+class BusError(Exception):
+    """A publish or subscribe did not happen; the message may or may not have reached the broker."""
+
+
+class BusUnavailableError(BusError):
+    """Not connected, or the connection dropped before the broker acknowledged."""
+
+
+class BusRefusedError(BusError):
+    """The broker refused the connection (bad credentials, not authorised): retrying cannot help.
+
+    ``code`` is the CONNACK return code as the broker sent it (MQTT 3.1.1: 4 bad user name or
+    password, 5 not authorised; paho may report the MQTT 5 equivalents 134 and 135).
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        """Carry the broker's code and its meaning."""
+        super().__init__(f"the broker refused the connection: {reason} (code {code})")
+        self.code = code
+        self.reason = reason
+
+
+class PublishTimeoutError(BusError):
+    """The broker did not acknowledge in time; ``topic`` says which publish."""
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        """Carry the topic and the time waited."""
+        super().__init__(f"no PUBACK for a message on {topic!r} within {timeout:g} s")
+        self.topic = topic
+        self.timeout = timeout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One message received; :meth:`ack` tells the broker it is done with, when manual ack is on."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    #: Sends the PUBACK; ``None`` when there is nothing to send (QoS 0, or acked on receipt).
+    on_ack: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def ack(self) -> None:
+        """Acknowledge (PUBACK): call after the message's effects are committed, never before.
+
+        A no-op when the connection that brought the message is gone: the broker will deliver
+        it again on the next one, and the consumer's deduplication absorbs the repeat.
+        """
+        if self.on_ack is not None:
+            self.on_ack()
+
+
+class Bus(Protocol):
+    """A connection to the event bus, reconnecting on its own for as long as it is open."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a publish now has a broker to go to."""
+        ...
+
+    async def wait_connected(self) -> None:
+        """Return once connected (at once if already)."""
+        ...
+
+    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and return once the broker acknowledged; :class:`BusError` otherwise."""
+        ...
+
+    def deliveries(self) -> AsyncIterator[Delivery]:
+        """Messages matching this bus's subscriptions, across reconnections, until it is closed."""
+        ...

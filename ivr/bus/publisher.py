@@ -1,0 +1,230 @@
+"""The outbox publisher: moves committed events from SQLite to the broker, in order, at least once.
+
+The engine commits an event to the outbox in the same transaction as what it reports (a ticket
+and its ``ticket.created``), then calls ``on_events``; this task wakes, publishes the oldest
+unsent rows at QoS 1, and marks a row sent only when the broker has acknowledged it. So:
+
+- a broker outage costs nothing but delay: calls go on, rows wait in the outbox, and the drain
+  resumes on reconnection from the oldest unsent row;
+- order holds: rows go out in outbox order (``seq``) on one connection, and the rows marked sent
+  are always a prefix of the outbox, so after a failure everything from the first unacknowledged
+  row is sent again, in order;
+- an event may arrive twice (acknowledged, then the connection dropped before we recorded it):
+  consumers deduplicate by event ``id``, which the contract (`docs/events.md`) tells them.
+
+Publishing a batch (up to the bus's in-flight window) and recording the previous batch's PUBACKs
+overlap, so the SQLite commit does not stall the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Final, Protocol, Self
+
+import structlog
+
+from ivr.bus.base import BusError
+from ivr.clock import Clock, RealClock
+from ivr.events import TOPIC_ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import TracebackType
+
+    from ivr.bus.base import Bus
+
+__all__ = ["DEFAULT_BATCH", "Outbox", "OutboxPublisher"]
+
+#: Rows published at once; matches the MQTT bus's default in-flight window.
+DEFAULT_BATCH: Final = 100
+
+log = structlog.get_logger("ivr.bus.publisher")
+
+
+class Outbox(Protocol):
+    """The part of the directory the publisher uses (``ivr.directory.sqlite.Directory``)."""
+
+    async def unsent(self, limit: int) -> list[tuple[int, str, str]]:
+        """The oldest unsent rows, ``(seq, topic, payload)``, in order."""
+        ...
+
+    async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
+        """Record rows as acknowledged by the broker."""
+        ...
+
+
+class OutboxPublisher:
+    """A task draining the outbox to the bus; ``notify`` wakes it, ``drained`` waits for it."""
+
+    def __init__(  # noqa: PLR0913 - every option is a keyword with a default
+        self,
+        *,
+        directory: Outbox,
+        bus: Bus,
+        topic_prefix: str | None = None,
+        batch: int = DEFAULT_BATCH,
+        retry_delay: float = 0.1,
+        clock: Clock | None = None,
+    ) -> None:
+        """Publish ``directory``'s outbox on ``bus``.
+
+        ``topic_prefix`` replaces the leading ``ivr/v1`` of every topic (tests isolate themselves
+        on a shared broker this way). ``retry_delay`` is the pause after a failed publish before
+        waiting for the connection again, so a flapping broker is not hammered.
+        """
+        if batch < 1:
+            msg = f"batch must be at least 1, not {batch}"
+            raise ValueError(msg)
+        self._outbox = directory
+        self._bus = bus
+        self._prefix = topic_prefix.rstrip("/") if topic_prefix else None
+        self._batch = batch
+        self._retry_delay = retry_delay
+        self._clock = clock or RealClock()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._error_raised = False
+        #: Rows acknowledged by the broker since start, and failed attempts: for metrics and tests.
+        self.published = 0
+        self.failures = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Start draining (whatever an earlier run left unsent goes first)."""
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop; unsent rows stay in the outbox for the next run."""
+        await self.stop()
+
+    def start(self) -> None:
+        """Start the draining task (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="outbox-publisher")
+
+    async def stop(self) -> None:
+        """Cancel the task; a batch in flight is simply not marked, and goes again next run.
+
+        Raises the error the task died of, unless :meth:`drained` already raised it.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            if not self._error_raised:
+                raise
+
+    def notify(self) -> None:
+        """New rows are in the outbox: the engine's ``on_events`` callback."""
+        self._idle.clear()
+        self._wake.set()
+
+    async def drained(self) -> None:
+        """Return once every row committed before this call is acknowledged and marked sent.
+
+        Waits through a broker outage (bound it with ``asyncio.timeout``); raises if the
+        publisher stopped on an error.
+        """
+        task = self._task
+        if task is None:
+            msg = "the publisher is not running"
+            raise RuntimeError(msg)
+        self.notify()
+        idle = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait((idle, task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+        if self._idle.is_set():
+            return
+        if not task.cancelled() and task.exception() is not None:
+            self._error_raised = True
+            raise task.exception()  # type: ignore[misc]  # not None: checked above
+        msg = "the publisher stopped before the outbox was drained"
+        raise RuntimeError(msg)
+
+    # -- the work --------------------------------------------------------------------------
+
+    def topic(self, topic: str) -> str:
+        """The topic a row is published on, under the prefix if there is one."""
+        if self._prefix and (topic == TOPIC_ROOT or topic.startswith(TOPIC_ROOT + "/")):
+            return self._prefix + topic[len(TOPIC_ROOT) :]
+        return topic
+
+    async def run(self) -> None:
+        """Drain whenever woken, until cancelled; errors of the bus are waited out, others raised."""
+        self._wake.set()  # rows left by an earlier run
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._bus.wait_connected()
+                await self._drain()
+            except BusError as exc:
+                self.failures += 1
+                log.warning("outbox publish failed; will retry", error=str(exc), retry_in=self._retry_delay)
+                self._wake.set()
+                await asyncio.sleep(self._retry_delay)
+                continue
+            if not self._wake.is_set():
+                self._idle.set()
+
+    async def _drain(self) -> None:
+        """Publish unsent rows in order until there are none; record acks behind the window.
+
+        Rows up to ``high`` have been handed to the bus in this pass and acknowledged (a failure
+        ends the pass), so the next batch is the unsent rows after it, skipping the batch whose
+        marking may still be in progress.
+        """
+        high = 0
+        marking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                rows = [r for r in await self._outbox.unsent(2 * self._batch) if r[0] > high][: self._batch]
+                if not rows:
+                    return
+                acked, error = await self._publish(rows)
+                if marking is not None:
+                    await marking
+                    marking = None
+                if acked:
+                    high = acked[-1]
+                    marking = asyncio.create_task(self._mark(acked))
+                if error is not None:
+                    raise error
+        finally:
+            if marking is not None:
+                await marking
+
+    async def _publish(self, rows: Sequence[tuple[int, str, str]]) -> tuple[list[int], BusError | None]:
+        """Publish ``rows`` concurrently; the seqs acknowledged as an unbroken prefix, and the first error."""
+        results = await asyncio.gather(
+            *(self._bus.publish(self.topic(topic), payload) for _, topic, payload in rows),
+            return_exceptions=True,
+        )
+        acked: list[int] = []
+        for (seq, _, _), result in zip(rows, results, strict=True):
+            if result is None:
+                acked.append(seq)
+                continue
+            if isinstance(result, BusError):
+                return acked, result
+            raise result
+        return acked, None
+
+    async def _mark(self, seqs: list[int]) -> None:
+        await self._outbox.mark_sent(seqs, self._clock.now().isoformat())
+        self.published += len(seqs)

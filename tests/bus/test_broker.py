@@ -1,0 +1,102 @@
+"""The throwaway broker: loopback only, restartable on its port, a clear error when there is none."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ivr.bus import broker as broker_module
+from ivr.bus.broker import (
+    LOOPBACK,
+    BrokerNotAvailableError,
+    EmbeddedBroker,
+    embedded_broker,
+    generated_config,
+    restart_broker,
+    rewrite_config,
+)
+from ivr.bus.mqtt import Backoff, MqttBus
+
+DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
+WAIT = 20.0
+
+
+def test_generated_config_listens_on_loopback_only():
+    """The private broker's only listener is bound to 127.0.0.1, with nodelay and no persistence."""
+    text = generated_config(port=12345)
+    assert [line for line in text.splitlines() if line.startswith("listener")] == [f"listener 12345 {LOOPBACK}"]
+    assert "set_tcp_nodelay true" in text
+    assert "persistence false" in text
+
+
+def test_rewrite_moves_only_listener_persistence_and_logs(tmp_path):
+    """The deployment config keeps its auth and ACL settings; only where it listens and stores changes."""
+    original = DEPLOY_CONF.read_text()
+    text = rewrite_config(original, base_dir=DEPLOY_CONF.parent, port=23456, persistence_dir=tmp_path)
+    lines = set(text.splitlines())
+    assert f"listener 23456 {LOOPBACK}" in lines
+    assert f"persistence_location {tmp_path}/" in lines
+    assert f"password_file {DEPLOY_CONF.parent / 'passwd'}" in lines
+    assert f"acl_file {DEPLOY_CONF.parent / 'acl'}" in lines
+    kept = {"allow_anonymous false", "set_tcp_nodelay true", "persistence true", "max_queued_messages 1000000"}
+    assert kept <= lines
+    changed = {
+        line
+        for line in set(original.splitlines()) - lines
+        if not line.startswith(("listener", "persistence_location", "password_file", "acl_file", "log_dest"))
+    }
+    assert changed == set()
+
+
+def test_rewrite_refuses_several_listeners(tmp_path):
+    """A config with two listeners is ambiguous to move: refused."""
+    with pytest.raises(ValueError, match="exactly one listener"):
+        rewrite_config("listener 1883\nlistener 8883\n", base_dir=tmp_path, port=1, persistence_dir=tmp_path)
+
+
+async def test_no_broker_at_all_is_a_clear_error(monkeypatch):
+    """Without mosquitto and without amqtt, starting says what to install."""
+    monkeypatch.setattr(broker_module, "find_mosquitto", lambda: None)
+
+    def no_amqtt(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(broker_module.importlib, "import_module", no_amqtt)
+    with pytest.raises(BrokerNotAvailableError, match="install mosquitto"):
+        async with embedded_broker():
+            pass
+
+
+async def test_restart_comes_back_on_the_same_port(needs_mosquitto):
+    """restart_broker() brings the broker back where clients expect it, and they reconnect."""
+    async with embedded_broker() as config:
+        assert config.host == LOOPBACK
+        async with MqttBus(config=config, backoff=Backoff(initial=0.02, maximum=0.2)) as bus:
+            async with asyncio.timeout(WAIT):
+                await bus.wait_connected()
+            first_connection_lost = bus._lost
+            await restart_broker(config)
+            async with asyncio.timeout(WAIT):
+                await first_connection_lost
+                await bus.wait_connected()
+            await bus.publish("ivr-test/restart", b"still here")
+            assert bus.connections == 2
+
+
+async def test_persistence_keeps_a_session_across_a_restart(needs_mosquitto, tmp_path, inbox):
+    """With a persistence directory, a message queued for an offline session survives a restart."""
+    session = {"client_id": "ivr-test-persist", "persistent": True, "subscriptions": ["t/#"]}
+    async with EmbeddedBroker(persistence_dir=tmp_path / "db") as broker:
+        async with MqttBus(config=broker.config, **session) as sub:
+            async with asyncio.timeout(WAIT):
+                await sub.wait_connected()
+        async with MqttBus(config=broker.config) as pub:
+            async with asyncio.timeout(WAIT):
+                await pub.wait_connected()
+            await pub.publish("t/x", b"queued while away")
+        await broker.restart()
+        async with MqttBus(config=broker.config, **session) as sub:
+            [delivery] = await inbox(sub).count(1)
+    assert delivery.payload == b"queued while away"

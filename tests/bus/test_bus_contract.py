@@ -1,0 +1,201 @@
+"""The Bus protocol's promises, run against each implementation (transitions' TestAsync pattern).
+
+``BusContract`` holds the tests; ``TestLocalBus`` runs them in memory and ``TestMqttBus`` against
+a real Mosquitto, each by overriding the ``make_bus`` and ``drop`` fixtures. A test that passes
+on one and fails on the other means the fake has drifted from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from ivr.bus.base import OFFLINE, ONLINE, BusUnavailableError
+from ivr.bus.local import LocalBroker, LocalBus
+from ivr.bus.mqtt import Backoff, MqttBus
+
+WAIT = 20.0
+FAST = Backoff(initial=0.02, maximum=0.2)
+
+
+async def connected(*buses):
+    """Wait (bounded) until every bus is connected."""
+    async with asyncio.timeout(WAIT):
+        for bus in buses:
+            await bus.wait_connected()
+
+
+class BusContract:
+    """Tests every Bus implementation must pass; subclasses provide ``make_bus`` and ``drop``."""
+
+    async def test_publish_reaches_a_subscriber(self, make_bus, root, inbox):
+        """A QoS 1 publish that returned has reached a matching subscription."""
+        async with make_bus(subscriptions=[f"{root}/call/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            await pub.publish(f"{root}/call/started", b'{"n": 1}')
+            [delivery] = await box.count(1)
+        assert (delivery.topic, delivery.payload) == (f"{root}/call/started", b'{"n": 1}')
+
+    async def test_wildcards_select_topics(self, make_bus, root, inbox):
+        """``+`` matches one level and ``#`` the rest; other topics are not delivered."""
+        async with make_bus(subscriptions=[f"{root}/+/created", f"{root}/ledger/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            for topic in ("call/started", "ticket/created", "ledger/incident_deducted", "auth/denied"):
+                await pub.publish(f"{root}/{topic}", topic)
+            await pub.publish(f"{root}/end/created", b"end")
+            await box.until(lambda items: items and items[-1].payload == b"end")
+        assert box.payloads == [b"ticket/created", b"ledger/incident_deducted", b"end"]
+
+    async def test_order_is_kept(self, make_bus, root, inbox):
+        """Messages from one publisher arrive in the order they were published, even 300 at once."""
+        async with make_bus(subscriptions=[f"{root}/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            await asyncio.gather(*(pub.publish(f"{root}/call/started", str(i)) for i in range(300)))
+            await box.count(300)
+        assert box.payloads == [str(i).encode() for i in range(300)]
+
+    async def test_status_is_retained_online_then_offline(self, make_bus, root, inbox):
+        """A bus with an instance name says ``online`` (retained) when up and ``offline`` when closed."""
+        async with make_bus(subscriptions=[f"{root}/status/#"]) as watcher:
+            await connected(watcher)
+            box = inbox(watcher)
+            async with make_bus(instance="ivr-1", topic_root=root) as bus:
+                await connected(bus)
+                await box.count(1)
+            await box.count(2)
+            assert [(d.topic, d.payload) for d in box.items] == [
+                (f"{root}/status/ivr-1", ONLINE),
+                (f"{root}/status/ivr-1", OFFLINE),
+            ]
+            await watcher.publish(f"{root}/status/ivr-1", b"", retain=True)  # leave nothing retained
+
+    async def test_late_subscriber_gets_the_retained_status(self, make_bus, root, inbox):
+        """Whoever subscribes later still learns the status at once, from the retained message."""
+        async with make_bus(instance="ivr-2", topic_root=root) as bus:
+            await connected(bus)
+            async with make_bus(subscriptions=[f"{root}/status/#"]) as late:
+                await connected(late)
+                [delivery] = await inbox(late).count(1)
+                await late.publish(f"{root}/status/ivr-2", b"", retain=True)
+        assert (delivery.payload, delivery.retain) == (ONLINE, True)
+
+    async def test_last_will_says_offline_when_the_connection_dies(self, make_bus, drop, root, inbox):
+        """A connection lost without a clean close makes the broker publish the will: ``offline``."""
+        async with make_bus(subscriptions=[f"{root}/status/#"]) as watcher:
+            await connected(watcher)
+            box = inbox(watcher)
+            async with make_bus(instance="ivr-3", topic_root=root) as bus:
+                await connected(bus)
+                await box.count(1)
+                await drop(bus)
+                await box.count(2)
+                assert box.payloads[:2] == [ONLINE, OFFLINE]
+                await box.count(3)  # it reconnects by itself and says so
+                assert box.payloads[2] == ONLINE
+            await watcher.publish(f"{root}/status/ivr-3", b"", retain=True)
+
+    async def test_unacked_message_comes_again_after_reconnect(self, make_bus, root, client_id, inbox):
+        """With manual ack and a persistent session, a message not acked is delivered again next time."""
+        session = {
+            "client_id": client_id("ledger"),
+            "persistent": True,
+            "manual_ack": True,
+            "subscriptions": [f"{root}/ticket/#"],
+        }
+        async with make_bus() as pub:
+            await connected(pub)
+            async with make_bus(**session) as first:
+                await connected(first)
+                box = inbox(first, ack=False)
+                await pub.publish(f"{root}/ticket/created", b"t-1")
+                await box.count(1)
+            async with make_bus(**session) as second:
+                await connected(second)
+                again = await inbox(second, ack=True).count(1)
+                assert again[0].payload == b"t-1"
+            async with make_bus(**session) as third:
+                await connected(third)
+                box = inbox(third, ack=True)
+                await pub.publish(f"{root}/ticket/created", b"t-2")
+                await box.count(1)
+                assert box.payloads[0] == b"t-2", "an acked message was delivered again"
+        async with make_bus(client_id=session["client_id"]) as cleanup:  # a clean session ends the old one
+            await connected(cleanup)
+
+    async def test_publish_without_a_connection_fails_at_once(self, make_bus, drop, root):
+        """While the broker is unreachable a publish raises instead of hanging."""
+        async with make_bus() as bus:
+            await connected(bus)
+            await drop(bus, stay_down=True)
+            with pytest.raises(BusUnavailableError):
+                async with asyncio.timeout(WAIT):
+                    await bus.publish(f"{root}/call/started", b"x")
+
+
+class TestLocalBus(BusContract):
+    """The contract in memory."""
+
+    @pytest.fixture
+    def local_broker(self):
+        """One in-memory broker per test."""
+        return LocalBroker()
+
+    @pytest.fixture
+    def make_bus(self, local_broker):
+        """A LocalBus on this test's broker."""
+        return lambda **kw: LocalBus(broker=local_broker, **kw)
+
+    @pytest.fixture
+    def drop(self, local_broker):
+        """Cut a bus off as a network failure would; it comes back unless ``stay_down``."""
+
+        async def cut(bus, *, stay_down=False):
+            if stay_down:
+                local_broker.stop()
+                return
+            local_broker.disconnect(bus, clean=False)
+            bus.reconnect()
+
+        return cut
+
+
+@pytest.mark.broker
+class TestMqttBus(BusContract):
+    """The contract against Mosquitto (127.0.0.1:1883, or a private one)."""
+
+    @pytest.fixture
+    def make_bus(self, broker, client_id):
+        """An MqttBus with a unique client id unless the test fixes one."""
+        names = iter(range(1000))
+
+        def make(**kw):
+            kw.setdefault("client_id", client_id(f"bus{next(names)}"))
+            return MqttBus(config=broker, backoff=FAST, **kw)
+
+        return make
+
+    @pytest.fixture
+    def drop(self):
+        """Break the TCP connection under a bus (no DISCONNECT): the broker sees it die."""
+
+        async def cut(bus, *, stay_down=False):
+            if stay_down:
+                # Point future connections at a closed port, then break the current one.
+                bus._config = type(bus._config)(host="127.0.0.1", port=_closed_port())
+            bus._client._client.socket().shutdown(socket.SHUT_RDWR)
+            async with asyncio.timeout(WAIT):
+                await bus.wait_disconnected()
+
+        return cut
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,296 @@
+"""The outbox publisher: in order, marked sent only after the broker's PUBACK, nothing lost in an outage.
+
+Every test uses a real ``Directory`` on a SQLite file. The first group runs on the in-memory bus
+(the publisher's logic); the ``broker`` group on Mosquitto, including a broker restart mid-drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+
+import pytest
+
+from ivr.bus.base import BusUnavailableError
+from ivr.bus.broker import EmbeddedBroker
+from ivr.bus.local import LocalBroker, LocalBus
+from ivr.bus.mqtt import Backoff, MqttBus
+from ivr.bus.publisher import OutboxPublisher
+from ivr.directory.sqlite import Directory
+
+WAIT = 30.0
+FAST = Backoff(initial=0.02, maximum=0.2)
+
+
+class AckedBus:
+    """A bus wrapper remembering which payloads the broker acknowledged (publish returned)."""
+
+    def __init__(self, bus):
+        """Wrap ``bus``."""
+        self.bus = bus
+        self.acked: set[str] = set()
+        self.fail_at: set[int] = set()  # publish numbers (1-based) that fail once, as a dropped connection
+        self.calls = 0
+
+    @property
+    def connected(self):
+        """As the wrapped bus."""
+        return self.bus.connected
+
+    async def wait_connected(self):
+        """As the wrapped bus."""
+        await self.bus.wait_connected()
+
+    async def publish(self, topic, payload, *, retain=False):
+        """Publish, failing the numbered calls in ``fail_at``; remember what was acknowledged."""
+        self.calls += 1
+        if self.calls in self.fail_at:
+            raise BusUnavailableError("connection dropped (injected)")
+        await self.bus.publish(topic, payload, retain=retain)
+        self.acked.add(payload)
+
+    def deliveries(self):
+        """As the wrapped bus."""
+        return self.bus.deliveries()
+
+
+class CheckedOutbox:
+    """The real directory, checking at each ``mark_sent`` that every row marked was acknowledged."""
+
+    def __init__(self, directory, bus: AckedBus):
+        """Check ``directory``'s marks against what ``bus`` saw acknowledged."""
+        self.directory = directory
+        self.bus = bus
+        self.marked: list[int] = []
+        self.before_mark = None  # an async hook run before the real mark, for fault injection
+
+    async def unsent(self, limit):
+        """As the directory."""
+        return await self.directory.unsent(limit)
+
+    async def mark_sent(self, seqs, at):
+        """Assert every row was acknowledged, run the fault hook, then mark."""
+        seqs = list(seqs)
+        payloads = {seq: payload for seq, _, payload in await self.directory.unsent(10_000)}
+        unacked = [seq for seq in seqs if payloads.get(seq) not in self.bus.acked]
+        assert not unacked, f"rows {unacked} marked sent before their PUBACK"
+        if self.before_mark is not None:
+            await self.before_mark(len(self.marked))
+        self.marked.extend(seqs)
+        await self.directory.mark_sent(seqs, at)
+
+
+@pytest.fixture
+async def directory(tmp_path):
+    """A real IVR directory (outbox included) in a SQLite file."""
+    opened = await Directory.open(tmp_path / "ivr.db")
+    yield opened
+    await opened.close()
+
+
+async def all_rows(directory):
+    """Every outbox row as (seq, topic, payload, sent_at)."""
+    return await directory._conn.execute_fetchall("SELECT seq, topic, payload, sent_at FROM outbox ORDER BY seq")
+
+
+def ids(payloads):
+    """Event ids of JSON payloads, in order."""
+    return [json.loads(p)["id"] for p in payloads]
+
+
+def assert_per_call_order(payloads):
+    """Within each call (subject), the first time each event arrives is in sequence order."""
+    seen: dict[str, list[int]] = defaultdict(list)
+    for payload in payloads:
+        event = json.loads(payload)
+        if event["sequence"] not in seen[event["subject"]]:
+            seen[event["subject"]].append(event["sequence"])
+    for subject, sequences in seen.items():
+        assert sequences == sorted(sequences), f"{subject} arrived out of order: {sequences}"
+
+
+# -- on the in-memory bus -------------------------------------------------------------------
+
+
+async def test_drains_in_order_and_marks_only_acked_rows(directory, calls, inbox):
+    """Every row is published in outbox order and marked sent only after its acknowledgement."""
+    events = calls(40, 5)
+    await directory.add_events(events)
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as raw:
+        box = inbox(sub)
+        bus = AckedBus(raw)
+        outbox = CheckedOutbox(directory, bus)
+        async with OutboxPublisher(directory=outbox, bus=bus, batch=16) as publisher, asyncio.timeout(WAIT):
+            await publisher.drained()
+        await box.count(len(events))
+    assert ids(box.payloads) == [e.id for e in events]
+    rows = await all_rows(directory)
+    assert all(sent_at for *_, sent_at in rows)
+    assert outbox.marked == [seq for seq, *_ in rows]
+
+
+async def test_outage_keeps_rows_until_the_broker_is_back(directory, calls, inbox):
+    """While the broker is down rows wait in the outbox; when it is back they all go, in order."""
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+        box = inbox(sub)
+        async with OutboxPublisher(directory=directory, bus=bus, retry_delay=0) as publisher:
+            first = calls(3, 2)
+            await directory.add_events(first)
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+            broker.stop()
+            later = calls(5, 4)[6:]  # calls go on during the outage
+            await directory.add_events(later)
+            publisher.notify()
+            assert [r[0] for r in await directory.unsent(100)] == [r[0] for r in (await all_rows(directory))[6:]]
+            broker.start()
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+        await box.count(len(first) + len(later))
+    assert ids(box.payloads) == [e.id for e in first + later]
+    assert await directory.unsent(100) == []
+
+
+async def test_a_failed_publish_resends_from_the_first_unacknowledged_row(directory, calls, inbox):
+    """After a failure mid-batch only the acknowledged prefix is marked; the rest goes again, in order."""
+    events = calls(10, 3)
+    await directory.add_events(events)
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as raw:
+        box = inbox(sub)
+        bus = AckedBus(raw)
+        bus.fail_at = {7, 20}
+        outbox = CheckedOutbox(directory, bus)
+        async with OutboxPublisher(directory=outbox, bus=bus, batch=10, retry_delay=0) as publisher:
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+            assert publisher.failures == 2
+        await box.until(lambda _: box.event_ids >= {e.id for e in events})
+    assert outbox.marked == [seq for seq, *_ in await all_rows(directory)]  # each row once, in order
+    assert_per_call_order(box.payloads)
+
+
+async def test_topic_prefix_replaces_the_root(directory, calls, inbox):
+    """With a prefix, ``ivr/v1/call/started`` goes out as ``<prefix>/call/started``."""
+    await directory.add_events(calls(1, 1))
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["#"]) as sub, LocalBus(broker=broker) as bus:
+        box = inbox(sub)
+        async with OutboxPublisher(directory=directory, bus=bus, topic_prefix="test/abc/") as publisher:
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+            assert publisher.topic("ivr/v1x/other") == "ivr/v1x/other"
+        [delivery] = await box.count(1)
+    assert delivery.topic == "test/abc/call/started"
+
+
+async def test_drained_reports_a_dead_publisher(directory):
+    """If the outbox itself fails, drained() raises that error instead of waiting forever."""
+
+    class Broken:
+        async def unsent(self, _limit):
+            raise RuntimeError("disk gone")
+
+        async def mark_sent(self, _seqs, _at):
+            raise AssertionError
+
+    async with LocalBus(broker=LocalBroker()) as bus, OutboxPublisher(directory=Broken(), bus=bus) as publisher:
+        with pytest.raises(RuntimeError, match="disk gone"):
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+
+
+async def test_engine_notify_wakes_the_publisher(directory, calls, inbox):
+    """notify() (the engine's on_events) is what makes newly committed rows go out."""
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+        box = inbox(sub)
+        async with OutboxPublisher(directory=directory, bus=bus) as publisher:
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+            events = calls(1, 3)
+            await directory.add_events(events)
+            publisher.notify()
+            await box.count(3)
+    assert ids(box.payloads) == [e.id for e in events]
+
+
+# -- on Mosquitto ---------------------------------------------------------------------------
+
+
+@pytest.mark.broker
+async def test_drains_to_mosquitto_in_order_after_pubacks(broker, directory, calls, root, client_id, inbox):  # noqa: PLR0913, PLR0917 - fixtures
+    """Against a real broker: all rows arrive in outbox order, each marked only after its PUBACK."""
+    events = calls(100, 10)
+    await directory.add_events(events)
+    async with (
+        MqttBus(config=broker, client_id=client_id("sub"), subscriptions=[f"{root}/#"]) as sub,
+        MqttBus(config=broker, client_id=client_id("pub"), backoff=FAST) as raw,
+    ):
+        async with asyncio.timeout(WAIT):
+            await sub.wait_connected()
+        box = inbox(sub)
+        bus = AckedBus(raw)
+        outbox = CheckedOutbox(directory, bus)
+        async with OutboxPublisher(directory=outbox, bus=bus, topic_prefix=root) as publisher:
+            async with asyncio.timeout(WAIT):
+                await publisher.drained()
+        await box.count(len(events))
+    assert ids(box.payloads) == [e.id for e in events]
+    assert {d.topic for d in box.items} == {f"{root}/call/started"}
+    assert await directory.unsent(10) == []
+
+
+@pytest.mark.broker
+async def test_broker_restart_mid_drain_loses_nothing(needs_mosquitto, tmp_path, directory, calls, client_id, inbox):  # noqa: PLR0913, PLR0917 - fixtures
+    """Mosquitto stopped while a drain is in flight, then restarted: every event arrives, none is lost.
+
+    The broker persists to disk, the subscriber has a persistent session, and the publisher marks
+    only acknowledged rows; calls go on during the outage and their events wait in the outbox.
+    """
+    before, during = calls(300, 10), calls(20, 5, prefix="late")
+    await directory.add_events(before)
+    async with EmbeddedBroker(persistence_dir=tmp_path / "mosquitto") as mosquitto:
+        down = asyncio.Event()
+        subscriber = {
+            "config": mosquitto.config,
+            "client_id": client_id("ledger"),
+            "persistent": True,
+            "manual_ack": True,
+            "subscriptions": ["ivr/v1/#"],
+            "backoff": FAST,
+        }
+        async with MqttBus(**subscriber) as sub, MqttBus(config=mosquitto.config, backoff=FAST) as raw:
+            async with asyncio.timeout(WAIT):
+                await sub.wait_connected()
+            box = inbox(sub)
+            bus = AckedBus(raw)
+            outbox = CheckedOutbox(directory, bus)
+
+            async def stop_broker_mid_drain(marked_so_far):
+                if marked_so_far >= 200 and not down.is_set():
+                    await mosquitto.stop()
+                    down.set()
+
+            outbox.before_mark = stop_broker_mid_drain
+            async with OutboxPublisher(directory=outbox, bus=bus, retry_delay=0.01) as publisher:
+                async with asyncio.timeout(WAIT):
+                    await down.wait()
+                    await raw.wait_disconnected()
+                await directory.add_events(during)
+                publisher.notify()
+                unsent = await directory.unsent(10_000)
+                assert unsent, "the outage should leave rows unsent"
+                assert len(unsent) < len(before) + len(during), "the drain should have started"
+                await mosquitto.start()
+                async with asyncio.timeout(WAIT):
+                    await publisher.drained()
+            assert publisher.failures >= 1
+            everything = {e.id for e in before + during}
+            await box.until(lambda _: box.event_ids >= everything)
+    assert await directory.unsent(10) == []
+    assert_per_call_order(box.payloads)
+    assert sub.connections >= 2

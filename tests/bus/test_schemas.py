@@ -1,0 +1,267 @@
+"""The event contract: the schemas accept real events and reject malformed ones with a reason.
+
+What the engine and the ledger really emit passes; a malformed event is refused with an error
+naming the field; the AsyncAPI document and the integrators' page agree with the schemas.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivr.bus import schemas
+from ivr.bus.broker import EmbeddedBroker
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.schemas import InvalidEventError, validate
+from ivr.bus.url import BrokerConfig
+from ivr.events import EventType, topic_for
+from ivr.ledger.core import DeductionRequest
+from ivr.ledger.store import LedgerStore
+
+REPO = Path(__file__).resolve().parents[2]
+SATURDAY_10AM = datetime(2026, 11, 21, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
+CONSUMER = "+15550100001"
+BUSINESS = "+15550200001"
+
+#: Scripts covering every IVR event type: sales, grants by code, key and ticket, denials,
+#: a lockout, out of hours, a hang-up.
+CALLS = [
+    (["1"], CONSUMER, None),
+    (["2", "1", "2", "1234500001#", "2"], CONSUMER, None),
+    (["2", "2", "3", "40000001#", "1"], BUSINESS, None),
+    (["2", "1", "1", "1000001#"], CONSUMER, None),
+    (["2", "1", "2", "1234509999#", "2", "1234509999#", "2", "1234509999#"], "+15550100009", None),
+    (["2", "1", "2", "1234509999#", "2", "1234509999#", "2"], "+15550100009", None),
+    (["2", "1", "2", "1234500001#"], CONSUMER, SATURDAY_10AM),
+    (["2", "hangup"], CONSUMER, None),
+]
+
+
+def good(event_type: str = EventType.CALL_STARTED, **data):
+    """A valid event of ``event_type`` (call.started data unless ``data`` is given)."""
+    now = datetime(2026, 11, 17, 15, 0, tzinfo=UTC).isoformat()
+    return {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "ivr-1",
+        "type": str(event_type),
+        "time": now,
+        "subject": "call-1",
+        "datacontenttype": "application/json",
+        "sequence": 1,
+        "data": data or {"caller": CONSUMER, "started_at": now},
+    }
+
+
+def test_every_event_type_has_a_schema():
+    """One schema per EventType, and no schema for a type the code does not know."""
+    assert schemas.event_types() == {str(t) for t in EventType}
+
+
+def test_schemas_share_one_envelope():
+    """All schemas describe the same CloudEvents envelope; only ``type`` and ``data`` differ."""
+    envelopes = []
+    for event_type in schemas.event_types():
+        schema = schemas.schema_for(event_type)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["properties"]["type"] == {"description": "The event type.", "type": "string", "const": event_type}
+        assert topic_for(event_type) in schema["description"]
+        envelope = {k: v for k, v in schema["properties"].items() if k not in {"type", "data"}}
+        envelopes.append((envelope, schema["required"], schema["propertyNames"]))
+    assert all(e == envelopes[0] for e in envelopes)
+
+
+async def test_engine_events_are_valid(run_call):
+    """Every event the engine emits, for calls covering all eight IVR types, passes its schema."""
+    seen = set()
+    for script, number, at in CALLS:
+        record = await (run_call(script, number=number, at=at) if at else run_call(script, number=number))
+        for event in record.events:
+            validate(json.loads(event.to_json()))  # as a consumer decodes it
+            seen.add(event.type)
+    assert seen == {str(t) for t in EventType if not t.startswith("ivr.ledger.")}
+
+
+async def test_ledger_events_are_valid(tmp_path):
+    """The ledger's deducted and rejected events (last incident raced, unknown, unlimited) pass."""
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    try:
+        await store.load_opening({"K-ONE": 1, "K-UNLIMITED": None})
+        requests = [
+            DeductionRequest(
+                source="ivr-1", event_id=f"e-{n}", call_id=f"c-{n}", contract_id=contract, ticket_id=f"200000{n}"
+            )
+            for n, contract in enumerate(["K-ONE", "K-ONE", "K-NOWHERE", "K-UNLIMITED"])
+        ]
+        events = await store.apply(requests, source="ivr-1-ledger", now=datetime.now(UTC).isoformat())
+    finally:
+        await store.close()
+    for event in events:
+        validate(json.loads(event.to_json()))
+    assert {e.type for e in events} == {EventType.LEDGER_INCIDENT_DEDUCTED, EventType.LEDGER_DEDUCTION_REJECTED}
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda e: e.pop("id"), "'id' is a required property"),
+        (lambda e: e.update(specversion="0.3"), "specversion: '1.0' was expected"),
+        (lambda e: e.update(sequence=0), "sequence: 0 is less than the minimum of 1"),
+        (lambda e: e.update(sequence="1"), "sequence: '1' is not of type 'integer'"),
+        (lambda e: e.update(time="17/11/2026 15:00"), "time: '17/11/2026 15:00' is not a 'date-time'"),
+        (lambda e: e.update(time="2026-11-17T15:00:00"), "is not a 'date-time'"),
+        (lambda e: e.update(type="ivr.call.exploded"), "unknown event type 'ivr.call.exploded'"),
+        (lambda e: e["data"].pop("caller"), "data: 'caller' is required"),
+        (lambda e: e.update(Extra="x"), "'Extra' does not match"),
+    ],
+)
+def test_malformed_envelopes_are_rejected_with_the_reason(change, says):
+    """A broken envelope is refused, and the error names the field and what is wrong with it."""
+    event = good()
+    change(event)
+    with pytest.raises(InvalidEventError, match=re.escape(says).replace("is\\ required", "is a required property")):
+        validate(event)
+
+
+def test_bad_data_fields_are_rejected():
+    """Wrong enum values, missing fields and unmasked secrets in ``data`` are refused."""
+    granted = good(
+        EventType.AUTH_GRANTED,
+        method="support_code",
+        caller_kind="consumer",
+        purpose="technical",
+        rule="R4",
+        customer="C-ANNA",
+        contract="K-ANNA-STD",
+        ticket=None,
+        deduct=True,
+        detail="support code ********01 is on active contract K-ANNA-STD with phone support",
+    )
+    validate(granted)
+    cases = {
+        "rule": ("R12", "data.rule: 'R12' is not one of"),
+        "method": ("pin", "data.method: 'pin' is not one of"),
+        "deduct": ("yes", "data.deduct: 'yes' is not of type 'boolean'"),
+        "detail": ("support code 1234500001 is on contract K-ANNA-STD", "data.detail: holds an unmasked support code"),
+        "customer": (12345678, "data.customer: ******78 is not of type 'string'"),
+    }
+    for field, (value, says) in cases.items():
+        broken = json.loads(json.dumps(granted))
+        broken["data"][field] = value
+        with pytest.raises(InvalidEventError, match=re.escape(says)) as caught:
+            validate(broken)
+        assert "1234500001" not in str(caught.value), "the error repeats the secret"
+
+
+def test_a_caller_number_is_not_taken_for_a_secret():
+    """A ``+``-prefixed phone number in a detail is not a code: it passes the masking check."""
+    denied = good(
+        EventType.AUTH_DENIED,
+        method="ticket",
+        caller_kind="consumer",
+        purpose="technical",
+        rule="R2",
+        reason="unknown_ticket",
+        attempt=1,
+        detail="no ticket 1234567 for +15550100001",
+    )
+    validate(denied)
+
+
+def test_parse_rejects_what_is_not_json():
+    """parse() turns undecodable bytes into the same error type, for the dead-letter path."""
+    with pytest.raises(InvalidEventError, match="not JSON"):
+        schemas.parse(b"\xff\xfe not json")
+    assert schemas.parse(json.dumps(good()).encode())["type"] == "ivr.call.started"
+
+
+def test_not_an_object_is_rejected():
+    """A JSON value that is not an object is refused before any schema is looked up."""
+    with pytest.raises(InvalidEventError, match="JSON object, not list"):
+        validate([good()])
+
+
+# -- the documents agree with the schemas ---------------------------------------------------
+
+
+def test_asyncapi_has_a_channel_and_message_per_type():
+    """docs/asyncapi.yaml: AsyncAPI 3.0.0, one channel per type at its topic, payloads referencing the schema files."""
+    doc = yaml.safe_load((REPO / "docs" / "asyncapi.yaml").read_text())
+    assert doc["asyncapi"] == "3.0.0"
+    addresses = {c["address"]: name for name, c in doc["channels"].items()}
+    for event_type in schemas.event_types():
+        channel = doc["channels"][addresses[topic_for(event_type)]]
+        [ref] = [m["$ref"] for m in channel["messages"].values()]
+        message = doc["components"]["messages"][ref.rsplit("/", 1)[1]]
+        assert message["name"] == event_type
+        schema_file = (REPO / "docs" / message["payload"]["schema"]["$ref"]).resolve()
+        assert json.loads(schema_file.read_text())["properties"]["type"]["const"] == event_type
+    for name, operation in doc["operations"].items():
+        assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"], name
+        for ref in operation["messages"]:
+            _, _, channel, _, message = ref["$ref"].split("/")
+            assert message in doc["channels"][channel]["messages"], name
+
+
+def test_events_page_lists_every_type_with_its_topic():
+    """docs/events.md names every type next to its topic."""
+    text = (REPO / "docs" / "events.md").read_text()
+    for event_type in schemas.event_types():
+        assert f"| `{event_type}` | `{topic_for(event_type)}` |" in text
+
+
+def _example_code() -> str:
+    """The Python block of docs/events.md's subscriber example."""
+    text = (REPO / "docs" / "events.md").read_text()
+    section = text.split("## A subscriber in Python", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_subscriber_example_is_valid_python():
+    """The integrators' example parses, and is the code the next test runs."""
+    tree = ast.parse(_example_code())
+    assert {n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)} == {"handle", "main"}
+
+
+class _Seen(set):
+    """The example's ``seen`` set, which also says when something was added."""
+
+    def __init__(self):
+        super().__init__()
+        self.added = asyncio.Event()
+
+    def add(self, item):
+        super().add(item)
+        self.added.set()
+
+
+@pytest.mark.broker
+async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, capsys):
+    """The example, run against the deployment's broker config, handles an event the IVR published."""
+    namespace: dict = {"__name__": "example"}
+    exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
+    conf = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
+    async with EmbeddedBroker(base_config=conf, persistence_dir=tmp_path / "data") as broker:
+        config = broker.config
+        ivr_login = BrokerConfig(host=config.host, port=config.port, username="ivr", password="ivr-dev-only")  # noqa: S106 - the documented dev login
+        async with MqttBus(config=ivr_login) as ivr, asyncio.timeout(20):
+            await ivr.wait_connected()
+            # Retained, so the example gets it whenever its subscription lands (events never are).
+            await ivr.publish("ivr/v1/call/started", json.dumps(good()), retain=True)
+            seen = _Seen()
+            running = asyncio.create_task(namespace["main"](config.host, config.port, seen))
+            try:
+                await seen.added.wait()
+            finally:
+                running.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await running
+    assert seen == {("ivr-1", "e-1")}
+    assert "ivr.call.started call-1 1" in capsys.readouterr().out
