@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck fmt lock diagram clean
+.PHONY: demo test check lint typecheck fmt lock diagram serve screenshots clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,24 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/ivr replay scenarios/ --ledger
 
-## Run the test suite (installs Mosquitto with apt when it is missing and we are root).
+## Run the test suite (installs Mosquitto and Chromium with apt when missing and we are root).
 test: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
+
+## Regenerate the flow diagram in docs/flow.md from ivr/states/flow.py.
+diagram: $(STAMP)
+	$(BIN)/ivr diagram --update docs/flow.md
+
+## The trainer console on http://127.0.0.1:8080/.
+serve: $(STAMP)
+	$(BIN)/ivr serve
+
+## Retake the console screenshots in docs/img/ (the browser tests, writing into docs/).
+screenshots: $(STAMP)
+	bash scripts/ensure-chromium.sh
+	IVR_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/web/test_browser.py
 
 ## Lint and type-check.
 check: lint typecheck

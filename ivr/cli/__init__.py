@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from ivr import __version__
+from ivr.cli.diagram import diagram
 from ivr.cli.events import events
 from ivr.cli.ledger import ledger
 from ivr.cli.replay import replay
+from ivr.cli.serve import serve
 
 __all__ = ["main"]
 
@@ -21,3 +23,5 @@ def main() -> None:
 main.add_command(replay)
 main.add_command(ledger)
 main.add_command(events)
+main.add_command(serve)
+main.add_command(diagram)

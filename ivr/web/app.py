@@ -1,0 +1,126 @@
+"""The trainer console as a Starlette app: one page, its static files, and one WebSocket per page.
+
+Everything the page needs ships in ``ivr/web/static`` — the script, the styles and Mermaid
+itself — so the console works on a training-room machine with no internet. The diagram is
+Mermaid text generated from the flow's tables (`ivr.states.diagram`) and drawn by the vendored
+Mermaid in the browser: the same text `docs/flow.md` holds, so no second renderer (and no system
+Graphviz) is needed to serve it.
+
+The lifespan owns what the server shares: the broker (a private Mosquitto when none is given, as
+``ivr replay`` does), the console's subscription to ``ivr/v1/#`` and a temporary directory for
+each call's SQLite files. Shutting the server down hangs up every call first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ivr.bus.broker import embedded_broker
+from ivr.directory.fixtures import load_world
+from ivr.web.console import Console
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.requests import Request
+
+    from ivr.bus.url import BrokerConfig
+
+__all__ = ["STATIC", "create_app"]
+
+STATIC: Final = Path(__file__).parent / "static"
+#: WebSocket close code for a page from another origin (RFC 6455: policy violation).
+_POLICY_VIOLATION: Final = 1008
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """Browsers send ``Origin``; refuse pages of other sites (a WebSocket is not held back by CORS)."""
+    origin = websocket.headers.get("origin")
+    if origin is None:  # not a browser: a test client or a script on this machine
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+async def _index(_: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _socket(websocket: WebSocket) -> None:
+    """One page: hello, then its messages in order, while its call reports back through a queue."""
+    if not _same_origin(websocket):
+        await websocket.close(code=_POLICY_VIOLATION, reason="the console only serves its own page")
+        return
+    console: Console = websocket.app.state.console
+    await websocket.accept()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    session = console.session(outbox.put_nowait)
+
+    async def pump() -> None:
+        while True:
+            message = await outbox.get()
+            await websocket.send_text(json.dumps(message, separators=(",", ":")))
+
+    writer = asyncio.create_task(pump(), name="console-writer")
+    session.send(console.hello())
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await session.handle(text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        session.detach()
+        writer.cancel()
+        # Shielded, so a server tearing this connection down cannot cut the clean-up short.
+        await asyncio.shield(console.closing(session))
+        if websocket.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close()
+
+
+def create_app(*, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None) -> Starlette:
+    """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
+
+    With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
+    name the fixture relative to ``scenarios_dir`` (default: ``./scenarios``, where ``ivr replay``
+    looks).
+    """
+    world = load_world(fixture)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            config = broker if broker is not None else await stack.enter_async_context(embedded_broker())
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-console-")))
+            console = Console(
+                world=world,
+                fixture=fixture,
+                scenarios_dir=scenarios_dir or Path("scenarios"),
+                broker=config,
+                workdir=workdir,
+            )
+            await console.start()
+            stack.push_async_callback(console.close)
+            app.state.console = console
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/", _index),
+            WebSocketRoute("/ws", _socket),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,266 @@
+"""The console server's state: the fixture world, the broker, and which page each call belongs to.
+
+One :class:`Console` per server; one :class:`Session` per WebSocket (one open page), holding at
+most one running call. Several trainees use one server at once without seeing each other: a page
+only ever hears about its own calls, since the engine's reports go straight to the call's page,
+and the bus's events are forwarded by their CloudEvents ``subject`` — the call id — to the page
+that placed that call. The events a page shows are the very JSON integrators receive.
+
+Nothing is left behind by a page that goes away: closing a session hangs its call up, waits for
+it to end (the engine leaves nothing half-done on a hang-up), and cancels it if it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from ivr.bus.base import BusUnavailableError
+from ivr.bus.mqtt import MqttBus
+from ivr.events import TOPIC_ROOT
+from ivr.states.diagram import mermaid
+from ivr.web.calls import CallRun
+from ivr.web.messages import BadMessageError, Command, Control, KeyPress, StartCall, parse
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ivr.bus.url import BrokerConfig
+    from ivr.directory.fixtures import World
+
+__all__ = ["BROKER_TIMEOUT", "DEFAULT_AT", "MAX_CALLS", "STOP_GRACE", "ZONES", "Console", "Session"]
+
+#: The page's starting instant: a Tuesday 10:00 US Eastern, inside every contract of the default
+#: world (the date the shipped scenarios use), so a first walk is not refused for the hours.
+DEFAULT_AT: Final = "2026-11-17T10:00"
+#: Time zones the page offers for the chosen instant; support hours are US Eastern by default.
+ZONES: Final = ("America/New_York", "Europe/Berlin", "UTC")
+#: Calls running at once on one server: each holds two broker connections and two SQLite files.
+MAX_CALLS: Final = 50
+#: How long a hung-up call may take to end and close before it is cancelled.
+STOP_GRACE: Final = 5.0
+#: How long the server waits for the broker at start-up before it says it cannot reach it.
+BROKER_TIMEOUT: Final = 10.0
+
+log = structlog.get_logger("ivr.web")
+
+
+class Console:
+    """The server: personas to call as, a fresh system per call, events forwarded by subject."""
+
+    def __init__(  # noqa: PLR0913 - all keyword-only
+        self,
+        *,
+        world: World,
+        fixture: Path,
+        scenarios_dir: Path,
+        broker: BrokerConfig,
+        workdir: Path,
+        root: str = TOPIC_ROOT,
+    ) -> None:
+        """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
+
+        Saved scenarios name the fixture relative to ``scenarios_dir``, where they are meant to be kept.
+        """
+        self.world = world
+        self.broker = broker
+        self.workdir = workdir
+        self.root = root
+        self.fixture = os.path.relpath(fixture.resolve(), scenarios_dir.resolve()).replace(os.sep, "/")
+        self.calls: dict[str, CallRun] = {}  # running calls, by id
+        self.sessions: set[Session] = set()
+        self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
+        self._bus = MqttBus(config=broker, subscriptions=[f"{root}/#"], topic_root=root)
+        self._forwarder: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def hello(self) -> dict[str, Any]:
+        """What a page needs first: the personas, the flow's diagram, the defaults."""
+        return {
+            "type": "hello",
+            "personas": [
+                {"id": p.id, "description": p.description, "caller": p.caller} for p in self.world.personas.values()
+            ],
+            "fixture": self.fixture,
+            "diagram": mermaid(side_edges=False),
+            "diagram_all": mermaid(),
+            "default_at": DEFAULT_AT,
+            "zones": list(ZONES),
+        }
+
+    async def start(self) -> None:
+        """Connect to the broker and forward its events; return once subscribed."""
+        self._bus.open()
+        try:
+            async with asyncio.timeout(BROKER_TIMEOUT):
+                await self._bus.wait_connected()
+        except TimeoutError:
+            await self._bus.aclose()
+            msg = f"no MQTT broker answers at {self.broker} (waited {BROKER_TIMEOUT:g} s)"
+            raise BusUnavailableError(msg) from None
+        self._forwarder = asyncio.create_task(self._forward(), name="console-forwarder")
+
+    async def close(self) -> None:
+        """End every session (hanging up their calls), then leave the broker."""
+        for session in list(self.sessions):
+            self.closing(session)
+        await asyncio.gather(*self._closing)
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forwarder
+        await self._bus.aclose()
+
+    def session(self, send: Callable[[dict[str, Any]], None]) -> Session:
+        """A new page."""
+        session = Session(console=self, send=send)
+        self.sessions.add(session)
+        return session
+
+    def closing(self, session: Session) -> asyncio.Task[None]:
+        """Close ``session`` in a task of its own, which the server waits for before it stops."""
+        task = asyncio.create_task(session.close(), name="console-session-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    def route(self, call_id: str, session: Session) -> None:
+        """Send the bus's events about ``call_id`` to ``session``."""
+        self._pages[call_id] = session
+
+    def forget(self, session: Session) -> None:
+        """A page is gone: route nothing more to it."""
+        self.sessions.discard(session)
+        for call_id in [c for c, s in self._pages.items() if s is session]:
+            del self._pages[call_id]
+
+    async def _forward(self) -> None:
+        """Every event on the bus whose subject is a call placed here, to that call's page."""
+        try:
+            await self._forward_deliveries()
+        except Exception:  # the pages would silently stop hearing events: say so in the log
+            log.exception("console stopped forwarding events", broker=str(self.broker))
+            raise
+
+    async def _forward_deliveries(self) -> None:
+        async for delivery in self._bus.deliveries():
+            if "/status/" in delivery.topic:
+                continue
+            try:
+                event = json.loads(delivery.payload)
+                subject = event.get("subject")
+            except (ValueError, AttributeError):
+                continue
+            session = self._pages.get(subject) if isinstance(subject, str) else None
+            if session is not None:
+                session.send({"type": "event", "topic": delivery.topic, "event": event})
+
+
+class Session:
+    """One open page: at most one call running, the trainee's messages applied to it."""
+
+    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None]) -> None:
+        """A page reached through ``send``."""
+        self.console = console
+        self._out = send
+        self.run: CallRun | None = None
+        self.closed = False
+        self.detached = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Tell the page, unless it is gone."""
+        if not self.detached:
+            self._out(message)
+
+    def detach(self) -> None:
+        """The page is gone: what its ending call still says goes nowhere."""
+        self.detached = True
+
+    def error(self, message: str) -> None:
+        """Tell the page what went wrong; the page shows it and nothing else changes."""
+        self.send({"type": "error", "message": message})
+
+    async def handle(self, text: str | bytes) -> None:
+        """Apply one message from the page."""
+        try:
+            command = parse(text)
+        except BadMessageError as exc:
+            self.error(str(exc))
+            return
+        self.apply(command)
+
+    def apply(self, command: Command) -> None:
+        """Start a call, or pass a key or a control to the running one."""
+        if isinstance(command, StartCall):
+            self._start(command)
+            return
+        run = self.run
+        if run is None:
+            self.error("no call in progress: choose a persona and press Call first")
+            return
+        if run.over:
+            self.error("the call has ended: press Call for a new one")
+            return
+        if isinstance(command, KeyPress):
+            run.press(command.key)
+            return
+        assert isinstance(command, Control)  # noqa: S101 - the last kind of command
+        {"silence": run.silence, "hangup": run.hang_up, "pause": run.pause, "resume": run.resume}[command.action]()
+
+    def _start(self, command: StartCall) -> None:
+        console = self.console
+        if self.closed:
+            return
+        if self.run is not None and not self.run.done:
+            state = "still ending" if self.run.over else "in progress"
+            self.error(f"a call is {state} on this page (call {self.run.id}): one call at a time")
+            return
+        persona = console.world.personas.get(command.persona)
+        if persona is None:
+            known = ", ".join(console.world.personas)
+            self.error(f"unknown persona {command.persona!r}; the personas are: {known}")
+            return
+        if len(console.calls) >= MAX_CALLS:
+            self.error(f"the console is busy ({MAX_CALLS} calls running): try again in a moment")
+            return
+        call_id = uuid.uuid4().hex[:12]
+        run = CallRun(
+            call_id=call_id,
+            persona=persona,
+            at=command.at,
+            world=console.world,
+            broker=console.broker,
+            workdir=console.workdir,
+            fixture=console.fixture,
+            send=self.send,
+        )
+        self.run = run
+        console.route(call_id, self)
+        console.calls[call_id] = run
+        self.send(
+            {
+                "type": "started",
+                "call_id": call_id,
+                "persona": persona.id,
+                "description": persona.description,
+                "caller": persona.caller,
+                "at": command.at.isoformat(timespec="minutes"),
+            }
+        )
+        log.info("console call", call_id=call_id, persona=persona.id, at=command.at.isoformat())
+        run.start().add_done_callback(lambda _: console.calls.pop(call_id, None))
+
+    async def close(self) -> None:
+        """The page is gone: hang up its call, wait for it to end (or cancel it), route nothing more."""
+        self.closed = True
+        if self.run is not None:
+            await self.run.stop(grace=STOP_GRACE)
+            self.console.calls.pop(self.run.id, None)
+        self.console.forget(self)

@@ -1,0 +1,273 @@
+// The trainer console's page: one WebSocket to the server, which runs the call; this page only
+// sends what the trainee does and shows what the server reports (states, prompts, decisions,
+// events from the bus, the countdown). The diagram is Mermaid text the server generates from
+// the flow's own tables, drawn here by the vendored Mermaid (no network needed).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KEYS = "0123456789*#";
+const TIMEOUT = 5; // seconds of the no-input countdown (ivr.engine.NO_INPUT_TIMEOUT)
+const SUMMARY = ["outcome", "reason", "rule", "method", "queue", "priority", "ticket", "contract", "balance_after"];
+
+let socket = null;
+let personas = [];
+let running = false; // a call is in progress on this page
+let scenario = null; // the last ended call's scenario text and file name
+let paused = false;
+let drawSeq = 0;
+let drawing = false;
+let nextDrawing = null;
+let diagrams = { main: "", all: "", state: "" }; // the latest texts from the server
+
+mermaid.initialize({
+  startOnLoad: false,
+  securityLevel: "strict",
+  theme: "neutral",
+  themeVariables: { fontSize: "17px" },
+  flowchart: { curve: "basis", nodeSpacing: 28, rankSpacing: 34, padding: 6 },
+});
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  else showMessage("not connected to the console server: reload the page");
+}
+
+function showMessage(text) {
+  const box = $("message");
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function clearMessage() {
+  $("message").hidden = true;
+  $("message").textContent = "";
+}
+
+function append(list, item) {
+  // Scroll the list itself to its newest entry; never the page (scrollIntoView would move both).
+  list.append(item);
+  list.scrollTop = list.scrollHeight;
+}
+
+function setRunning(on) {
+  running = on;
+  $("call").disabled = on || !personas.length;
+  for (const id of ["silence", "hangup", "pause"]) $(id).disabled = !on;
+  for (const key of document.querySelectorAll(".key")) key.disabled = !on;
+}
+
+// -- the diagram: drawn in order, the latest text wins -----------------------------------------
+
+async function drawDiagram(text, state) {
+  nextDrawing = { text, state };
+  if (drawing) return;
+  drawing = true;
+  try {
+    while (nextDrawing) {
+      const job = nextDrawing;
+      nextDrawing = null;
+      drawSeq += 1;
+      const { svg } = await mermaid.render(`flow-svg-${drawSeq}`, job.text);
+      const box = $("diagram");
+      box.innerHTML = svg;
+      box.dataset.current = job.state || "";
+    }
+  } catch (err) {
+    showMessage(`the diagram could not be drawn: ${err}`);
+  } finally {
+    drawing = false;
+  }
+}
+
+function redraw() {
+  drawDiagram($("all-edges").checked ? diagrams.all : diagrams.main, diagrams.state);
+}
+
+// -- what the server says ------------------------------------------------------------------------
+
+const handlers = {
+  hello(msg) {
+    personas = msg.personas;
+    const select = $("persona");
+    select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: `${p.id} — ${p.description}` })));
+    $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z, text: z })));
+    $("at").value = msg.default_at;
+    describePersona();
+    diagrams = { main: msg.diagram, all: msg.diagram_all, state: "" };
+    redraw();
+    $("status").textContent = `connected · fixture ${msg.fixture}`;
+    setRunning(false);
+  },
+  started(msg) {
+    clearMessage();
+    for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
+    $("result").hidden = true;
+    $("typed").textContent = "";
+    $("caller-number").textContent = msg.caller;
+    $("status").textContent = `call ${msg.call_id} · ${msg.persona} · ${msg.at}`;
+    scenario = null;
+    paused = false;
+    $("pause").textContent = "Pause countdown";
+    setRunning(true);
+  },
+  state(msg) {
+    $("state").textContent = msg.state;
+    $("path").replaceChildren(...msg.path.map((s) => el("li", { text: s })));
+    diagrams = { main: msg.diagram, all: msg.diagram_all, state: msg.state };
+    redraw();
+  },
+  prompt(msg) {
+    $("prompt-text").textContent = msg.text;
+    $("typed").textContent = "";
+    const item = el("li", {}, el("b", { text: msg.name }), " ", msg.text);
+    append($("prompts"), item);
+    if ($("sound").checked && "speechSynthesis" in window) {
+      window.speechSynthesis.speak(new SpeechSynthesisUtterance(msg.text));
+    }
+  },
+  decision(msg) {
+    const verdict = msg.granted === null ? "branch" : msg.granted ? "granted" : "denied";
+    const head = el("div", {}, el("span", { class: "rule", text: msg.rule }), " ",
+      el("span", { class: "verdict", text: verdict }));
+    if (msg.reason) head.append(" ", el("i", { text: msg.reason }));
+    head.append(" ", el("span", { class: "hint", text: `at ${msg.state}` }));
+    const item = el("li", { class: verdict, "data-rule": msg.rule }, head,
+      el("p", { class: "sentence", text: msg.sentence }), el("p", { class: "detail", text: msg.detail }));
+    append($("decisions"), item);
+  },
+  event(msg) {
+    const ev = msg.event;
+    const data = ev.data || {};
+    const fields = SUMMARY.filter((k) => data[k] !== undefined && data[k] !== null).map((k) => `${k}=${data[k]}`);
+    const ledger = String(ev.type).startsWith("ivr.ledger.");
+    const details = el("details", {}, el("summary", { text: msg.topic }),
+      el("pre", { text: JSON.stringify(ev, null, 2) }));
+    const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type },
+      el("span", { class: "seq", text: `#${ev.sequence} ` }), el("span", { class: "type", text: ev.type }), " ",
+      el("span", { class: "fields", text: fields.join(" ") }), details);
+    append($("events"), item);
+  },
+  timer(msg) {
+    const box = document.querySelector(".countdown");
+    box.classList.toggle("paused", msg.paused);
+    if (msg.paused) {
+      $("countdown").textContent = "paused";
+    } else if (msg.remaining === null) {
+      $("countdown").textContent = "–";
+    } else {
+      $("countdown").textContent = `${msg.remaining.toFixed(1)} s`;
+    }
+    const share = msg.remaining === null ? (msg.paused ? 100 : 0) : (100 * msg.remaining) / TIMEOUT;
+    $("countdown-bar").style.transition = msg.remaining === null ? "none" : "";
+    $("countdown-bar").style.width = `${Math.max(0, Math.min(100, share))}%`;
+  },
+  ended(msg) {
+    setRunning(false);
+    scenario = { text: msg.scenario, filename: msg.filename };
+    const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
+      ["priority", msg.priority], ["ticket", msg.ticket],
+      ["deducted", Object.entries(msg.deducted).map(([k, v]) => `${k}: ${v}`).join(", ") || "nothing"]];
+    $("outcome").replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined)
+      .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v), "data-field": k })]));
+    $("result").hidden = false;
+    $("status").textContent = `call ${msg.call_id} ended: ${msg.outcome}`;
+  },
+  error(msg) {
+    showMessage(msg.message);
+    if (msg.call_over) setRunning(false);
+    if (!running) $("call").disabled = !personas.length; // a refused Call may be tried again
+  },
+};
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  socket.addEventListener("message", (event) => {
+    const msg = JSON.parse(event.data);
+    const handler = handlers[msg.type];
+    if (handler) handler(msg);
+  });
+  socket.addEventListener("close", () => {
+    setRunning(false);
+    $("call").disabled = true;
+    $("status").textContent = "disconnected: reload the page to reconnect";
+  });
+}
+
+// -- what the trainee does -----------------------------------------------------------------------
+
+function describePersona() {
+  const persona = personas.find((p) => p.id === $("persona").value);
+  $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}` : "";
+}
+
+function press(key) {
+  if (!running) {
+    showMessage("no call in progress: choose a persona and press Call first");
+    return;
+  }
+  send({ type: "key", key });
+  $("typed").textContent += key;
+  const button = document.querySelector(`.key[data-key="${CSS.escape(key)}"]`);
+  if (button) {
+    button.classList.add("flash");
+    setTimeout(() => button.classList.remove("flash"), 150);
+  }
+}
+
+function placeCall() {
+  if (running) return;
+  $("call").disabled = true; // one call per click, however fast the clicks
+  send({ type: "call", persona: $("persona").value, at: $("at").value, zone: $("zone").value });
+}
+
+function saveScenario() {
+  if (!scenario) return;
+  const blob = new Blob([scenario.text], { type: "application/x-yaml" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: scenario.filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setRunning(false);
+  $("persona").addEventListener("change", describePersona);
+  $("call").addEventListener("click", placeCall);
+  $("hangup").addEventListener("click", () => send({ type: "hangup" }));
+  $("silence").addEventListener("click", () => send({ type: "silence" }));
+  $("pause").addEventListener("click", () => {
+    paused = !paused;
+    send({ type: paused ? "pause" : "resume" });
+    $("pause").textContent = paused ? "Resume countdown" : "Pause countdown";
+  });
+  $("save").addEventListener("click", saveScenario);
+  $("all-edges").addEventListener("change", redraw);
+  $("sound").addEventListener("change", () => {
+    if (!$("sound").checked && "speechSynthesis" in window) window.speechSynthesis.cancel();
+  });
+  for (const button of document.querySelectorAll(".key")) {
+    button.addEventListener("click", () => press(button.dataset.key));
+  }
+  document.addEventListener("keydown", (event) => {
+    const tag = event.target.tagName;
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (KEYS.includes(event.key) && event.key.length === 1) {
+      event.preventDefault();
+      press(event.key);
+    }
+  });
+  connect();
+});

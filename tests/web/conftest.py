@@ -1,0 +1,73 @@
+"""Fixtures for the trainer console: the app over Starlette's TestClient, and timed WebSocket reads.
+
+Every app starts its own private Mosquitto (as `ivr serve` does with no --broker), so tests never
+share a broker with each other or with a developer's running console.
+"""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+from starlette.testclient import TestClient
+
+from ivr.bus.broker import find_mosquitto
+from ivr.web.app import create_app
+from tests.conftest import DEFAULT_WORLD_PATH, REPO
+
+#: Bound on every wait for the server: generous for a loaded machine, short enough to fail a test.
+WAIT = 15.0
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """The console for the default world; saved scenarios name the fixture relative to ./scenarios."""
+    monkeypatch.delenv("IVR_BROKER", raising=False)
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+    return create_app(fixture=DEFAULT_WORLD_PATH, scenarios_dir=REPO / "scenarios")
+
+
+@pytest.fixture
+def client(app):
+    """A test client with the app's lifespan (broker, subscription) running."""
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def receive(ws, timeout: float = WAIT) -> dict:
+    """The next message from the server, or a failed test after ``timeout`` seconds of nothing."""
+
+    async def get():
+        with anyio.fail_after(timeout):
+            return await ws._send_rx.receive()
+
+    message = ws.portal.call(get)
+    assert message["type"] == "websocket.send", message
+    return json.loads(message["text"])
+
+
+def until(ws, predicate, *, timeout: float = WAIT) -> tuple[dict, list[dict]]:
+    """Read until a message matches ``predicate``; that message and all before it (timer ticks left out)."""
+    seen: list[dict] = []
+    while True:
+        message = receive(ws, timeout)
+        if message["type"] != "timer":
+            seen.append(message)
+        if predicate(message):
+            return message, seen
+
+
+def of_type(kind: str, **fields):
+    """A predicate: a message of ``kind`` whose fields have these values."""
+
+    def match(message: dict) -> bool:
+        return message["type"] == kind and all(message.get(k) == v for k, v in fields.items())
+
+    return match
+
+
+def event_of(event_type: str):
+    """A predicate: a forwarded bus event of this CloudEvents type."""
+    return lambda m: m["type"] == "event" and m["event"]["type"] == event_type
