@@ -48,6 +48,14 @@ async def _probe(config: BrokerConfig) -> str | None:
     help="The fixture world whose personas the trainees call as.",
 )
 @broker_option(help_text="Broker the calls' events cross; default: a private Mosquitto on a free loopback port.")
+@click.option(
+    "--ledger",
+    "ledger_mode",
+    type=click.Choice(["own", "external"]),
+    default="own",
+    show_default=True,
+    help="own: each call gets a private ledger; external: an `ivr ledger` process on --broker deducts.",
+)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="warning", show_default=True, help="debug, info, warning or error.")
 def serve(  # noqa: PLR0913 - one keyword per option
@@ -56,6 +64,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
     port: int,
     fixture: Path,
     broker: BrokerConfig | None,
+    ledger_mode: str,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -72,8 +81,11 @@ def serve(  # noqa: PLR0913 - one keyword per option
     if not fixture.is_file():
         click.echo(f"ERROR {fixture}: no such fixture file", err=True)
         sys.exit(EXIT_UNREADABLE)
+    if ledger_mode == "external" and broker is None:
+        click.echo("ERROR --ledger external needs --broker (or IVR_BROKER): where the ledger listens", err=True)
+        sys.exit(EXIT_UNREADABLE)
     try:
-        app = create_app(fixture=fixture, broker=broker)
+        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own")
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)

@@ -90,13 +90,18 @@ async def _socket(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
-def create_app(*, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None) -> Starlette:
+def create_app(
+    *, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None, own_ledger: bool = True
+) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
     name the fixture relative to ``scenarios_dir`` (default: ``./scenarios``, where ``ivr replay``
-    looks).
+    looks). With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     """
+    if not own_ledger and broker is None:
+        msg = "an external ledger is reached through a broker: give one"
+        raise ValueError(msg)
     world = load_world(fixture)
 
     @contextlib.asynccontextmanager
@@ -110,6 +115,7 @@ def create_app(*, fixture: Path, broker: BrokerConfig | None = None, scenarios_d
                 scenarios_dir=scenarios_dir or Path("scenarios"),
                 broker=config,
                 workdir=workdir,
+                own_ledger=own_ledger,
             )
             await console.start()
             stack.push_async_callback(console.close)

@@ -66,8 +66,13 @@ class CallRun:
         workdir: Path,
         fixture: str,
         send: Callable[[dict[str, Any]], None],
+        own_ledger: bool = True,
     ) -> None:
-        """Prepare the call; nothing runs until :meth:`start`."""
+        """Prepare the call; nothing runs until :meth:`start`.
+
+        With ``own_ledger=False`` the deductions come from an `ivr ledger` process on the broker.
+        """
+        self._own_ledger = own_ledger
         self.id = call_id
         self.persona = persona
         self.at = at
@@ -130,7 +135,11 @@ class CallRun:
             try:
                 async with asyncio.timeout(BUILD_TIMEOUT):
                     system = await build_system(
-                        world=self._world, workdir=workdir, source=f"console-{self.id}", broker=self._broker
+                        world=self._world,
+                        workdir=workdir,
+                        source=f"console-{self.id}",
+                        broker=self._broker,
+                        own_ledger=self._own_ledger,
                     )
             except TimeoutError:
                 msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"

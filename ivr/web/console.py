@@ -64,11 +64,14 @@ class Console:
         broker: BrokerConfig,
         workdir: Path,
         root: str = TOPIC_ROOT,
+        own_ledger: bool = True,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
 
         Saved scenarios name the fixture relative to ``scenarios_dir``, where they are meant to be kept.
+        ``own_ledger=False``: deductions come from an `ivr ledger` process already on the broker.
         """
+        self.own_ledger = own_ledger
         self.world = world
         self.broker = broker
         self.workdir = workdir
@@ -240,6 +243,7 @@ class Session:
             workdir=console.workdir,
             fixture=console.fixture,
             send=self.send,
+            own_ledger=console.own_ledger,
         )
         self.run = run
         console.route(call_id, self)

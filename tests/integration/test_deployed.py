@@ -1,0 +1,57 @@
+"""What docker-compose runs, without Docker: the repo's Mosquitto config, `ivr ledger` logged in
+as ``ledger`` in its own process, and an IVR logged in as ``ivr`` that relies on that ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from ivr.bootstrap import build_system
+from ivr.bus.broker import EmbeddedBroker, find_mosquitto
+from ivr.bus.url import BrokerConfig
+from ivr.ledger.store import LedgerStore
+from tests.integration.conftest import WAIT, run_call
+from tests.integration.test_ledger_faults import start_ledger
+
+pytestmark = pytest.mark.broker
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+
+
+def as_user(config: BrokerConfig, user: str) -> BrokerConfig:
+    """``config`` logged in with one of the dev-only users of deploy/mosquitto/mosquitto.conf."""
+    return BrokerConfig(host=config.host, port=config.port, username=user, password=f"{user}-dev-only")
+
+
+async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
+    """As compose runs them: a support-code call by user ivr is deducted by the ledger process (user ledger)."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+    async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
+        ledger_db = tmp_path / "ledger.db"
+        ledger = start_ledger(as_user(broker.config, "ledger"), ledger_db, default_world_path)
+        try:
+            await asyncio.sleep(1.5)  # the ledger's persistent session exists before the first event
+            system = await build_system(
+                world=world, workdir=tmp_path, broker=as_user(broker.config, "ivr"), own_ledger=False, source="ivr-1"
+            )
+            try:
+                record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number="+15550100001")
+                assert record.call.outcome == "routed"
+                async with asyncio.timeout(WAIT):
+                    await system.settle()  # the ledger's answer came back through the ACL
+                assert await system.directory.balance("K-ANNA-STD") == 4
+            finally:
+                await system.close()
+        finally:
+            ledger.send_signal(signal.SIGTERM)
+            ledger.wait(timeout=10)
+    store = await LedgerStore.open(ledger_db)
+    try:
+        assert await store.deducted() == {"K-ANNA-STD": 1}
+        assert (await store.verify([("ivr-1", "2000001")])).ok
+    finally:
+        await store.close()
