@@ -1,5 +1,7 @@
-"""What docker-compose runs, without Docker: the repo's Mosquitto config, `ivr ledger` logged in
-as ``ledger`` in its own process, and an IVR logged in as ``ivr`` that relies on that ledger.
+"""What docker-compose runs, without Docker.
+
+The repo's Mosquitto config, `ivr ledger` logged in as ``ledger`` in its own process, and an IVR
+logged in as ``ivr`` that relies on that ledger.
 """
 
 from __future__ import annotations
