@@ -67,7 +67,12 @@ class BrokerNotAvailableError(RuntimeError):
 
 
 def find_mosquitto() -> Path | None:
-    """The ``mosquitto`` executable: on ``PATH``, else Debian's ``/usr/sbin/mosquitto``."""
+    """The ``mosquitto`` executable: on ``PATH``, else Debian's ``/usr/sbin/mosquitto``.
+
+    ``IVR_EMBEDDED_BROKER=amqtt`` says there is none, so the amqtt fallback can be run on purpose.
+    """
+    if os.environ.get("IVR_EMBEDDED_BROKER") == "amqtt":
+        return None
     found = shutil.which("mosquitto")
     if found:
         return Path(found)
