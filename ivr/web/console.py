@@ -80,7 +80,9 @@ class Console:
         self.calls: dict[str, CallRun] = {}  # running calls, by id
         self.sessions: set[Session] = set()
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
-        self._bus = MqttBus(config=broker, subscriptions=[f"{root}/#"], topic_root=root)
+        # The console is the long-running IVR process: its connection carries the retained
+        # ivr/v1/status/ivr-console (online; the last will says offline).
+        self._bus = MqttBus(config=broker, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
         self._forwarder: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 

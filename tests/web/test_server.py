@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 
+import aiomqtt
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from ivr.bus.base import BusUnavailableError
-from ivr.bus.broker import free_port
+from ivr.bus.broker import EmbeddedBroker, free_port
 from ivr.bus.url import BrokerConfig
 from ivr.cli import main
 from ivr.web.app import create_app
@@ -326,3 +328,25 @@ def test_serve_with_a_broker_that_does_not_answer_says_so(monkeypatch):
     result = CliRunner().invoke(main, ["serve", "--broker", f"mqtt://127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert f"ERROR no MQTT broker answers at mqtt://127.0.0.1:{port}" in result.output
+
+
+def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(tmp_path):
+    """The long-running IVR (the console) keeps ivr/v1/status/ivr-console: online while up, offline after."""
+
+    async def retained(config: BrokerConfig) -> bytes:
+        async with aiomqtt.Client(config.host, config.port, protocol=aiomqtt.ProtocolVersion.V311) as c:
+            await c.subscribe("ivr/v1/status/ivr-console", qos=1)
+            async with asyncio.timeout(WAIT):
+                async for message in c.messages:
+                    return bytes(message.payload)  # type: ignore[arg-type]
+        return b""
+
+    async def run() -> tuple[bytes, bytes]:
+        async with EmbeddedBroker() as broker:
+            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config, scenarios_dir=REPO / "scenarios")
+            async with app.router.lifespan_context(app):
+                while_up = await retained(broker.config)
+            return while_up, await retained(broker.config)
+
+    while_up, after = asyncio.run(run())
+    assert (while_up, after) == (b"online", b"offline")
