@@ -1,14 +1,19 @@
-"""`ivr ledger`'s loop: ticket events in from the bus, deductions committed, answers out, then acks.
+"""`ivr ledger`'s loop: ticket events in from the bus, deductions committed, acked, then announced.
 
 The order is what makes it exactly-once over an at-least-once bus:
 
 1. take every delivery that is waiting (up to ``batch``) — one transaction for all of them;
 2. commit the batch (:class:`~ivr.ledger.service.LedgerService`): a redelivered event finds its
-   entry and changes nothing;
-3. publish the ledger events still unpublished (this batch's, and any a crash left behind) and
-   dead-letter the malformed; a failure here stops before the acks;
-4. only then acknowledge the batch (paho's manual ack), so a crash at any step means redelivery,
-   never loss.
+   entry and changes nothing; each entry keeps the ledger event that announces it;
+3. dead-letter the malformed; a failure here stops before the acks;
+4. acknowledge the batch (paho's manual ack) — only after the commit, so a crash before it means
+   redelivery, never loss;
+5. an announcer task publishes the committed, unannounced ledger events and marks them.
+
+Announcing is apart from applying because it is bounded by the broker (a PUBACK per event), while
+applying is bounded by one SQLite transaction per batch: waiting for the announcements before the
+acks made the broker's round trips the ledger's pace. Nothing is lost by it: an announcement not
+yet made is in the store and goes out after a restart (at least once, with the same event id).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class LedgerConsumer:
         self._batch = batch
         self.applied = 0  # deliveries committed and acked, for progress and tests
         self.dead = 0
+        self._unannounced = asyncio.Event()
+        self._unannounced.set()  # what a crash left committed but unannounced
 
     @staticmethod
     def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
@@ -73,10 +80,9 @@ class LedgerConsumer:
                 waiting.put_nowait(delivery)
 
         reader = asyncio.create_task(receive(), name="ledger-receive")
+        announcer = asyncio.create_task(self._announce(), name="ledger-announce")
         getter: asyncio.Future[Delivery] | None = None
         try:
-            with contextlib.suppress(BusError):
-                await self._publish_pending()  # what a crash left committed but unannounced
             while not reader.done() or not waiting.empty():
                 getter = asyncio.ensure_future(waiting.get())
                 await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -87,7 +93,7 @@ class LedgerConsumer:
                     batch.append(waiting.get_nowait())
                 await self._apply(batch)
         finally:
-            for task in (reader, getter):
+            for task in (reader, announcer, getter):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -95,8 +101,9 @@ class LedgerConsumer:
 
     async def _apply(self, batch: list[Delivery]) -> None:
         handled = await self._service.handle(d.payload for d in batch)
+        if handled.events:
+            self._unannounced.set()
         try:
-            await self._publish_pending()
             dead_topic = deadletter_topic(root=self._root)
             by_payload = {d.payload: d.topic for d in batch}
             for dead in handled.dead:
@@ -104,13 +111,26 @@ class LedgerConsumer:
                 log.warning("dead-lettered", reason=dead.reason)
         except BusError as exc:
             # Not acked: the broker redelivers on the next connection and the entries absorb it.
-            log.warning("ledger answers not published; batch left unacknowledged", error=str(exc))
+            log.warning("dead letters not published; batch left unacknowledged", error=str(exc))
             return
         for delivery in batch:
             delivery.ack()
         self.applied += len(batch)
         self.dead += len(handled.dead)
         log.info("batch applied", size=len(batch), events=len(handled.events), dead=len(handled.dead))
+
+    async def _announce(self) -> None:
+        """Publish the committed ledger events not yet announced, whenever a batch adds some."""
+        while True:
+            await self._unannounced.wait()
+            self._unannounced.clear()
+            try:
+                await self._publish_pending()
+            except BusError as exc:
+                log.warning("ledger events not announced yet; retrying on reconnection", error=str(exc))
+                self._unannounced.set()
+                await asyncio.sleep(0.1)
+                await self._bus.wait_connected()
 
     async def _publish_pending(self) -> None:
         store = self._service.store

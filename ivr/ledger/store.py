@@ -11,6 +11,7 @@ repaired by publishing what is unpublished on restart.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -38,6 +39,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS entries_ticket ON entries (source, ticket_id);
 CREATE INDEX IF NOT EXISTS entries_contract ON entries (contract_id, applied_at);
 CREATE INDEX IF NOT EXISTS entries_unpublished ON entries (applied_at) WHERE published_at IS NULL;
 """
+
+
+_BALANCES: Final = "SELECT id, opening, balance FROM contracts ORDER BY id"
+_DEDUCTED: Final = "SELECT contract_id, COUNT(*) FROM entries WHERE outcome = 'deducted' GROUP BY contract_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +78,14 @@ class LedgerStore:
     """Balances and entries in one SQLite file; see the module docstring for the guarantees."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
-        """Wrap an open connection; use :meth:`open`."""
+        """Wrap an open connection; use :meth:`open`.
+
+        One lock serialises every use of the connection: aiosqlite runs statements of all tasks on
+        one thread, so without it the announcer's commit could land inside a batch's open
+        transaction, or its read see a batch not yet committed.
+        """
         self._conn = conn
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
@@ -92,11 +103,12 @@ class LedgerStore:
 
     async def load_opening(self, incidents: Mapping[str, int | None]) -> None:
         """Opening balances by contract (``None``: unlimited); contracts already known keep theirs."""
-        await self._conn.executemany(
-            "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)",
-            [(c, n, n) for c, n in incidents.items()],
-        )
-        await self._conn.commit()
+        async with self._lock:
+            await self._conn.executemany(
+                "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)",
+                [(c, n, n) for c, n in incidents.items()],
+            )
+            await self._conn.commit()
 
     async def apply(self, requests: Iterable[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
         """Apply a batch in one transaction; return the ledger events of what was new.
@@ -110,13 +122,14 @@ class LedgerStore:
             return []
         # Take the write lock before reading: two ledgers on one file must not both read the last
         # incident as available. Anything that fails rolls back, so the file never stays locked.
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            events = await self._apply_locked(batch, source=source, now=now)
-        except BaseException:
-            await self._conn.rollback()
-            raise
-        await self._conn.commit()
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                events = await self._apply_locked(batch, source=source, now=now)
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._conn.commit()
         return events
 
     async def _apply_locked(self, batch: list[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
@@ -166,21 +179,30 @@ class LedgerStore:
 
     async def unpublished(self, limit: int = 1000) -> list[tuple[str, str]]:
         """Ledger events committed but not yet acknowledged by the broker: (key, JSON)."""
-        async with self._conn.execute(
-            "SELECT key, event FROM entries WHERE published_at IS NULL ORDER BY applied_at, rowid LIMIT ?",
-            (limit,),
-        ) as cur:
-            return [(row[0], row[1]) async for row in cur]
+        async with self._lock:
+            rows = await self._conn.execute_fetchall(
+                "SELECT key, event FROM entries WHERE published_at IS NULL ORDER BY applied_at, rowid LIMIT ?",
+                (limit,),
+            )
+        return [(row[0], row[1]) for row in rows]
 
     async def mark_published(self, keys: Iterable[str], at: str) -> None:
         """The broker acknowledged these ledger events."""
-        await self._conn.executemany("UPDATE entries SET published_at = ? WHERE key = ?", [(at, k) for k in keys])
-        await self._conn.commit()
+        async with self._lock:
+            await self._conn.executemany("UPDATE entries SET published_at = ? WHERE key = ?", [(at, k) for k in keys])
+            await self._conn.commit()
 
     async def balances(self) -> dict[str, tuple[int | None, int | None]]:
         """Every contract's (opening, balance); ``None`` is unlimited."""
-        async with self._conn.execute("SELECT id, opening, balance FROM contracts ORDER BY id") as cur:
-            return {row[0]: (row[1], row[2]) async for row in cur}
+        return {
+            row[0]: (row[1], row[2])
+            for row in await self._read("SELECT id, opening, balance FROM contracts ORDER BY id")
+        }
+
+    async def _read(self, sql: str) -> list[Any]:
+        """A read that never sees a batch half-applied (see the lock)."""
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql))
 
     async def history(self, contract_id: str) -> list[Entry]:
         """A contract's entries, oldest first."""
@@ -188,7 +210,7 @@ class LedgerStore:
 
     async def entries(self) -> list[Entry]:
         """Every entry, oldest first."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read(
             "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
             "FROM entries ORDER BY applied_at, rowid"
         )
@@ -196,10 +218,7 @@ class LedgerStore:
 
     async def deducted(self) -> dict[str, int]:
         """Incidents deducted so far, by contract."""
-        async with self._conn.execute(
-            "SELECT contract_id, COUNT(*) FROM entries WHERE outcome = 'deducted' GROUP BY contract_id",
-        ) as cur:
-            return {row[0]: row[1] async for row in cur}
+        return {row[0]: row[1] for row in await self._read(_DEDUCTED)}
 
     async def verify(self, expected: Iterable[tuple[str, str]] | None = None) -> VerifyReport:
         """Check that opening balances minus deductions equal today's balances, none below zero.
@@ -208,8 +227,15 @@ class LedgerStore:
         was applied exactly once.
         """
         report = VerifyReport()
-        balances = await self.balances()
-        deducted = await self.deducted()
+        # One read transaction: a ledger applying batches meanwhile cannot show a false mismatch.
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                balances = {r[0]: (r[1], r[2]) for r in await self._conn.execute_fetchall(_BALANCES)}
+                deducted: dict[str, int] = {r[0]: r[1] for r in await self._conn.execute_fetchall(_DEDUCTED)}
+                entries = await self._conn.execute_fetchall("SELECT source, ticket_id, outcome FROM entries")
+            finally:
+                await self._conn.commit()
         report.contracts = len(balances)
         for contract, (opening, balance) in balances.items():
             used = deducted.get(contract, 0)
@@ -220,8 +246,7 @@ class LedgerStore:
                 continue
             if balance is None or balance < 0 or opening - used != balance:
                 report.problems.append(f"{contract}: opening {opening} - deducted {used} != balance {balance}")
-        async with self._conn.execute("SELECT source, ticket_id, outcome FROM entries") as cur:
-            applied = {(row[0], row[1]): row[2] async for row in cur}
+        applied = {(row[0], row[1]): row[2] for row in entries}
         report.rejections = sum(1 for o in applied.values() if o == Outcome.REJECTED)
         for source, ticket in expected or ():
             if (source, ticket) not in applied:
