@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck fmt lock diagram serve screenshots clean
+.PHONY: demo test check lint typecheck fmt lock diagram serve screenshots bench faults clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ test: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
+
+## Measure: the engine, the bus, and every target of docs/performance.md (~7 min; run nothing else).
+bench: $(STAMP)
+	bash scripts/ensure-mosquitto.sh
+	$(BIN)/python benchmarks/engine.py --calls 10000 --concurrency 500
+	$(BIN)/python benchmarks/bus.py --calls 5000
+	$(BIN)/python benchmarks/targets.py
+
+## The fault suite at full size (docs/reliability.md), ~2.5 min; make test runs the short one.
+faults: $(STAMP)
+	bash scripts/ensure-mosquitto.sh
+	IVR_FAULTS=full $(BIN)/python -m pytest -q tests/faults
 
 ## Regenerate the flow diagram in docs/flow.md from ivr/states/flow.py.
 diagram: $(STAMP)

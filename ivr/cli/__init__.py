@@ -8,6 +8,7 @@ from ivr import __version__
 from ivr.cli.diagram import diagram
 from ivr.cli.events import events
 from ivr.cli.ledger import ledger
+from ivr.cli.load import load
 from ivr.cli.replay import replay
 from ivr.cli.serve import serve
 
@@ -25,3 +26,4 @@ main.add_command(ledger)
 main.add_command(events)
 main.add_command(serve)
 main.add_command(diagram)
+main.add_command(load)

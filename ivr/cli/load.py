@@ -1,0 +1,176 @@
+"""`ivr load`: many seeded calls through the real system over a real broker, and what they measured."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from ivr.bus.url import BrokerConfig
+from ivr.cli.common import broker_option
+from ivr.events import TOPIC_ROOT
+from ivr.load.mix import default_mix, load_mix
+from ivr.load.report import Progress
+from ivr.load.runner import LoadError, LoadOptions, run_load
+from ivr.load.world import synthetic_world, write_fixture
+from ivr.logs import configure
+from ivr.yamlsrc import SourceError
+
+__all__ = ["ProgressLine", "load"]
+
+_BAR = 24
+
+
+class ProgressLine:
+    """The progress bar on stderr: rewritten in place on a terminal, a line every few ticks otherwise."""
+
+    def __init__(self, stream: TextIO, *, every: int = 10) -> None:
+        """Write to ``stream``; off a terminal, one line per ``every`` updates."""
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._every = every
+        self._ticks = 0
+        self._last = (0.0, 0)
+
+    def __call__(self, progress: Progress) -> None:
+        """Show ``progress``: calls done, live, and calls/s over the last interval."""
+        seconds, done = progress.seconds, progress.completed
+        then, before = self._last
+        rate = (done - before) / (seconds - then) if seconds > then else 0.0
+        self._last = (seconds, done)
+        self._ticks += 1
+        filled = int(_BAR * done / progress.calls) if progress.calls else _BAR
+        line = (
+            f"[{'#' * filled}{'.' * (_BAR - filled)}] {done:,}/{progress.calls:,} calls  "
+            f"{progress.live:,} live  {rate:,.0f} calls/s  {progress.answered:,} ledger answers  {seconds:.0f} s"
+        )
+        if self._tty:
+            self._stream.write("\r" + line + "\x1b[K")
+        elif self._ticks % self._every == 0:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """End the line on a terminal."""
+        if self._tty and self._ticks:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+@click.command()
+@click.option("--calls", type=click.IntRange(min=1), help="How many calls to make (required but with --write-world).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Calls started per second; 0 starts them as fast as --concurrency allows.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Calls live at once at most [default: 500; with --realtime, no limit].",
+)
+@click.option(
+    "--mix",
+    "mix_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Persona mix (YAML weights per kind of call) [default: the shipped ivr/load/mix.yaml].",
+)
+@broker_option(help_text="Broker to run over; default: a private Mosquitto on a free loopback port.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The same seed makes the same world and calls.")
+@click.option("--realtime", is_flag=True, help="Live callers on the real clock: calls take their human duration.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--ledger-running",
+    is_flag=True,
+    help="An `ivr ledger` already consumes from the broker (started with --fixture from --write-world).",
+)
+@click.option(
+    "--ledger-db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The ledger's SQLite file, for verify [default: WORKDIR/ledger.db of the ledger this run starts].",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the run's files here (world.yaml, ivr.db, ledger.db, ledger.log) [default: a temporary folder].",
+)
+@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
+@click.option("--customers", type=click.IntRange(min=10), default=300, show_default=True, help="Size of the world.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
+@click.option(
+    "--write-world",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Only write the run's world (from --seed and --customers) as a fixture file and exit: "
+    "for an `ivr ledger --fixture FILE` started before a --ledger-running run.",
+)
+def load(  # noqa: PLR0913 - one keyword per option
+    *,
+    calls: int | None,
+    rate: float,
+    concurrency: int | None,
+    mix_file: Path | None,
+    broker: BrokerConfig | None,
+    seed: int,
+    realtime: bool,
+    as_json: bool,
+    ledger_running: bool,
+    ledger_db: Path | None,
+    workdir: Path | None,
+    root: str,
+    customers: int,
+    progress: bool,
+    write_world: Path | None,
+) -> None:
+    """Generate calls from a persona mix through the real flow and report throughput and latency.
+
+    The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file (unless
+    --ledger-running). Exit status 0 when every call completed and the ledger deducted exactly
+    once (`ivr ledger verify` passes), 1 otherwise.
+    """
+    configure(level="error")
+    if write_world is not None:
+        write_fixture(synthetic_world(seed=seed, customers=customers), write_world)
+        click.echo(f"wrote the world of seed {seed} ({customers} customers) to {write_world}")
+        return
+    if calls is None:
+        msg = "Missing option '--calls'."
+        raise click.UsageError(msg)
+    try:
+        mix = load_mix(mix_file) if mix_file else default_mix()
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if ledger_running and broker is None:
+        msg = "--ledger-running needs --broker: a private broker has no ledger on it"
+        raise click.UsageError(msg)
+    options = LoadOptions(
+        calls=calls,
+        rate=rate,
+        concurrency=concurrency,
+        mix=mix,
+        seed=seed,
+        realtime=realtime,
+        broker=broker,
+        ledger_running=ledger_running,
+        ledger_db=ledger_db,
+        workdir=workdir,
+        root=root,
+        customers=customers,
+    )
+    line = ProgressLine(sys.stderr) if progress else None
+    try:
+        report = asyncio.run(run_load(options, on_progress=line))
+    except LoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if line is not None:
+            line.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    if not report.ok:
+        sys.exit(1)

@@ -1,0 +1,188 @@
+"""The fault suite's sizes and shared parts: a seeded world, planned calls, `ivr ledger` as a process.
+
+``IVR_FAULTS=short`` (the default, what ``make test`` runs) scales every fault down so the whole
+suite takes about a minute; ``IVR_FAULTS=full`` (``make faults``) runs the sizes of
+``docs/reliability.md``. The private broker and the persistent collector are the ones
+``tests/integration`` uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ivr.bootstrap import build_system
+from ivr.ledger.store import LedgerStore
+from ivr.load.launch import Launcher
+from ivr.load.ledger import LedgerProcess
+from ivr.load.mix import CallKind, Mix
+from ivr.load.plan import Planner
+from ivr.load.world import Catalog, synthetic_world, write_fixture
+from tests.conftest import TUESDAY_10AM
+from tests.integration.conftest import WAIT, collector, private_broker
+
+__all__ = ["WAIT", "collector", "private_broker"]  # re-used from tests/integration
+
+MODE = os.environ.get("IVR_FAULTS", "short")
+if MODE not in ("short", "full"):
+    msg = f"IVR_FAULTS must be short or full, not {MODE!r}"
+    raise ValueError(msg)
+FULL = MODE == "full"
+SOURCE = "ivr-faults"
+
+#: Mostly calls that create a ticket and ask the ledger to deduct: the faults are about deductions.
+DEDUCTING = Mix(
+    weights={
+        CallKind.SUPPORT_CODE: 6,
+        CallKind.LICENSE_KEY: 2,
+        CallKind.TICKET: 1,
+        CallKind.SALES: 1,
+        CallKind.WRONG_CODE: 1,
+    },
+    no_input_share=0.0,
+)
+
+
+def size(*, full: Any, short: Any) -> Any:
+    """The full size under ``IVR_FAULTS=full``, the short one otherwise."""
+    return full if FULL else short
+
+
+@pytest.fixture(scope="session")
+def fault_world():
+    """A seeded world of 60 customers with large allowances (never mutated)."""
+    return synthetic_world(seed=2026, customers=60)
+
+
+@pytest.fixture
+def fault_world_file(fault_world, tmp_path):
+    """The world as the fixture file `ivr ledger --fixture` reads."""
+    path = tmp_path / "world.yaml"
+    write_fixture(fault_world, path)
+    return path
+
+
+@pytest.fixture
+async def ledger_process(private_broker, tmp_path, fault_world_file):
+    """`ivr ledger` as its own process on tmp_path/ledger.db, started and subscribed; stopped at the end."""
+    ledger = LedgerProcess(
+        config=private_broker.config,
+        db=tmp_path / "ledger.db",
+        fixture=fault_world_file,
+        client_id="fault-ledger",
+        source="fault-ledger",
+        log_file=tmp_path / "ledger.log",
+    )
+    await ledger.start()
+    yield ledger
+    await ledger.stop()
+
+
+@pytest.fixture
+async def fault_system(private_broker, fault_world, tmp_path, ledger_process):
+    """The IVR over the private broker, its ledger the separate process."""
+    system = await build_system(
+        world=fault_world, workdir=tmp_path, source=SOURCE, broker=private_broker.config, own_ledger=False
+    )
+    yield system
+    await system.close()
+
+
+@dataclass
+class FaultRun:
+    """Everything a fault test works on: the broker, the IVR, the ledger process and the calls."""
+
+    broker: Any
+    system: Any
+    ledger: LedgerProcess
+    launcher: Launcher
+    world: Any
+    workdir: Any
+
+    @property
+    def ledger_db(self):
+        """The ledger process's SQLite file."""
+        return self.workdir / "ledger.db"
+
+    @property
+    def ivr_db(self):
+        """The IVR's SQLite file (its directory and outbox)."""
+        return self.workdir / "ivr.db"
+
+
+@pytest.fixture
+def fault_run(private_broker, fault_system, ledger_process, fault_world, tmp_path):
+    """Planned calls (the deducting mix, seed 2026) through the fault system, on virtual clocks."""
+    planner = Planner(seed=2026, mix=DEDUCTING, catalog=Catalog.of(fault_world))
+    launcher = Launcher(engine=fault_system.engine, planner=planner, call_prefix="fault", start=TUESDAY_10AM)
+    return FaultRun(
+        broker=private_broker,
+        system=fault_system,
+        ledger=ledger_process,
+        launcher=launcher,
+        world=fault_world,
+        workdir=tmp_path,
+    )
+
+
+class EventWatcher:
+    """An engine observer base that watches nothing; subclasses override :meth:`on_event`."""
+
+    def on_event(self, _call, _event):
+        """An event was emitted."""
+
+    def on_transition(self, _call, _trigger, _source, _dest):
+        """Not watched."""
+
+    def on_prompt(self, _call, _heard):
+        """Not watched."""
+
+    def on_decision(self, _call, _decision):
+        """Not watched."""
+
+
+async def settle(system, *, timeout: float) -> None:
+    """Wait (bounded) until the outbox is drained and the ledger has answered every deductible ticket."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await system.settle()
+            except TimeoutError:
+                continue  # System.settle gives up after 30 s; the outer timeout is the bound
+            return
+
+
+async def deductible_by_contract(system) -> Counter[str]:
+    """How many deductible tickets the IVR created, by contract, from its outbox."""
+    counts: Counter[str] = Counter()
+    tickets = {t for s, _, t in await system.directory.deductible_tickets() if s == SOURCE}
+    rows = await system.directory._conn.execute_fetchall(
+        "SELECT contract_id, id FROM tickets WHERE call_id IS NOT NULL"
+    )
+    for contract, ticket in rows:
+        if ticket in tickets:
+            counts[contract] += 1
+    return counts
+
+
+async def assert_ledger_exact(db, world, expected: Counter[str]) -> None:
+    """The ledger file holds one deduction per deductible ticket, balances exact, nothing unpublished."""
+    store = await LedgerStore.open(db)
+    try:
+        assert await store.deducted() == dict(expected)
+        balances = await store.balances()
+        for contract_id, contract in world.contracts.items():
+            opening = contract.incidents
+            assert balances[contract_id] == (opening, None if opening is None else opening - expected[contract_id])
+        entries = await store.entries()
+        assert len(entries) == sum(expected.values())
+        assert len({(e.source, e.ticket_id) for e in entries}) == len(entries)
+        assert all(e.outcome == "deducted" for e in entries)
+        assert await store.unpublished() == []
+    finally:
+        await store.close()

@@ -1,0 +1,95 @@
+"""`ivr load` end to end over a private Mosquitto with `ivr ledger` as its own process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ivr.cli import main
+from ivr.load.mix import CallKind, Mix
+from ivr.load.runner import LoadError, LoadOptions, run_load
+
+pytestmark = pytest.mark.broker
+
+#: Quick callers: a tenth of a second between keys, and a no-input silence in one call of three.
+QUICK = Mix(
+    weights={
+        CallKind.SALES: 1,
+        CallKind.TICKET: 2,
+        CallKind.SUPPORT_CODE: 4,
+        CallKind.LICENSE_KEY: 2,
+        CallKind.WRONG_CODE: 1,
+        CallKind.CLOSED_TICKET: 1,
+        CallKind.HANG_UP: 1,
+    },
+    think_seconds=(0.05, 0.15),
+    no_input_share=0.3,
+)
+
+
+async def test_the_same_seed_gives_the_same_calls_and_outcomes(private_broker, tmp_path):
+    """Two runs with seed 5 make identical calls with identical outcomes; seed 6 makes other calls."""
+    config = private_broker.config
+    reports = [
+        await run_load(LoadOptions(calls=150, seed=seed, broker=config, customers=40, workdir=tmp_path / name))
+        for seed, name in ((5, "a"), (5, "b"), (6, "c"))
+    ]
+    first, second, other = reports
+    for report in reports:
+        assert report.ok, report.text()
+        assert report.completed == 150
+        assert report.verify["ok"]
+        assert report.deductible == report.verify["deductions"] == report.deducted
+    assert (first.plan_digest, first.outcome_digest) == (second.plan_digest, second.outcome_digest)
+    assert (first.kinds, first.outcomes, first.events) == (second.kinds, second.outcomes, second.events)
+    assert other.plan_digest != first.plan_digest
+
+
+async def test_real_time_calls_end_as_their_virtual_time_twins(private_broker, tmp_path):
+    """The same seed live on the real clock (timers firing) and scripted on virtual clocks: same outcomes."""
+    config = private_broker.config
+    options = {"calls": 24, "seed": 3, "broker": config, "customers": 40, "mix": QUICK}
+    live = await run_load(LoadOptions(**options, realtime=True, rate=40, workdir=tmp_path / "live"))
+    fast = await run_load(LoadOptions(**options, workdir=tmp_path / "fast"))
+    assert live.ok, live.text()
+    assert fast.ok, fast.text()
+    assert live.outcome_digest == fast.outcome_digest
+    assert live.timer_lateness_ms is not None
+    assert live.timer_lateness_ms["samples"] > 0  # the 6 s silences fired the 5 s no-input timer
+    assert fast.timer_lateness_ms is None
+    assert live.key_to_prompt_ms["samples"] == fast.key_to_prompt_ms["samples"] > 0
+
+
+def test_the_command_prints_a_json_report(private_broker):
+    """`ivr load --json` reports calls, rates, latencies, peak memory of all three processes, and verify."""
+    result = CliRunner().invoke(
+        main, ["load", "--calls", "80", "--customers", "40", "--broker", private_broker.config.url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["completed"] == 80
+    assert report["ok"]
+    assert report["exactly_once"]
+    assert report["calls_per_s"] > 0
+    assert report["events_per_s"] > report["calls_per_s"]
+    assert report["ticket_to_answer_ms"]["samples"] == report["deductible"] > 0
+    assert set(report["key_to_prompt_ms"]) == {"p50", "p95", "p99", "samples"}
+    assert all(report["rss_mb"][process] > 0 for process in ("ivr", "ledger", "broker"))
+    assert report["verify"]["output"].endswith("problems)")
+    assert "OK" in report["verify"]["output"]
+
+
+def test_the_command_refuses_a_ledger_running_without_a_broker():
+    """--ledger-running with a private broker makes no sense: a usage error, exit 2."""
+    result = CliRunner().invoke(main, ["load", "--calls", "1", "--ledger-running"], env={"IVR_BROKER": None})
+    assert result.exit_code == 2
+    assert "--ledger-running needs --broker" in result.output
+
+
+async def test_a_work_folder_holding_an_earlier_run_is_refused(tmp_path):
+    """A work folder with an ivr.db already in it is not overwritten."""
+    (tmp_path / "ivr.db").write_bytes(b"")
+    with pytest.raises(LoadError, match="earlier run"):
+        await run_load(LoadOptions(calls=1, workdir=tmp_path))
