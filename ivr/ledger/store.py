@@ -166,11 +166,16 @@ class LedgerStore:
     async def _existing(self, batch: list[DeductionRequest]) -> set[Any]:
         """Keys and (source, ticket) pairs of the batch already in the file: one read for the batch."""
         keys = [r.key for r in batch]
-        tickets = [r.ticket_id for r in batch]
+        sources = sorted({r.source for r in batch})
+        tickets = sorted({r.ticket_id for r in batch})
+        # Two indexed lookups in a UNION (an OR of them scans the whole, ever-growing table). The
+        # second may return pairs of the cross product: each is a real entry, marking only itself.
+        marks = ",".join
         rows = await self._conn.execute_fetchall(
-            f"SELECT key, source, ticket_id FROM entries WHERE key IN ({','.join('?' * len(keys))}) "  # noqa: S608 - only "?" marks are interpolated
-            f"OR ticket_id IN ({','.join('?' * len(tickets))})",
-            (*keys, *tickets),
+            f"SELECT key, source, ticket_id FROM entries WHERE key IN ({marks('?' * len(keys))}) "  # noqa: S608 - only "?" marks are interpolated
+            "UNION SELECT key, source, ticket_id FROM entries "
+            f"WHERE source IN ({marks('?' * len(sources))}) AND ticket_id IN ({marks('?' * len(tickets))})",
+            (*keys, *sources, *tickets),
         )
         seen: set[Any] = set()
         for key, source, ticket in rows:
@@ -189,15 +194,18 @@ class LedgerStore:
     async def mark_published(self, keys: Iterable[str], at: str) -> None:
         """The broker acknowledged these ledger events."""
         async with self._lock:
-            await self._conn.executemany("UPDATE entries SET published_at = ? WHERE key = ?", [(at, k) for k in keys])
+            try:
+                await self._conn.executemany(
+                    "UPDATE entries SET published_at = ? WHERE key = ?", [(at, k) for k in keys]
+                )
+            except BaseException:  # cancelled mid-way: leave no transaction open on the connection
+                await self._conn.rollback()
+                raise
             await self._conn.commit()
 
     async def balances(self) -> dict[str, tuple[int | None, int | None]]:
         """Every contract's (opening, balance); ``None`` is unlimited."""
-        return {
-            row[0]: (row[1], row[2])
-            for row in await self._read("SELECT id, opening, balance FROM contracts ORDER BY id")
-        }
+        return {row[0]: (row[1], row[2]) for row in await self._read(_BALANCES)}
 
     async def _read(self, sql: str) -> list[Any]:
         """A read that never sees a batch half-applied (see the lock)."""
