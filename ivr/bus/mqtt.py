@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -236,6 +237,9 @@ class MqttBus:
             keepalive=self._keepalive,
             timeout=self._connect_timeout,
             max_inflight_messages=self._inflight,
+            # paho leaves Nagle on: each small QoS 1 publish then waits for the previous ACK's
+            # segment. Off, the median ticket.created -> deducted went from ~45 ms to ~4 ms here.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # aiomqtt warns past 10 pending calls; a full window is normal here, not a concern.
         client.pending_calls_threshold = self._inflight + 10
