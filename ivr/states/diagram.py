@@ -135,6 +135,21 @@ def _drawn(path: Sequence[str], arrows: Sequence[Edge], *, side_edges: bool) -> 
     return [e for e in arrows if not e.side or (e.source, e.dest) in steps]
 
 
+def _arrows(
+    highlight: str | None,
+    path: Sequence[str],
+    *,
+    side_edges: bool,
+    states: Mapping[str, StateSpec],
+    transitions: Sequence[Mapping[str, Any]],
+) -> list[Edge]:
+    """Check the states named, then the arrows either drawing shows."""
+    check_state(highlight, states)
+    for name in path:
+        check_state(name, states)
+    return _drawn(path, edges(states, transitions), side_edges=side_edges)
+
+
 def mermaid(
     *,
     highlight: str | None = None,
@@ -144,10 +159,7 @@ def mermaid(
     transitions: Sequence[Mapping[str, Any]] = TRANSITIONS,
 ) -> str:
     """The flow as a Mermaid flowchart; ``highlight`` the current state, ``path`` the states walked."""
-    check_state(highlight, states)
-    for name in path:
-        check_state(name, states)
-    arrows = _drawn(path, edges(states, transitions), side_edges=side_edges)
+    arrows = _arrows(highlight, path, side_edges=side_edges, states=states, transitions=transitions)
     lines = ["flowchart TD", f"    %% {_HEADER}"]
     for name, spec in states.items():
         opening, closing = _MERMAID_SHAPE[spec.kind]
@@ -186,10 +198,7 @@ def dot(
     transitions: Sequence[Mapping[str, Any]] = TRANSITIONS,
 ) -> str:
     """The flow as a Graphviz digraph; ``highlight``, ``path`` and ``side_edges`` as for :func:`mermaid`."""
-    check_state(highlight, states)
-    for name in path:
-        check_state(name, states)
-    arrows = _drawn(path, edges(states, transitions), side_edges=side_edges)
+    arrows = _arrows(highlight, path, side_edges=side_edges, states=states, transitions=transitions)
     walked = set(_walked(path, arrows))
     visited = set(path)
     lines = [
