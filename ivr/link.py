@@ -14,10 +14,9 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
-import aiomqtt
 import structlog
 
-from ivr.bus.mqtt import MqttBus
+from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.bus.publisher import OutboxPublisher
 from ivr.events import TOPIC_ROOT, CloudEvent, EventType, topic_for
 from ivr.ledger.consumer import LedgerConsumer
@@ -188,20 +187,4 @@ class MqttLink:
         for bus in buses:
             await bus.aclose()
         for client_id in (f"{self._source}-ivr", f"{self._source}-ledger")[: len(buses)]:
-            await _forget_session(self._config, client_id)
-
-
-async def _forget_session(config: BrokerConfig, client_id: str) -> None:
-    """Connect once with a clean session under ``client_id``: the broker drops the old session."""
-    with contextlib.suppress(aiomqtt.MqttError):
-        async with aiomqtt.Client(
-            config.host,
-            config.port,
-            username=config.username,
-            password=config.password,
-            identifier=client_id,
-            clean_session=True,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            timeout=5,
-        ):
-            pass
+            await forget_session(self._config, client_id)

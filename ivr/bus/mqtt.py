@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["DEFAULT_INFLIGHT", "Backoff", "MqttBus"]
+__all__ = ["DEFAULT_INFLIGHT", "Backoff", "MqttBus", "forget_session"]
 
 #: Publishes awaiting their PUBACK at once; ~100 is where Mosquitto's throughput levels off.
 DEFAULT_INFLIGHT: Final = 100
@@ -361,3 +361,23 @@ class MqttBus:
             if self._manual_ack and generation != self._generation:
                 continue
             yield delivery
+
+
+async def forget_session(config: BrokerConfig, client_id: str) -> None:
+    """Drop ``client_id``'s persistent session: connect once with a clean session under its id.
+
+    Whoever made a short-lived persistent session (a replayed scenario, a load run) drops it, or
+    the broker keeps queueing messages for a client that never comes back.
+    """
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=config.password,
+            identifier=client_id,
+            clean_session=True,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            timeout=5,
+        ):
+            pass

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["LedgerProcess", "VerifyResult", "forget_session", "verify_ledger"]
+__all__ = ["LedgerProcess", "VerifyResult", "verify_ledger"]
 
 _START_TIMEOUT: Final = 30.0
 _STOP_TIMEOUT: Final = 10.0
@@ -201,13 +201,3 @@ async def verify_ledger(db: Path, *, directory: Path) -> VerifyResult:
         problems=int(found["problems"]) if found else -1,
         output=text,
     )
-
-
-async def forget_session(config: BrokerConfig, client_id: str) -> None:
-    """Drop a persistent session from the broker: connect once, clean, under its client id."""
-    bus = MqttBus(config=config, client_id=client_id, persistent=False)
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(5):
-            bus.open()
-            await bus.wait_connected()
-    await bus.aclose()

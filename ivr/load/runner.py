@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Final
 
 from ivr.bootstrap import build_system
 from ivr.bus.broker import LOOPBACK, embedded_broker
+from ivr.bus.mqtt import forget_session
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
 from ivr.events import TOPIC_ROOT
 from ivr.load.launch import Launcher
-from ivr.load.ledger import LedgerProcess, forget_session, verify_ledger
+from ivr.load.ledger import LedgerProcess, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
 from ivr.load.mix import default_mix
 from ivr.load.plan import Planner
