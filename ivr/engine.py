@@ -8,6 +8,7 @@ CloudEvents through the directory's outbox. Thousands of calls run at once as ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from ivr.states.flow import FLOW, STATES, Kind
 from ivr.states.prompts import render
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from ivr.auth.model import Contract
     from ivr.callers import Caller
@@ -257,21 +258,30 @@ def english_only(contract: Contract, now: datetime) -> bool:
     return contract.plan is Plan.PREMIER and not OFFICE_HOURS.is_open(now)
 
 
-async def _lockout_check(run: _Run) -> None:
-    """A locked-out number goes straight to the fallback, without a lookup."""
-    now = run.clock.now()
+async def _locked_until(run: _Run, now: datetime) -> datetime | None:
+    """When the caller's number stops being locked out, or ``None`` when it is not."""
     failures = await run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
-    until = lockout.locked_until(failures, now)
-    if until is None:
-        run.fire("clear")
-        return
+    return lockout.locked_until(failures, now)
+
+
+def _refuse_locked(run: _Run, until: datetime, trigger: str) -> None:
+    """A locked-out number goes to the fallback, without a lookup."""
     run.decide(
         Decision.deny(
             Rule.LOCKOUT, Reason.LOCKED_OUT, f"caller {run.call.caller} is locked out until {until:%H:%M:%S %Z}"
         )
     )
     run.play("locked_out")
-    run.fire("locked", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+    run.fire(trigger, reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+
+
+async def _lockout_check(run: _Run) -> None:
+    """A locked-out number goes straight to the fallback, before the method menu."""
+    until = await _locked_until(run, run.clock.now())
+    if until is None:
+        run.fire("clear")
+    else:
+        _refuse_locked(run, until, "locked")
 
 
 async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
@@ -300,16 +310,27 @@ async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
 
 
 async def _authorizing(run: _Run) -> None:
-    """Look up the entry; grant, deny (with the lockout), or send out of hours to the fallback."""
+    """Look up the entry; grant, deny (with the lockout), or send out of hours to the fallback.
+
+    Calls from one number authorize one at a time, the lockout read again inside: without that,
+    calls placed at once from one number all pass the check before any failure is written, and
+    every one of them reaches the directory (guessing in parallel).
+    """
     call, now = run.call, run.clock.now()
-    decision, contract, ticket = await _lookup(run)
-    call.digits = ""
-    run.decide(decision)
-    assert call.method is not None  # noqa: S101 - set when the entry state was chosen
-    common = {"method": call.method, "caller_kind": call.kind, "purpose": call.purpose, "rule": decision.rule}
-    if not decision.granted:
-        await _deny(run, decision, now, common)
-        return
+    async with run.engine.one_caller_at_a_time(call.caller):
+        until = await _locked_until(run, now)
+        if until is not None:
+            call.digits = ""
+            _refuse_locked(run, until, "lock")
+            return
+        decision, contract, ticket = await _lookup(run)
+        call.digits = ""
+        run.decide(decision)
+        assert call.method is not None  # noqa: S101 - set when the entry state was chosen
+        common = {"method": call.method, "caller_kind": call.kind, "purpose": call.purpose, "rule": decision.rule}
+        if not decision.granted:
+            await _deny(run, decision, now, common)  # the failure is committed before the next call looks
+            return
     assert contract is not None  # noqa: S101 - a grant always names its contract
     hours = rules.check_hours(decision, contract, now)
     if not hours.granted:
@@ -455,11 +476,27 @@ class Engine:
         self.source = source
         self._on_events = on_events
         self.observers = list(observers)
+        self._callers: dict[str, tuple[asyncio.Lock, int]] = {}  # numbers authorizing now
         self.actions: dict[str, Callable[[_Run], Awaitable[None]]] = {
             "lockout_check": _lockout_check,
             "authorizing": _authorizing,
             "creating_ticket": _creating_ticket,
         }
+
+    @contextlib.asynccontextmanager
+    async def one_caller_at_a_time(self, number: str) -> AsyncIterator[None]:
+        """Hold the authorization step for ``number``; other numbers never wait on it."""
+        lock, users = self._callers.get(number, (asyncio.Lock(), 0))
+        self._callers[number] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._callers[number]
+            if users == 1:
+                del self._callers[number]
+            else:
+                self._callers[number] = (lock, users - 1)
 
     def notify(self) -> None:
         """New rows are in the outbox."""

@@ -86,11 +86,6 @@ async def test_a_thousand_wrong_codes_in_an_hour_reach_the_directory_at_most_fiv
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known race (docs/reliability.md): the lockout is checked before the method menu and the failures "
-    "are read before the group commit writes the others', so calls from one number at once all reach find_code",
-)
 async def test_fifty_calls_at_once_from_one_number_reach_the_directory_at_most_five_times(system):
     """50 guessing calls live at once from one number: still at most 5 lookups, and the number locked."""
     clocks: dict[str, VirtualClock] = {}
