@@ -52,8 +52,13 @@ class LedgerProcess:
         root: str = TOPIC_ROOT,
         log_file: Path | None = None,
         log_level: str = "warning",
+        watch_config: BrokerConfig | None = None,
     ) -> None:
-        """Describe the process; nothing runs until :meth:`start`."""
+        """Describe the process; nothing runs until :meth:`start`.
+
+        Its retained status is watched through ``watch_config`` (default: ``config``): under the
+        deployed ACL the ledger's own user may write its status but not read it.
+        """
         self.config = config
         self.db = db
         self.fixture = fixture
@@ -63,7 +68,9 @@ class LedgerProcess:
         self._log_file = log_file
         self._log_level = log_level
         self._proc: asyncio.subprocess.Process | None = None
-        self._watch = MqttBus(config=config, subscriptions=[status_topic(source, root=root)], topic_root=root)
+        self._watch = MqttBus(
+            config=watch_config or config, subscriptions=[status_topic(source, root=root)], topic_root=root
+        )
         self._watching: asyncio.Task[None] | None = None
         self._online = 0
         self._changed = asyncio.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-import pytest
 import structlog
 
 from ivr.auth import lockout

@@ -7,7 +7,6 @@ logged in as ``ivr`` that relies on that ledger.
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.url import BrokerConfig
 from ivr.ledger.store import LedgerStore
 from tests.integration.conftest import WAIT, run_call
-from tests.integration.test_ledger_faults import start_ledger
+from tests.integration.test_ledger_faults import ledger_process
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -34,9 +33,14 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
         pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
         ledger_db = tmp_path / "ledger.db"
-        ledger = start_ledger(as_user(broker.config, "ledger"), ledger_db, default_world_path)
+        ledger = ledger_process(
+            as_user(broker.config, "ledger"),
+            ledger_db,
+            default_world_path,
+            watch_config=as_user(broker.config, "integrator"),  # the ledger's user may not read its status
+        )
+        await ledger.start()  # online: its persistent session exists before the first event
         try:
-            await asyncio.sleep(1.5)  # the ledger's persistent session exists before the first event
             system = await build_system(
                 world=world, workdir=tmp_path, broker=as_user(broker.config, "ivr"), own_ledger=False, source="ivr-1"
             )
@@ -49,8 +53,7 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
             finally:
                 await system.close()
         finally:
-            ledger.send_signal(signal.SIGTERM)
-            ledger.wait(timeout=10)
+            await ledger.stop()
     store = await LedgerStore.open(ledger_db)
     try:
         assert await store.deducted() == {"K-ANNA-STD": 1}

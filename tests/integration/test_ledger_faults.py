@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -17,44 +13,18 @@ from ivr.bus.mqtt import MqttBus
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.store import LedgerStore
+from ivr.load.ledger import LedgerProcess
 from tests.conftest import TUESDAY_10AM
 from tests.integration.conftest import CODE_CALL, WAIT, collector, run_call
 
 pytestmark = pytest.mark.broker
 
 
-def start_ledger(config, db, fixture):
+def ledger_process(config, db, fixture, *, watch_config=None):
     """`ivr ledger` as its own process, with a persistent session (fixed client id)."""
-    return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "ivr",
-            "ledger",
-            "--db",
-            str(db),
-            "run",
-            "--broker",
-            config.secret_url(),
-            "--fixture",
-            str(fixture),
-            "--client-id",
-            "test-ledger",
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    return LedgerProcess(
+        config=config, db=db, fixture=fixture, client_id="test-ledger", source="ivr-ledger", watch_config=watch_config
     )
-
-
-async def wait_subscribed(config, db):
-    """Until the ledger's persistent session exists: its status topic says online."""
-    async with collector(config, "ivr/v1/status/#", client_id="status-watch") as seen:
-        async with asyncio.timeout(WAIT):
-            while not any(v[0] == "online" for v in seen.values() if isinstance(v[0], str)):
-                await asyncio.sleep(0.05)
 
 
 async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(private_broker, big_world_file, tmp_path):
@@ -62,20 +32,17 @@ async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(pr
     config = private_broker.config
     db = tmp_path / "ledger.db"
     world = load_world(big_world_file)
-    ledger = start_ledger(config, db, big_world_file)
-    await asyncio.sleep(1.5)  # the first start creates the persistent session before events flow
+    ledger = ledger_process(config, db, big_world_file)
+    await ledger.start()  # online: its persistent session exists before events flow
     system = await build_system(world=world, workdir=tmp_path, broker=config, own_ledger=False, source="ivr-kill")
     calls, kills = 300, 3
     rng = random.Random(7)
     try:
 
         async def killer():
-            nonlocal ledger
             for _ in range(kills):
                 await asyncio.sleep(rng.uniform(0.2, 0.8))
-                ledger.send_signal(signal.SIGKILL)
-                ledger.wait()
-                ledger = start_ledger(config, db, big_world_file)
+                await ledger.restart(kill=True)
 
         async def caller():
             for batch in range(0, calls, 25):
@@ -87,8 +54,7 @@ async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(pr
             await system.settle()
     finally:
         await system.close()
-        ledger.send_signal(signal.SIGTERM)
-        ledger.wait(timeout=10)
+        await ledger.stop()
     store = await LedgerStore.open(db)
     try:
         tickets = [("ivr-kill", t) for t in [f"{2_000_001 + i}" for i in range(calls)]]
