@@ -1,17 +1,22 @@
 """Time, behind one object, so a replayed 6 s silence costs no real time.
 
-Every timer in the flow goes through a :class:`Clock`. Replays and the as-fast-as-possible load
-use a :class:`VirtualClock` per call, which moves only when a scripted caller's silence or
-keypress says so; the trainer console and real-time load use the :class:`RealClock`.
+Every reading of the time in the flow goes through a :class:`Clock`. Replays and the
+as-fast-as-possible load use a :class:`VirtualClock` per call, which moves only when a scripted
+caller's silence or keypress says so; the trainer console and real-time load use the
+:class:`RealClock`, a :class:`TimerClock`: a live caller's no-input countdown is one callback
+scheduled on it (a timer handle, not a sleeping task: ten thousand live calls each wait on one).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Clock", "RealClock", "VirtualClock"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Clock", "RealClock", "TimerClock", "VirtualClock"]
 
 
 class Clock(Protocol):
@@ -21,25 +26,29 @@ class Clock(Protocol):
         """The current instant, timezone-aware."""
         ...
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of this clock's time."""
+
+class TimerClock(Clock, Protocol):
+    """A clock that runs in real time and can call back later: what a live countdown needs."""
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """Call ``callback`` on the running loop after ``seconds``; the handle cancels it."""
         ...
 
 
 class RealClock:
-    """Wall-clock time; ``sleep`` is ``asyncio.sleep``."""
+    """Wall-clock time; timers are the running loop's."""
 
     def now(self) -> datetime:
         """The current instant in UTC."""
         return datetime.now(UTC)
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait in real time."""
-        await asyncio.sleep(seconds)
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """``loop.call_later`` on the running loop."""
+        return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 class VirtualClock:
-    """Time that moves only when told: ``sleep`` and ``advance`` jump it forward at once."""
+    """Time that moves only when told: ``advance`` jumps it forward at once."""
 
     def __init__(self, *, start: datetime) -> None:
         """Start at ``start``, which must be timezone-aware (support hours depend on it)."""
@@ -55,8 +64,3 @@ class VirtualClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``."""
         self._now += timedelta(seconds=seconds)
-
-    async def sleep(self, seconds: float) -> None:
-        """Advance by ``seconds`` at once, yielding to the loop so other tasks may run."""
-        self.advance(seconds)
-        await asyncio.sleep(0)

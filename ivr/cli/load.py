@@ -12,6 +12,7 @@ import click
 
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option
+from ivr.collector import tune_for_live_calls
 from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
 from ivr.load.report import Progress
@@ -165,6 +166,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:
+        tune_for_live_calls()
         report = asyncio.run(run_load(options, on_progress=line))
     except LoadError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ivr.callers import HangUp, Press, Silence
+from ivr.load.plan import HANG_UP
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ivr.callers import LiveCaller, Step
+    from ivr.callers import LiveCaller
+    from ivr.load.plan import Beat
 
 __all__ = ["ScriptDriver"]
 
@@ -23,10 +24,11 @@ __all__ = ["ScriptDriver"]
 class ScriptDriver:
     """Presses a plan's keys into ``caller`` as their think times elapse; :meth:`cancel` stops it."""
 
-    def __init__(self, *, caller: LiveCaller, steps: Sequence[Step]) -> None:
-        """Drive ``caller`` through ``steps`` once :meth:`start` is called."""
+    def __init__(self, *, caller: LiveCaller, beats: Sequence[Beat]) -> None:
+        """Drive ``caller`` through ``beats`` once :meth:`start` is called."""
         self._caller = caller
-        self._steps = steps
+        self._beats = beats
+        self._waited = False  # whether the current beat's pause has elapsed
         self._next = 0
         self._handle: asyncio.TimerHandle | None = None
 
@@ -39,20 +41,19 @@ class ScriptDriver:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._next = len(self._steps)
+        self._next = len(self._beats)
 
     def _play(self) -> None:
         self._handle = None
-        while self._next < len(self._steps):
-            step = self._steps[self._next]
+        while self._next < len(self._beats):
+            pause, action = self._beats[self._next]
+            if pause > 0 and not self._waited:
+                self._waited = True
+                self._handle = asyncio.get_running_loop().call_later(pause, self._play)
+                return
             self._next += 1
-            if isinstance(step, Silence):
-                if step.seconds > 0:
-                    self._handle = asyncio.get_running_loop().call_later(step.seconds, self._play)
-                    return
-            elif isinstance(step, Press):
-                for key in step.keys:
-                    self._caller.press(key)
-            elif isinstance(step, HangUp):
+            self._waited = False
+            if action == HANG_UP:
                 self._caller.hang_up()
                 return
+            self._caller.press(action)

@@ -19,7 +19,7 @@ from ivr.load.metrics import KeyLatency
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from ivr.clock import Clock
+    from ivr.clock import TimerClock
     from ivr.engine import CallRecord, Engine
     from ivr.load.plan import CallPlan, Planner
 
@@ -39,7 +39,7 @@ class Launcher:
         call_prefix: str,
         start: datetime,
         realtime: bool = False,
-        clock: Clock | None = None,
+        clock: TimerClock | None = None,
         key_latency: KeyLatency | None = None,
     ) -> None:
         """Calls are named ``<call_prefix>-<index>``; virtual clocks start at ``start``.
@@ -99,7 +99,7 @@ class Launcher:
         self.started += 1
         self.live += 1
         self.peak_live = max(self.peak_live, self.live)
-        signature = hashlib.blake2b(repr((plan.kind, plan.number, plan.steps)).encode(), digest_size=8).hexdigest()
+        signature = hashlib.blake2b(repr((plan.kind, plan.number, plan.beats)).encode(), digest_size=8).hexdigest()
         try:
             record = await (self._live(plan, call_id) if self.realtime else self._scripted(plan, call_id))
         except Exception as exc:  # noqa: BLE001 - a failed call is counted and reported; the run goes on
@@ -130,7 +130,7 @@ class Launcher:
 
     async def _live(self, plan: CallPlan, call_id: str) -> CallRecord:
         caller = LiveCaller(clock=self.clock)
-        driver = ScriptDriver(caller=caller, steps=plan.steps)
+        driver = ScriptDriver(caller=caller, beats=plan.beats)
         driver.start()
         try:
             timed = self.key_latency.wrap(caller, call_id=call_id)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ivr.auth.decisions import Decision
     from ivr.bus.url import BrokerConfig
     from ivr.callers import Caller, Input
-    from ivr.clock import Clock
+    from ivr.clock import TimerClock
     from ivr.engine import Heard
     from ivr.events import CloudEvent
     from ivr.states.call import Call
@@ -137,9 +137,9 @@ class TimedCaller:
 
 
 class TimerLateness:
-    """A clock whose completed sleeps (the no-input timers that fired) are timed against their due time."""
+    """A real-time clock whose timers that fire (the no-input countdowns) are timed against their due time."""
 
-    def __init__(self, inner: Clock) -> None:
+    def __init__(self, inner: TimerClock) -> None:
         """Wrap ``inner`` (the real clock)."""
         self._inner = inner
         self.samples = Samples()
@@ -148,12 +148,16 @@ class TimerLateness:
         """The wrapped clock's time."""
         return self._inner.now()
 
-    async def sleep(self, seconds: float) -> None:
-        """Sleep; if the sleep completes (the timer fired), record how late it woke."""
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """Schedule ``callback``; if the timer fires (it was not cancelled), record how late it ran."""
         loop = asyncio.get_running_loop()
         due = loop.time() + seconds
-        await self._inner.sleep(seconds)
-        self.samples.add(max(0.0, loop.time() - due))
+
+        def fire() -> None:
+            self.samples.add(max(0.0, loop.time() - due))
+            callback()
+
+        return self._inner.call_later(seconds, fire)
 
 
 class EventCount:

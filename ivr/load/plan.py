@@ -2,10 +2,14 @@
 
 A plan is a pure function of the seed, the mix, the world and the call's index, so the same seed
 gives the same calls whatever ``--calls`` or ``--concurrency`` say, and a plan can be made when its
-call starts (10,000 live calls need not hold 10,000 plans). A plan is a list of scenario steps: one
-:class:`~ivr.callers.Press` per key, each after a :class:`~ivr.callers.Silence` of think time; the
-fast mode feeds them to a :class:`~ivr.callers.ScriptedCaller` (silences pass on a virtual clock),
-the real-time mode plays them into a :class:`~ivr.callers.LiveCaller` as they fall due.
+call starts (10,000 live calls need not hold 10,000 plans). A plan is a tuple of *beats*: a think
+time, then one key (or the hang-up). The fast mode feeds them, as scenario steps, to a
+:class:`~ivr.callers.ScriptedCaller` (silences pass on a virtual clock); the real-time mode plays
+them into a :class:`~ivr.callers.LiveCaller` as they fall due.
+
+Beats are plain ``(float, str)`` tuples rather than step objects because a live plan lives as long
+as its call: the garbage collector stops tracking tuples of plain values, while 10,000 live plans of
+~20 step objects each were a quarter of the objects every collection walked (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ if TYPE_CHECKING:
     from ivr.load.mix import Mix
     from ivr.load.world import Catalog, Holding
 
-__all__ = ["CallPlan", "Planner", "caller_number"]
+__all__ = ["HANG_UP", "Beat", "CallPlan", "Planner", "caller_number"]
+
+#: A beat: wait this many seconds, then press this key (or hang up, when it is :data:`HANG_UP`).
+Beat = tuple[float, str]
+#: The action of a plan's last beat when the caller hangs up instead of waiting for the flow to end.
+HANG_UP: Final = "hangup"
 
 #: A silence this long fires the no-input timer once, then the key comes at the replayed prompt.
 NO_INPUT_SILENCE: Final = NO_INPUT_TIMEOUT + 1.0
@@ -42,17 +51,25 @@ def caller_number(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """One call: its kind, number and steps."""
+    """One call: its kind, number and beats."""
 
     index: int
     kind: CallKind
     number: str
-    steps: tuple[Step, ...]
+    beats: tuple[Beat, ...]
 
     @property
     def keys(self) -> str:
         """Every key pressed, in order: what the caller does, without the pauses."""
-        return "".join(s.keys for s in self.steps if isinstance(s, Press))
+        return "".join(action for _, action in self.beats if action != HANG_UP)
+
+    @property
+    def steps(self) -> list[Step]:
+        """The beats as scenario steps: a :class:`Silence` before each :class:`Press` or the hang-up."""
+        steps: list[Step] = []
+        for pause, action in self.beats:
+            steps += [Silence(pause), HANGUP if action == HANG_UP else Press(action)]
+        return steps
 
 
 class Planner:
@@ -71,8 +88,8 @@ class Planner:
         rng = random.Random(f"ivr-load-call:{self._seed}:{index}")  # noqa: S311 - reproducible, not secret
         kind = rng.choices(self._kinds, self._weights)[0]
         menus, hang_up = self._keys(kind, rng)
-        steps = self._paced(menus, rng, hang_up=hang_up)
-        return CallPlan(index=index, kind=kind, number=caller_number(index), steps=tuple(steps))
+        beats = self._paced(menus, rng, hang_up=hang_up)
+        return CallPlan(index=index, kind=kind, number=caller_number(index), beats=beats)
 
     def _keys(self, kind: CallKind, rng: random.Random) -> tuple[list[tuple[str, bool]], bool]:  # noqa: C901, PLR0911 - one branch per kind
         """The keys of ``kind``, each marked whether it answers a menu; and whether the call then hangs up."""
@@ -121,20 +138,20 @@ class Planner:
         msg = "could not draw an unused number in 100 tries: the world is too dense"
         raise RuntimeError(msg)
 
-    def _paced(self, keys: list[tuple[str, bool]], rng: random.Random, *, hang_up: bool) -> list[Step]:
+    def _paced(self, keys: list[tuple[str, bool]], rng: random.Random, *, hang_up: bool) -> tuple[Beat, ...]:
         """Think time before each key; once in a while a 6 s silence before a menu key (one no-input)."""
         low, high = self._mix.think_seconds
         silent_at = -1
         menu_positions = [i for i, (_, is_menu) in enumerate(keys) if is_menu]
         if menu_positions and rng.random() < self._mix.no_input_share:
             silent_at = rng.choice(menu_positions)
-        steps: list[Step] = []
-        for i, (key, _) in enumerate(keys):
-            pause = NO_INPUT_SILENCE if i == silent_at else round(rng.uniform(low, high), 3)
-            steps += [Silence(pause), Press(key)]
+        beats = [
+            (NO_INPUT_SILENCE if i == silent_at else round(rng.uniform(low, high), 3), key)
+            for i, (key, _) in enumerate(keys)
+        ]
         if hang_up:
-            steps += [Silence(round(rng.uniform(low, high), 3)), HANGUP]
-        return steps
+            beats.append((round(rng.uniform(low, high), 3), HANG_UP))
+        return tuple(beats)
 
 
 def _pick(holdings: Sequence[Holding], rng: random.Random) -> Holding:

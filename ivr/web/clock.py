@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING
 from ivr.clock import RealClock
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
     from datetime import datetime
 
 __all__ = ["ShiftedClock"]
 
 
 class ShiftedClock:
-    """A :class:`~ivr.clock.Clock` reading ``start`` now, then moving with real time."""
+    """A :class:`~ivr.clock.TimerClock` reading ``start`` now, then moving with real time."""
 
     def __init__(self, *, start: datetime, real: RealClock | None = None) -> None:
         """Read ``start`` (timezone-aware: support hours depend on it) at the moment of creation."""
@@ -33,6 +35,6 @@ class ShiftedClock:
         """The shifted instant, in the start's timezone (as a scenario's ``at`` is written)."""
         return (self._real.now() + self._offset).astimezone(self._tz)
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait in real time: the countdown the trainee sees is real seconds."""
-        await self._real.sleep(seconds)
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """A timer in real time: the countdown the trainee sees is real seconds."""
+        return self._real.call_later(seconds, callback)

@@ -112,8 +112,8 @@ async def test_keys_keep_their_order(caller):
     assert [await caller.next_input(TIMEOUT) for _ in range(4)] == [Key("1"), Key("2"), Key("#"), Key("*")]
 
 
-async def test_no_task_is_left_behind(caller):
-    """Timer, pause and getter tasks are all gone once the inputs were taken."""
+async def test_no_task_or_timer_is_left_behind(caller):
+    """Waiting creates no task, and no countdown is left scheduled once the inputs were taken."""
     before = asyncio.all_tasks()
     caller.press("1")
     await caller.next_input(TIMEOUT)
@@ -126,6 +126,8 @@ async def test_no_task_is_left_behind(caller):
     await task
     await settle_tasks()
     assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+    assert caller.deadline is None
+    assert not [h for h in asyncio.get_running_loop()._scheduled if not h.cancelled()]  # the loop's timer heap
 
 
 async def test_a_live_call_runs_through_the_engine(system, caller):

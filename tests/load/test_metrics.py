@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ivr.callers import HANGUP, NO_INPUT, Key, LiveCaller, Press, Silence
+from ivr.callers import HANGUP, NO_INPUT, Key, LiveCaller
 from ivr.clock import RealClock
 from ivr.engine import Heard
 from ivr.load.drive import ScriptDriver
 from ivr.load.metrics import KeyLatency, Samples, TimerLateness
+from ivr.load.plan import HANG_UP
 from ivr.load.procs import listener_pid, peak_rss_mb, vm_hwm_mb
 from ivr.states.call import Call
 from tests.conftest import TUESDAY_10AM
@@ -56,14 +57,15 @@ async def test_keypress_to_prompt_is_timed_from_the_last_key_handed_over():
 
 
 async def test_only_timers_that_fire_are_timed():
-    """A sleep that completes records its lateness; a cancelled one (a key came first) records nothing."""
+    """A timer that fires records its lateness and runs its callback; a cancelled one records nothing."""
     clock = TimerLateness(RealClock())
-    await clock.sleep(0.01)
-    cancelled = asyncio.ensure_future(clock.sleep(10))
-    await asyncio.sleep(0)
+    fired = asyncio.Event()
+    clock.call_later(0.01, fired.set)
+    cancelled = clock.call_later(0.01, fired.clear)
     cancelled.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await cancelled
+    await asyncio.wait_for(fired.wait(), 1)
+    await asyncio.sleep(0.02)
+    assert fired.is_set()
     assert len(clock.samples) == 1
     assert 0 <= clock.samples.percentile(50) < 0.5
     assert clock.now().tzinfo is not None
@@ -72,8 +74,7 @@ async def test_only_timers_that_fire_are_timed():
 async def test_the_driver_presses_keys_after_their_pauses_and_stops_when_cancelled():
     """Keys arrive in order after their think times; a cancelled driver presses nothing more."""
     caller = LiveCaller(clock=RealClock())
-    steps = [Silence(0.02), Press("2"), Silence(0), Press("1"), Silence(0.02), HANGUP]
-    driver = ScriptDriver(caller=caller, steps=steps)
+    driver = ScriptDriver(caller=caller, beats=[(0.02, "2"), (0, "1"), (0.02, HANG_UP)])
     started = time.monotonic()
     driver.start()
     assert await caller.next_input(5) == Key("2")
@@ -82,7 +83,7 @@ async def test_the_driver_presses_keys_after_their_pauses_and_stops_when_cancell
     assert await caller.next_input(5) is HANGUP
 
     stopped = LiveCaller(clock=RealClock())
-    driver = ScriptDriver(caller=stopped, steps=[Silence(0.05), Press("9")])
+    driver = ScriptDriver(caller=stopped, beats=[(0.05, "9")])
     driver.start()
     driver.cancel()
     assert await stopped.next_input(0.1) is NO_INPUT

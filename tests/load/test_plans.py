@@ -109,6 +109,7 @@ def test_keys_are_paced_one_at_a_time_and_long_silences_only_before_menu_keys(pl
                     assert len(keys) < 3 or len(keys) > digits_end, (plan.kind, plan.keys, len(keys))
                 keys.append(step.keys)
         assert all(isinstance(s, Press | Silence | HangUp) for s in plan.steps)
+        assert len(plan.steps) == 2 * len(plan.beats)
     assert 10 < silent_calls < 80  # about the mix's no_input_share of 0.1
 
 

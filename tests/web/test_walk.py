@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -34,7 +35,9 @@ async def test_shifted_clock_starts_at_the_chosen_instant_and_runs_in_real_time(
     first = clock.now()
     assert first.utcoffset() == timedelta(hours=-5)
     assert timedelta(0) <= first - TUESDAY_10AM < timedelta(seconds=1)
-    await clock.sleep(0.05)
+    fired = asyncio.Event()
+    clock.call_later(0.05, fired.set)
+    await asyncio.wait_for(fired.wait(), 1)
     assert clock.now() - first >= timedelta(seconds=0.05)
     with pytest.raises(ValueError, match="timezone-aware"):
         ShiftedClock(start=datetime(2026, 11, 17, 10, 0))  # noqa: DTZ001 - the naive instant is the point
