@@ -1,33 +1,73 @@
-"""The garbage collector's settings for a process that holds thousands of live calls.
+"""The garbage collector, paced by the event loop, for a process that holds thousands of live calls.
 
-CPython's defaults (700, 10, 10) suit a short script, not an event loop with 10,000 live calls: a
-call is ~60 tracked objects (its coroutines, model, timer handles), so the heap holds ~600,000,
-and every time it grows by a quarter a full collection walks all of it with the loop stopped.
-Measured with ``ivr load --calls 10000 --rate 1000 --realtime`` (docs/performance.md): with the
-defaults, 18 full collections of up to 420 ms in a 46 s run made 95 % of the no-input timers that
-fired more than 50 ms late (p99 lateness ~350 ms); with the settings below, p99 ~30 ms.
+CPython's automatic collection suits a short script, not an event loop with 10,000 live calls.
+It starts a young collection when allocations minus deallocations pass a threshold, and a live
+call's objects (its coroutines, model and timer handles, ~60 tracked objects) outlive the young
+generations and then die old: each death lowers the count, so the young generation grows far past
+the threshold between collections. Measured with ``ivr load --realtime`` and 10,000 calls live
+(docs/performance.md): young collections walked 90,000-250,000 objects, 50-190 ms each, and full
+collections 420 ms; almost every no-input timer that fired more than 50 ms late had waited on one.
 
-- :func:`gc.freeze` first: modules, the flow's tables and everything built at start-up live for the
-  process's lifetime, so no collection needs to walk them again.
-- A larger young generation (10,000 rather than 700) makes young collections rarer; the middle
-  one is collected every 4th time so it never grows past ~40,000 objects (a few ms each).
-- Full collections only after 100 middle ones (~4 million allocations): they still happen, so
-  cyclic garbage is reclaimed, but a few times an hour under load rather than every few seconds.
-  Most of a call's objects are freed by reference counting the moment the call ends anyway.
+So while :func:`paced_collection` is entered, automatic collection is off and the loop collects
+on a schedule instead: the young generation every :data:`YOUNG_EVERY` seconds (it holds only what
+was allocated since, a few ms of work), the middle one every :data:`MIDDLE_EVERY_N` young ones,
+and the whole heap every :data:`FULL_EVERY` seconds, so cyclic garbage is still reclaimed. Most
+of a call's objects are freed by reference counting the moment the call ends anyway. What exists
+on entry (modules, the flow's tables, start-up state) is frozen first: no collection walks it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["THRESHOLDS", "tune_for_live_calls"]
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
-#: ``gc.set_threshold`` arguments: young, middle and full generation.
-THRESHOLDS: Final = (10_000, 4, 100)
+__all__ = ["FULL_EVERY", "MIDDLE_EVERY_N", "YOUNG_EVERY", "paced_collection"]
+
+#: Seconds between young collections.
+YOUNG_EVERY: Final = 0.05
+#: Every this many young collections, the middle generation is collected too.
+MIDDLE_EVERY_N: Final = 5
+#: Seconds between full collections (the one pause that grows with the number of live calls).
+FULL_EVERY: Final = 600.0
 
 
-def tune_for_live_calls() -> None:
-    """Freeze what exists now and collect less often; call once, after start-up, before the calls."""
+class _Pacer:
+    """The schedule: one timer handle on the loop, re-armed after each collection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._full_due = loop.time() + FULL_EVERY
+        self._ticks = 0
+        self._handle = loop.call_later(YOUNG_EVERY, self._collect)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    def _collect(self) -> None:
+        self._ticks += 1
+        if self._loop.time() >= self._full_due:
+            gc.collect()
+            self._full_due = self._loop.time() + FULL_EVERY
+        else:
+            gc.collect(1 if self._ticks % MIDDLE_EVERY_N == 0 else 0)
+        self._handle = self._loop.call_later(YOUNG_EVERY, self._collect)
+
+
+@contextlib.asynccontextmanager
+async def paced_collection() -> AsyncIterator[None]:
+    """Collect on the running loop's schedule while entered; automatic collection is back on exit."""
+    was_enabled = gc.isenabled()
     gc.freeze()
-    gc.set_threshold(*THRESHOLDS)
+    gc.disable()
+    pacer = _Pacer(asyncio.get_running_loop())
+    try:
+        yield
+    finally:
+        pacer.cancel()
+        if was_enabled:
+            gc.enable()

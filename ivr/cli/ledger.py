@@ -18,7 +18,6 @@ import click
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
-from ivr.collector import tune_for_live_calls
 from ivr.directory.fixtures import load_world
 from ivr.directory.sqlite import Directory
 from ivr.events import TOPIC_ROOT
@@ -86,7 +85,6 @@ def run(  # noqa: PLR0913 - one keyword per option
     config = broker or parse_broker_url(_DEFAULT_BROKER)
     db.parent.mkdir(parents=True, exist_ok=True)
     opening = {c.id: c.incidents for c in world.contracts.values()}
-    tune_for_live_calls()
     asyncio.run(_consume(db, config, opening, client_id=client_id, root=root, source=source))
 
 

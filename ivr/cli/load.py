@@ -6,13 +6,13 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option
-from ivr.collector import tune_for_live_calls
+from ivr.collector import paced_collection
 from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
 from ivr.load.report import Progress
@@ -20,6 +20,11 @@ from ivr.load.runner import LoadError, LoadOptions, run_load
 from ivr.load.world import synthetic_world, write_fixture
 from ivr.logs import configure
 from ivr.yamlsrc import SourceError
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from ivr.load.report import LoadReport
 
 __all__ = ["ProgressLine", "load"]
 
@@ -166,8 +171,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:
-        tune_for_live_calls()
-        report = asyncio.run(run_load(options, on_progress=line))
+        report = asyncio.run(_paced(run_load(options, on_progress=line)))
     except LoadError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -176,3 +180,9 @@ def load(  # noqa: PLR0913 - one keyword per option
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if not report.ok:
         sys.exit(1)
+
+
+async def _paced(run: Coroutine[None, None, LoadReport]) -> LoadReport:
+    """Run the load with the collector paced by the loop: thousands of live calls (ivr/collector.py)."""
+    async with paced_collection():
+        return await run

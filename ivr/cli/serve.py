@@ -13,7 +13,6 @@ from ivr.bus.base import BusError
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option
-from ivr.collector import tune_for_live_calls
 from ivr.logs import LogFormat, configure
 from ivr.yamlsrc import SourceError
 
@@ -96,5 +95,4 @@ def serve(  # noqa: PLR0913 - one keyword per option
             click.echo(f"ERROR {problem}", err=True)
             sys.exit(EXIT_NO_BROKER)
     click.echo(f"trainer console on http://{host}:{port}/ (fixture {fixture}); Ctrl-C to stop")
-    tune_for_live_calls()
     uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
