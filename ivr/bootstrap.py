@@ -53,15 +53,20 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     broker: BrokerConfig | None = None,
     root: str = TOPIC_ROOT,
     own_ledger: bool = True,
+    relay: bool = False,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
 
     With ``broker`` the events travel over MQTT (publisher, ledger consumer, follower); without it
     the ledger is called in-process, which unit tests of the flow use. With ``own_ledger=False``
-    (a broker is then needed) no ledger is built: a separate `ivr ledger` process answers.
+    (a broker is then needed) no ledger is built: a separate `ivr ledger` process answers. With
+    ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
+        raise ValueError(msg)
+    if relay and broker is None:
+        msg = "an outbox relayed by `ivr relay` needs a broker to relay to"
         raise ValueError(msg)
     directory = await Directory.open(workdir / "ivr.db")
     await directory.load(world)
@@ -76,7 +81,9 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
         assert service is not None  # noqa: S101 - checked above
         link = InProcessLink(directory=directory, service=service)
     else:
-        mqtt = MqttLink(directory=directory, config=broker, source=source, service=service, root=root)
+        mqtt = MqttLink(
+            directory=directory, config=broker, source=source, service=service, root=root, publish=not relay
+        )
         await mqtt.start()
         link = mqtt
     engine = Engine(directory=directory, source=source, on_events=link.notify)

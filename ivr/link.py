@@ -30,6 +30,8 @@ __all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "MqttLink"]
 
 #: How long :meth:`Link.settle` waits for the ledger before it says so.
 SETTLE_TIMEOUT: Final = 30.0
+#: How often :meth:`MqttLink.settle` looks at an outbox that another process (`ivr relay`) drains.
+_RELAY_POLL: Final = 0.01
 
 log = structlog.get_logger("ivr.link")
 
@@ -83,10 +85,11 @@ class MqttLink:
     The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
     A replay's connections are short-lived and say nothing on the retained status topics, which
-    belong to long-running processes (`ivr ledger`).
+    belong to long-running processes (`ivr ledger`). Built with ``publish=False``, the link leaves
+    the outbox to `ivr relay`, a process of its own (``ivr load`` does, to give publishing a core).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every option is a keyword
         self,
         *,
         directory: Directory,
@@ -94,6 +97,7 @@ class MqttLink:
         source: str,
         service: LedgerService | None,
         root: str = TOPIC_ROOT,
+        publish: bool = True,
     ) -> None:
         """Connect ``directory`` (whose events carry ``source``) to the broker at ``config``."""
         self._directory = directory
@@ -110,7 +114,9 @@ class MqttLink:
             manual_ack=True,
             topic_root=root,
         )
-        self._publisher = OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root)
+        self._publisher = (
+            OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root) if publish else None
+        )
         self._ledger_bus: MqttBus | None = None
         self._consumer: LedgerConsumer | None = None
         if service is not None:
@@ -138,12 +144,14 @@ class MqttLink:
             await self._ledger_bus.wait_connected()
             self._tasks.append(asyncio.create_task(self._consumer.run(), name="ledger-consumer"))
         await self._ivr_bus.wait_connected()
-        self._publisher.start()
+        if self._publisher is not None:
+            self._publisher.start()
         self._tasks.append(asyncio.create_task(self._follow(), name="ledger-follower"))
 
     def notify(self) -> None:
-        """Wake the publisher."""
-        self._publisher.notify()
+        """Wake the publisher (`ivr relay` polls instead)."""
+        if self._publisher is not None:
+            self._publisher.notify()
 
     async def _follow(self) -> None:
         """Take the ledger's balances; remember which ticket events it has answered."""
@@ -164,7 +172,11 @@ class MqttLink:
     async def settle(self) -> None:
         """Wait for the outbox to drain and the ledger to answer every deductible ticket."""
         async with asyncio.timeout(SETTLE_TIMEOUT):
-            await self._publisher.drained()
+            if self._publisher is not None:
+                await self._publisher.drained()
+            else:
+                while await self._directory.unsent(1):  # noqa: ASYNC110 - another process's progress: polled
+                    await asyncio.sleep(_RELAY_POLL)
             wanted = {
                 event_id for source, event_id, _ in await self._directory.deductible_tickets() if source == self._source
             }
@@ -178,7 +190,8 @@ class MqttLink:
         A link lives as long as its system (a replayed scenario); leaving its persistent sessions
         behind would have the broker queue messages for clients that never come back.
         """
-        await self._publisher.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

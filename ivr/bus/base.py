@@ -7,6 +7,8 @@ QoS 1, stated once here so both keep it:
 
 - ``publish`` returns once the broker has acknowledged the message (PUBACK), and raises a
   :class:`BusError` otherwise; a caller that got an error must assume nothing and publish again.
+- ``publish_many`` publishes messages in order and returns once all are acknowledged; on a
+  failure it raises :class:`PartlyPublishedError` saying how many, from the first, were.
 - ``deliveries`` yields what the subscriptions match, at least once. With manual acknowledgement
   a delivery not acked before its connection drops comes again on the next connection, so a
   consumer acks after its commit and deduplicates by event ``id``.
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 __all__ = [
     "DEADLETTER_TOPIC",
@@ -31,8 +33,10 @@ __all__ = [
     "BusRefusedError",
     "BusUnavailableError",
     "Delivery",
+    "PartlyPublishedError",
     "PublishTimeoutError",
     "deadletter_topic",
+    "publish_one_by_one",
     "status_topic",
     "topic_matches",
 ]
@@ -102,6 +106,16 @@ class PublishTimeoutError(BusError):
         self.timeout = timeout
 
 
+class PartlyPublishedError(BusError):
+    """A batch stopped short: its first ``acked`` messages were acknowledged, the rest may not have been."""
+
+    def __init__(self, acked: int, cause: BusError) -> None:
+        """Carry how far the batch got and why it stopped."""
+        super().__init__(f"{acked} acknowledged, then: {cause}")
+        self.acked = acked
+        self.cause = cause
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivery:
     """One message received; :meth:`ack` tells the broker it is done with, when manual ack is on."""
@@ -122,6 +136,17 @@ class Delivery:
             self.on_ack()
 
 
+async def publish_one_by_one(
+    publish: Callable[[str, bytes | str], Awaitable[None]], messages: Sequence[tuple[str, bytes | str]]
+) -> None:
+    """``publish_many`` for a bus whose publishes are cheap one at a time (the in-memory one, test wrappers)."""
+    for done, (topic, payload) in enumerate(messages):
+        try:
+            await publish(topic, payload)
+        except BusError as exc:
+            raise PartlyPublishedError(done, exc) from exc
+
+
 class Bus(Protocol):
     """A connection to the event bus, reconnecting on its own for as long as it is open."""
 
@@ -136,6 +161,10 @@ class Bus(Protocol):
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish at QoS 1 and return once the broker acknowledged; :class:`BusError` otherwise."""
+        ...
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        """Publish ``(topic, payload)`` pairs in order at QoS 1; :class:`PartlyPublishedError` on a failure."""
         ...
 
     def deliveries(self) -> AsyncIterator[Delivery]:

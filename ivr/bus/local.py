@@ -21,6 +21,7 @@ from ivr.bus.base import (
     ONLINE,
     BusUnavailableError,
     Delivery,
+    publish_one_by_one,
     status_topic,
     topic_matches,
 )
@@ -271,6 +272,10 @@ class LocalBus:
             msg = "not connected to the local broker"
             raise BusUnavailableError(msg)
         self.broker.route(topic, payload.encode() if isinstance(payload, str) else payload, retain=retain)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        """Publish one after another; an outage part-way says how many got through."""
+        await publish_one_by_one(self.publish, messages)
 
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions until the bus is closed (stale unacked ones skipped)."""

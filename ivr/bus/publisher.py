@@ -14,16 +14,20 @@ unsent rows at QoS 1, and marks a row sent only when the broker has acknowledged
 
 Publishing a batch (up to the bus's in-flight window) and recording the previous batch's PUBACKs
 overlap, so the SQLite commit does not stall the window.
+
+In the IVR's own process the engine's ``notify`` wakes the publisher. As `ivr relay`, a process of
+its own beside the IVR, nobody can: it looks at the outbox every ``poll`` seconds instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Final, Protocol, Self
 
 import structlog
 
-from ivr.bus.base import BusError
+from ivr.bus.base import BusError, PartlyPublishedError
 from ivr.clock import Clock, RealClock
 from ivr.events import TOPIC_ROOT
 
@@ -65,12 +69,14 @@ class OutboxPublisher:
         batch: int = DEFAULT_BATCH,
         retry_delay: float = 0.1,
         clock: Clock | None = None,
+        poll: float | None = None,
     ) -> None:
         """Publish ``directory``'s outbox on ``bus``.
 
         ``topic_prefix`` replaces the leading ``ivr/v1`` of every topic (tests isolate themselves
         on a shared broker this way). ``retry_delay`` is the pause after a failed publish before
-        waiting for the connection again, so a flapping broker is not hammered.
+        waiting for the connection again, so a flapping broker is not hammered. With ``poll``, the
+        outbox is also read every ``poll`` seconds, for a publisher no engine notifies.
         """
         if batch < 1:
             msg = f"batch must be at least 1, not {batch}"
@@ -81,6 +87,7 @@ class OutboxPublisher:
         self._batch = batch
         self._retry_delay = retry_delay
         self._clock = clock or RealClock()
+        self._poll = poll
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -168,7 +175,12 @@ class OutboxPublisher:
         """Drain whenever woken, until cancelled; errors of the bus are waited out, others raised."""
         self._wake.set()  # rows left by an earlier run
         while True:
-            await self._wake.wait()
+            if self._poll is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 await self._bus.wait_connected()
@@ -210,20 +222,12 @@ class OutboxPublisher:
                 await marking
 
     async def _publish(self, rows: Sequence[tuple[int, str, str]]) -> tuple[list[int], BusError | None]:
-        """Publish ``rows`` concurrently; the seqs acknowledged as an unbroken prefix, and the first error."""
-        results = await asyncio.gather(
-            *(self._bus.publish(self.topic(topic), payload) for _, topic, payload in rows),
-            return_exceptions=True,
-        )
-        acked: list[int] = []
-        for (seq, _, _), result in zip(rows, results, strict=True):
-            if result is None:
-                acked.append(seq)
-                continue
-            if isinstance(result, BusError):
-                return acked, result
-            raise result
-        return acked, None
+        """Publish ``rows`` as one batch; the seqs acknowledged as an unbroken prefix, and the error if any."""
+        try:
+            await self._bus.publish_many([(self.topic(topic), payload) for _, topic, payload in rows])
+        except PartlyPublishedError as exc:
+            return [seq for seq, _, _ in rows[: exc.acked]], exc.cause
+        return [seq for seq, _, _ in rows], None
 
     async def _mark(self, seqs: list[int]) -> None:
         await self._outbox.mark_sent(seqs, self._clock.now().isoformat())

@@ -9,6 +9,7 @@ from ivr.cli.diagram import diagram
 from ivr.cli.events import events
 from ivr.cli.ledger import ledger
 from ivr.cli.load import load
+from ivr.cli.relay import relay
 from ivr.cli.replay import replay
 from ivr.cli.serve import serve
 
@@ -27,3 +28,4 @@ main.add_command(events)
 main.add_command(serve)
 main.add_command(diagram)
 main.add_command(load)
+main.add_command(relay)

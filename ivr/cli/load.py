@@ -108,6 +108,12 @@ class ProgressLine:
     help="Keep the run's files here (world.yaml, ivr.db, ledger.db, ledger.log) [default: a temporary folder].",
 )
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
+@click.option(
+    "--relay/--no-relay",
+    default=True,
+    show_default=True,
+    help="Publish the IVR's outbox from `ivr relay`, a process of its own, or from a task in the IVR.",
+)
 @click.option("--customers", type=click.IntRange(min=10), default=300, show_default=True, help="Size of the world.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
 @click.option(
@@ -130,6 +136,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     ledger_db: Path | None,
     workdir: Path | None,
     root: str,
+    relay: bool,
     customers: int,
     progress: bool,
     write_world: Path | None,
@@ -137,8 +144,9 @@ def load(  # noqa: PLR0913 - one keyword per option
     """Generate calls from a persona mix through the real flow and report throughput and latency.
 
     The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file (unless
-    --ledger-running). Exit status 0 when every call completed and the ledger deducted exactly
-    once (`ivr ledger verify` passes), 1 otherwise.
+    --ledger-running), and `ivr relay` publishes the IVR's outbox (unless --no-relay). Exit
+    status 0 when every call completed and the ledger deducted exactly once (`ivr ledger verify`
+    passes), 1 otherwise.
     """
     configure(level="error")
     if write_world is not None:
@@ -168,6 +176,7 @@ def load(  # noqa: PLR0913 - one keyword per option
         workdir=workdir,
         root=root,
         customers=customers,
+        relay=relay,
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:

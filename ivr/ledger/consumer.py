@@ -135,8 +135,6 @@ class LedgerConsumer:
     async def _publish_pending(self) -> None:
         store = self._service.store
         while pending := await store.unpublished():
-            # Concurrent: the bus's in-flight window bounds them (~14,000 msg/s at ~100 in flight).
-            await asyncio.gather(
-                *(self._bus.publish(topic_for(json.loads(p)["type"], root=self._root), p) for _, p in pending)
-            )
+            # One batch: paho's in-flight window bounds it, and a single future waits for the PUBACKs.
+            await self._bus.publish_many([(topic_for(json.loads(p)["type"], root=self._root), p) for _, p in pending])
             await store.mark_published((key for key, _ in pending), datetime.now(UTC).isoformat())

@@ -2,8 +2,10 @@
 
 The IVR is built the way production builds it (``build_system`` with a broker and
 ``own_ledger=False``), so the run goes through the outbox, the publisher, Mosquitto, the ledger
-process and back. Calls start at ``rate`` per second (or as fast as ``concurrency`` allows), each
-from its seeded plan (`ivr.load.plan`):
+process and back. The outbox is published by `ivr relay`, a third process, unless the options
+say ``relay=False`` (then by the IVR's own publisher task, as replay and the console do). Calls
+start at ``rate`` per second (or as fast as ``concurrency`` allows), each from its seeded plan
+(`ivr.load.plan`):
 
 - as fast as possible, each call is a :class:`~ivr.callers.ScriptedCaller` on its own virtual
   clock, so think times and silences cost no real time;
@@ -38,6 +40,7 @@ from ivr.load.ledger import LedgerProcess, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
 from ivr.load.mix import default_mix
 from ivr.load.plan import Planner
+from ivr.load.process import RelayProcess
 from ivr.load.procs import listener_pid, peak_rss_mb, vm_hwm_mb
 from ivr.load.report import LoadReport, Progress
 from ivr.load.world import Catalog, synthetic_world, write_fixture
@@ -82,6 +85,7 @@ class LoadOptions:
     workdir: Path | None = None  # None: a temporary folder, removed afterwards
     root: str = TOPIC_ROOT
     customers: int = 300
+    relay: bool = True  # the outbox published by `ivr relay` (a process of its own), not by the IVR
 
 
 async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], None] | None = None) -> LoadReport:
@@ -159,9 +163,21 @@ class _LoadRun:
             broker=self.config,
             root=options.root,
             own_ledger=False,
+            relay=options.relay,
         )
         closing = _Once(system.close)
         stack.push_async_callback(closing)
+        relay: RelayProcess | None = None
+        if options.relay:
+            relay = RelayProcess(
+                config=self.config,
+                db=self.workdir / "ivr.db",
+                instance=f"{source}-relay",
+                root=options.root,
+                log_file=self.workdir / "relay.log",
+            )
+            stack.push_async_callback(relay.stop)
+            await relay.start()
         system.engine.observers += [self.key_latency, self.events]
         launcher = Launcher(
             engine=system.engine,
@@ -189,11 +205,14 @@ class _LoadRun:
         report.rss_mb = {
             "ivr": peak_rss_mb(),
             "ledger": vm_hwm_mb(ledger.pid) if ledger else None,
+            "relay": vm_hwm_mb(relay.pid) if relay else None,
             "broker": vm_hwm_mb(listener_pid(self.config.host, self.config.port))
             if self.config.host == LOOPBACK
             else None,
         }
         await closing()
+        if relay is not None:
+            await relay.stop()
         if ledger is not None:
             await ledger.stop()
         if ledger is not None or options.ledger_db is not None:

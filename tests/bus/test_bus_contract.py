@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from ivr.bus.base import OFFLINE, ONLINE, BusUnavailableError
+from ivr.bus.base import OFFLINE, ONLINE, BusUnavailableError, PartlyPublishedError
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.bus.mqtt import Backoff, MqttBus
 
@@ -136,6 +136,27 @@ class BusContract:
                 async with asyncio.timeout(WAIT):
                     await bus.publish(f"{root}/call/started", b"x")
 
+    async def test_a_batch_arrives_whole_and_in_order(self, make_bus, root, inbox):
+        """``publish_many`` returns once all 900 messages are acknowledged: more than the in-flight window at once."""
+        async with make_bus(subscriptions=[f"{root}/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            # 900: past the 100 in flight, within the 1,000 a default Mosquitto queues for a subscriber.
+            await pub.publish_many([(f"{root}/call/started", str(i)) for i in range(900)])
+            await box.count(900)
+        assert box.payloads == [str(i).encode() for i in range(900)]
+
+    async def test_a_batch_without_a_connection_says_none_was_acknowledged(self, make_bus, drop, root):
+        """A batch on a dropped connection fails at once, with an acknowledged prefix of 0."""
+        async with make_bus() as bus:
+            await connected(bus)
+            await drop(bus, stay_down=True)
+            with pytest.raises(PartlyPublishedError) as caught:
+                async with asyncio.timeout(WAIT):
+                    await bus.publish_many([(f"{root}/call/started", b"x")] * 3)
+        assert caught.value.acked == 0
+        assert isinstance(caught.value.cause, BusUnavailableError)
+
 
 class TestLocalBus(BusContract):
     """The contract in memory."""
@@ -192,6 +213,21 @@ class TestMqttBus(BusContract):
                 await bus.wait_disconnected()
 
         return cut
+
+
+@pytest.mark.broker
+async def test_a_batch_cut_off_part_way_reports_the_prefix_that_was_acknowledged(broker, client_id, root):
+    """The connection dropped under a batch in flight: the error says how many, from the first, the broker took."""
+    async with MqttBus(config=broker, client_id=client_id("cut"), backoff=FAST) as bus:
+        await connected(bus)
+        batch = asyncio.ensure_future(bus.publish_many([(f"{root}/call/started", b"x" * 200)] * 20_000))
+        await asyncio.sleep(0.05)  # some PUBACKs in, most not
+        bus._client._client.socket().shutdown(socket.SHUT_RDWR)
+        with pytest.raises(PartlyPublishedError) as caught:
+            async with asyncio.timeout(WAIT):
+                await batch
+    assert 0 <= caught.value.acked < 20_000
+    assert isinstance(caught.value.cause, BusUnavailableError)
 
 
 def _closed_port() -> int:

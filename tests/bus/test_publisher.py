@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from ivr.bus.base import BusUnavailableError
+from ivr.bus.base import BusUnavailableError, publish_one_by_one
 from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.bus.mqtt import Backoff, MqttBus
@@ -49,6 +49,10 @@ class AckedBus:
             raise BusUnavailableError("connection dropped (injected)")
         await self.bus.publish(topic, payload, retain=retain)
         self.acked.add(payload)
+
+    async def publish_many(self, messages):
+        """Each message through :meth:`publish`, so the injected failures apply part-way through a batch."""
+        await publish_one_by_one(self.publish, messages)
 
     def deliveries(self):
         """As the wrapped bus."""

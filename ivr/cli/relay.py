@@ -1,0 +1,80 @@
+"""`ivr relay`: the outbox publisher as a process of its own, beside an IVR on the same directory file.
+
+The IVR commits each event to its outbox; whoever publishes the outbox needs CPU for every message
+(the MQTT client's cost per publish and per PUBACK). In the IVR's process that CPU is taken from the
+calls, and with hundreds of calls ready the publisher was starved (docs/performance.md). As its own
+process it runs on another core: it polls the outbox (SQLite in WAL mode lets it read while the
+IVR writes), publishes in order at QoS 1 and marks rows sent, exactly as the in-process publisher
+does, and an IVR built with ``relay=True`` (``ivr load``) leaves the outbox to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.publisher import OutboxPublisher
+from ivr.bus.url import BrokerConfig, parse_broker_url
+from ivr.cli.common import broker_option
+from ivr.directory.sqlite import Directory
+from ivr.events import TOPIC_ROOT
+from ivr.logs import LogFormat, configure
+
+__all__ = ["relay"]
+
+_DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+_WINDOW = 1000
+
+
+@click.command()
+@click.option(
+    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The IVR's directory (ivr.db)."
+)
+@broker_option(help_text="Broker to publish to.", default=None)
+@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
+@click.option("--instance", default="ivr-relay", show_default=True, help="Name of the retained status topic.")
+@click.option(
+    "--poll",
+    default=0.005,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds between looks at an idle outbox.",
+)
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def relay(  # noqa: PLR0913 - one keyword per option
+    *,
+    db: Path,
+    broker: BrokerConfig | None,
+    root: str,
+    instance: str,
+    poll: float,
+    log_format: LogFormat,
+    log_level: str,
+) -> None:
+    """Publish an IVR's outbox to the broker, in order, at least once, until stopped."""
+    if not db.exists():
+        msg = f"{db}: no such directory file (start the IVR first)"
+        raise click.ClickException(msg)
+    configure(fmt=log_format, level=log_level)
+    asyncio.run(_relay(db, broker or parse_broker_url(_DEFAULT_BROKER), root=root, instance=instance, poll=poll))
+
+
+async def _relay(db: Path, config: BrokerConfig, *, root: str, instance: str, poll: float) -> None:
+    directory = await Directory.open(db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with (
+            MqttBus(config=config, instance=instance, topic_root=root, inflight=_WINDOW) as bus,
+            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=_WINDOW),
+        ):
+            await stop.wait()
+    finally:
+        await directory.close()

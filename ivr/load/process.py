@@ -1,0 +1,161 @@
+"""An `ivr` service as a child process (`ivr ledger`, `ivr relay`): start, kill, restart, stop.
+
+Load runs and fault tests run these as the separate processes they are in production, and the
+fault tests SIGKILL that very process. "Up" means ready: each publishes its retained status
+``online`` once connected (the ledger only after its subscription is granted), so
+:meth:`ServiceProcess.start` waits for that message rather than for a guessed delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Final
+
+from ivr.bus.base import ONLINE, status_topic
+from ivr.bus.mqtt import MqttBus
+from ivr.bus.url import ENV_VAR
+from ivr.events import TOPIC_ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ivr.bus.url import BrokerConfig
+
+__all__ = ["RelayProcess", "ServiceProcess"]
+
+_START_TIMEOUT: Final = 30.0
+_STOP_TIMEOUT: Final = 10.0
+
+
+class ServiceProcess:
+    """One `ivr <command>` process at a time, known by its status topic, restartable."""
+
+    def __init__(  # noqa: PLR0913 - every option is a keyword
+        self,
+        *,
+        config: BrokerConfig,
+        command: list[str],
+        instance: str,
+        root: str = TOPIC_ROOT,
+        log_file: Path | None = None,
+        watch_config: BrokerConfig | None = None,
+    ) -> None:
+        """Describe the process (``ivr`` and then ``command``); nothing runs until :meth:`start`.
+
+        Its retained status ``<root>/status/<instance>`` is watched through ``watch_config``
+        (default: ``config``): under the deployed ACL a service's own user may write its status
+        but not read it.
+        """
+        self.config = config
+        self.command = command
+        self.root = root
+        self._log_file = log_file
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watch = MqttBus(
+            config=watch_config or config, subscriptions=[status_topic(instance, root=root)], topic_root=root
+        )
+        self._watching: asyncio.Task[None] | None = None
+        self._online = 0
+        self._changed = asyncio.Event()
+        #: Processes started so far (1 + restarts).
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def name(self) -> str:
+        """How messages name the process: `ivr ledger`, `ivr relay`."""
+        return f"`ivr {self.command[0]}`"
+
+    async def start(self, *, timeout: float = _START_TIMEOUT) -> None:
+        """Start the process and return once it is ready (its status says ``online``)."""
+        if self._watching is None:
+            self._watch.open()
+            await self._watch.wait_connected()
+            self._watching = asyncio.create_task(self._follow_status(), name="service-status")
+        before = self._online
+        argv = [sys.executable, "-m", "ivr", *self.command]
+        # The broker URL travels in the environment: a password in argv would show in `ps`.
+        env = {**os.environ, ENV_VAR: self.config.secret_url(), "PYTHONUNBUFFERED": "1"}
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(self._log_file.open("ab")) if self._log_file else asyncio.subprocess.DEVNULL
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env
+            )
+        self.starts += 1
+        try:
+            async with asyncio.timeout(timeout):
+                while self._online <= before:
+                    if self._proc.returncode is not None:
+                        msg = f"{self.name} exited with status {self._proc.returncode} before it was online"
+                        raise RuntimeError(msg)
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):  # also look at the process now and then
+                            await self._changed.wait()
+        except TimeoutError:
+            msg = f"{self.name} was not online within {timeout:g} s"
+            raise RuntimeError(msg) from None
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to finish a batch, publish, or say goodbye (the Last Will does)."""
+        await self._signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL after 10 s); then stop watching its status."""
+        await self._signal(signal.SIGTERM)
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
+        await self._watch.aclose()
+
+    async def restart(self, *, kill: bool = True) -> None:
+        """Kill (or stop) the process and start another on the same file and session."""
+        await self._signal(signal.SIGKILL if kill else signal.SIGTERM)
+        await self.start()
+
+    async def _signal(self, sig: signal.Signals) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            async with asyncio.timeout(_STOP_TIMEOUT):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _follow_status(self) -> None:
+        async for delivery in self._watch.deliveries():
+            if delivery.payload == ONLINE:
+                self._online += 1
+                self._changed.set()
+
+
+class RelayProcess(ServiceProcess):
+    """`ivr relay`: the outbox of the IVR's directory ``db`` published by a process of its own."""
+
+    def __init__(  # noqa: PLR0913 - every option is a keyword
+        self,
+        *,
+        config: BrokerConfig,
+        db: Path,
+        instance: str,
+        root: str = TOPIC_ROOT,
+        log_file: Path | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        """Describe the relay of ``db``; its status topic is named by ``instance``."""
+        command = ["relay", "--db", str(db), "--root", root, "--instance", instance, "--log-level", log_level]
+        super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
+        self.db = db
