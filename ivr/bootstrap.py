@@ -54,6 +54,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     root: str = TOPIC_ROOT,
     own_ledger: bool = True,
     relay: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
 
@@ -61,6 +62,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     the ledger is called in-process, which unit tests of the flow use. With ``own_ledger=False``
     (a broker is then needed) no ledger is built: a separate `ivr ledger` process answers. With
     ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does.
+    ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
+    tickets accordingly (:meth:`Directory.share_ticket_numbers`).
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -70,6 +73,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
         raise ValueError(msg)
     directory = await Directory.open(workdir / "ivr.db")
     await directory.load(world)
+    if shard != (0, 1):
+        directory.share_ticket_numbers(*shard)
     ledger: LedgerStore | None = None
     service: LedgerService | None = None
     if own_ledger:

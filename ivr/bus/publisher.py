@@ -134,6 +134,10 @@ class OutboxPublisher:
             if not self._error_raised:
                 raise
 
+    async def until_stopped(self, stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set; raise at once the error the publishing task died of, if it does."""
+        await self._until(stop)
+
     def notify(self) -> None:
         """New rows are in the outbox: the engine's ``on_events`` callback."""
         self._idle.clear()
@@ -145,22 +149,26 @@ class OutboxPublisher:
         Waits through a broker outage (bound it with ``asyncio.timeout``); raises if the
         publisher stopped on an error.
         """
+        self.notify()
+        await self._until(self._idle)
+
+    async def _until(self, event: asyncio.Event) -> None:
+        """Wait for ``event``; raise the error the task died of if it dies first (or say it stopped)."""
         task = self._task
         if task is None:
             msg = "the publisher is not running"
             raise RuntimeError(msg)
-        self.notify()
-        idle = asyncio.ensure_future(self._idle.wait())
+        waiting = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait((idle, task), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            idle.cancel()
-        if self._idle.is_set():
+            waiting.cancel()
+        if event.is_set():
             return
         if not task.cancelled() and task.exception() is not None:
             self._error_raised = True
             raise task.exception()  # type: ignore[misc]  # not None: checked above
-        msg = "the publisher stopped before the outbox was drained"
+        msg = "the publisher stopped"
         raise RuntimeError(msg)
 
     # -- the work --------------------------------------------------------------------------

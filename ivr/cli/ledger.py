@@ -171,14 +171,16 @@ async def _history(db: Path, contract: str) -> list[Entry]:
 @ledger.command()
 @click.option(
     "--directory",
-    "directory_db",
+    "directory_dbs",
+    multiple=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="The IVR's SQLite file: also check that every deductible ticket it created was applied once.",
+    help="An IVR's SQLite file: also check that every deductible ticket it created was applied once "
+    "(repeat for IVRs sharing the ledger).",
 )
 @click.pass_obj
-def verify(db: Path, directory_db: Path | None) -> None:
+def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
-    report = asyncio.run(_verify(_existing(db), directory_db))
+    report = asyncio.run(_verify(_existing(db), directory_dbs))
     for problem in report.problems:
         click.echo(f"MISMATCH {problem}")
     verdict = "OK" if report.ok else "FAILED"
@@ -190,12 +192,12 @@ def verify(db: Path, directory_db: Path | None) -> None:
         sys.exit(1)
 
 
-async def _verify(db: Path, directory_db: Path | None) -> VerifyReport:
+async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
     expected = None
-    if directory_db is not None:
+    for directory_db in directory_dbs:
         directory = await Directory.open(directory_db)
         try:
-            expected = [(source, ticket) for source, _, ticket in await directory.deductible_tickets()]
+            expected = (expected or []) + [(s, ticket) for s, _, ticket in await directory.deductible_tickets()]
         finally:
             await directory.close()
     store = await LedgerStore.open(db)

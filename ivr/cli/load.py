@@ -17,6 +17,7 @@ from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
 from ivr.load.report import Progress
 from ivr.load.runner import LoadError, LoadOptions, run_load
+from ivr.load.workers import WorkerError, run_workers
 from ivr.load.world import synthetic_world, write_fixture
 from ivr.logs import configure
 from ivr.yamlsrc import SourceError
@@ -67,6 +68,21 @@ class ProgressLine:
             self._stream.flush()
 
 
+def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tuple[int, int]:
+    """``K/N`` to ``(K, N)``; none given is the whole run, ``(0, 1)``."""
+    if value is None:
+        return (0, 1)
+    try:
+        shard, shards = (int(part) for part in value.split("/"))
+    except ValueError:
+        msg = f"expected K/N, not {value!r}"
+        raise click.BadParameter(msg) from None
+    if not 0 <= shard < shards:
+        msg = f"worker {shard} of {shards} does not exist"
+        raise click.BadParameter(msg)
+    return (shard, shards)
+
+
 @click.command()
 @click.option("--calls", type=click.IntRange(min=1), help="How many calls to make (required but with --write-world).")
 @click.option(
@@ -109,6 +125,14 @@ class ProgressLine:
 )
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="IVR processes sharing the calls (by caller number), each with its own relay; one ledger.",
+)
+@click.option("--shard", callback=_parse_shard, hidden=True, help="K/N: run as worker K of N (set by --workers).")
+@click.option(
     "--relay/--no-relay",
     default=True,
     show_default=True,
@@ -136,6 +160,8 @@ def load(  # noqa: PLR0913 - one keyword per option
     ledger_db: Path | None,
     workdir: Path | None,
     root: str,
+    workers: int,
+    shard: tuple[int, int],
     relay: bool,
     customers: int,
     progress: bool,
@@ -177,11 +203,15 @@ def load(  # noqa: PLR0913 - one keyword per option
         root=root,
         customers=customers,
         relay=relay,
+        shard=shard,
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:
-        report = asyncio.run(_paced(run_load(options, on_progress=line)))
-    except LoadError as exc:
+        if workers > 1:
+            report = asyncio.run(run_workers(options, workers=workers, mix_path=mix_file))
+        else:
+            report = asyncio.run(_paced(run_load(options, on_progress=line)))
+    except (LoadError, WorkerError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         if line is not None:

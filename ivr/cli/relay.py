@@ -73,8 +73,10 @@ async def _relay(db: Path, config: BrokerConfig, *, root: str, instance: str, po
     try:
         async with (
             MqttBus(config=config, instance=instance, topic_root=root, inflight=_WINDOW) as bus,
-            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=_WINDOW),
+            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=_WINDOW) as publisher,
         ):
-            await stop.wait()
+            # A publisher that died (not a broker outage: those it waits out) must not leave a
+            # relay that looks alive and publishes nothing: its error ends the process.
+            await publisher.until_stopped(stop)
     finally:
         await directory.close()

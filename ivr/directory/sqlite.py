@@ -137,11 +137,16 @@ class Directory:
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._next_ticket = FIRST_NEW_TICKET
+        self._ticket_step = 1
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
         """Open (creating if need be) the directory at ``path``; ``":memory:"`` for a private one."""
-        conn = await aiosqlite.connect(str(path))
+        # Transactions begin IMMEDIATE: they take the write lock first, waiting for it if need be.
+        # A deferred one reads first and can then fail at once with "database is locked" when
+        # another process (`ivr relay` marking rows sent) committed in between: WAL cannot turn a
+        # stale read into a write, and the busy timeout does not cover that case.
+        conn = await aiosqlite.connect(str(path), isolation_level="IMMEDIATE")
         conn.row_factory = aiosqlite.Row
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
@@ -316,10 +321,24 @@ class Directory:
     # -- writes: through the group-commit writer -----------------------------------------------
 
     def next_ticket_id(self) -> str:
-        """Reserve the next new ticket ID (this process owns the numbering)."""
+        """Reserve the next new ticket ID (this process owns the numbering, or its share of it)."""
         ticket_id = str(self._next_ticket)
-        self._next_ticket += 1
+        self._next_ticket += self._ticket_step
         return ticket_id
+
+    def share_ticket_numbers(self, shard: int, shards: int) -> None:
+        """Number new tickets as IVR ``shard`` of ``shards`` on the same world: every ``shards``-th ID.
+
+        IVRs that split the callers between them (by number, so each caller's lockout stays in
+        one IVR) each keep a directory of their own; ticket IDs must still be unique on the line,
+        because the ledger deducts once per ticket. Call after :meth:`load`, before any call.
+        """
+        if not 0 <= shard < shards:
+            msg = f"shard {shard} of {shards} does not exist"
+            raise ValueError(msg)
+        while (self._next_ticket - FIRST_NEW_TICKET) % shards != shard:
+            self._next_ticket += 1
+        self._ticket_step = shards
 
     async def record_failure(self, caller: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A failed authorization, for the lockout, with the events that report it."""

@@ -65,8 +65,10 @@ class Launcher:
         #: Per call index: a digest of its plan, and its outcome, reason and number of events.
         self.signatures: dict[int, tuple[str, str]] = {}
 
-    async def run(self, calls: int, *, rate: float = 0.0, concurrency: int = 500, first: int = 0) -> None:
-        """Start ``calls`` calls from index ``first``; return when every one has ended.
+    async def run(
+        self, calls: int, *, rate: float = 0.0, concurrency: int = 500, first: int = 0, step: int = 1
+    ) -> None:
+        """Start ``calls`` calls, indices ``first``, ``first + step``, ...; return when every one has ended.
 
         ``rate`` calls start per second (0: no limit), and at most ``concurrency`` run at once.
         """
@@ -85,7 +87,7 @@ class Launcher:
                 if delay > 0:
                     await asyncio.sleep(delay)
             await gate.acquire()
-            task = asyncio.create_task(self.call(first + n))
+            task = asyncio.create_task(self.call(first + n * step))
             running.add(task)
             task.add_done_callback(done)
         while running:

@@ -8,15 +8,18 @@ SIGKILL that very process (:class:`~ivr.load.process.ServiceProcess`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from ivr.bus.mqtt import forget_session
 from ivr.events import TOPIC_ROOT
 from ivr.load.process import ServiceProcess
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from ivr.bus.url import BrokerConfig
@@ -69,8 +72,12 @@ class VerifyResult:
     output: str
 
 
-async def verify_ledger(db: Path, *, directory: Path) -> VerifyResult:
-    """Run `ivr ledger --db DB verify --directory IVR_DB` and read its verdict."""
+async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ()) -> VerifyResult:
+    """Run `ivr ledger --db DB verify --directory IVR_DB [--directory ...]` and read its verdict.
+
+    ``more`` are the directories of other IVRs that shared the ledger (`ivr load --workers`).
+    """
+    directories = [arg for path in (directory, *more) for arg in ("--directory", str(path))]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -79,8 +86,7 @@ async def verify_ledger(db: Path, *, directory: Path) -> VerifyResult:
         "--db",
         str(db),
         "verify",
-        "--directory",
-        str(directory),
+        *directories,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -97,3 +103,22 @@ async def verify_ledger(db: Path, *, directory: Path) -> VerifyResult:
         problems=int(found["problems"]) if found else -1,
         output=text,
     )
+
+
+async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keyword
+    stack: contextlib.AsyncExitStack, *, config: BrokerConfig, db: Path, workdir: Path, source: str, root: str
+) -> LedgerProcess:
+    """Start `ivr ledger` for a load run on ``workdir/world.yaml``; ``stack`` stops it and drops its session."""
+    ledger = LedgerProcess(
+        config=config,
+        db=db,
+        fixture=workdir / "world.yaml",
+        client_id=f"{source}-ledger",
+        source=f"{source}-ledger",
+        root=root,
+        log_file=workdir / "ledger.log",
+    )
+    stack.push_async_callback(forget_session, config, ledger.client_id)
+    stack.push_async_callback(ledger.stop)
+    await ledger.start()
+    return ledger

@@ -197,9 +197,16 @@ class EventCount:
 class AnswerLatency:
     """A subscriber timing ``ticket.created`` to the ledger's answer, both as the broker delivers them."""
 
-    def __init__(self, *, config: BrokerConfig, root: str = TOPIC_ROOT, client_id: str | None = None) -> None:
-        """Subscribe at ``config`` under ``root`` once :meth:`start` is awaited."""
+    def __init__(
+        self, *, config: BrokerConfig, root: str = TOPIC_ROOT, client_id: str | None = None, source: str | None = None
+    ) -> None:
+        """Subscribe at ``config`` under ``root`` once :meth:`start` is awaited.
+
+        With ``source``, only that IVR's tickets and the answers to them count: other IVRs may
+        publish on the same broker (`ivr load --workers`).
+        """
         self.samples = Samples()
+        self._source = source
         self.deducted = 0
         self.rejected = 0
         self._seen: dict[str, float] = {}
@@ -248,6 +255,8 @@ class AnswerLatency:
                 event = json.loads(delivery.payload)
                 kind, data = event["type"], event["data"]
             except (ValueError, KeyError, TypeError):
+                continue
+            if self._source is not None and self._source not in (event.get("source"), data.get("trigger_source")):
                 continue
             if kind == EventType.TICKET_CREATED:
                 if data.get("deduct") and event["id"] not in self._answered:

@@ -40,6 +40,7 @@ class LoadReport:
     peak_live: int = 0
     calls_seconds: float = 0.0  # first call started to last call ended
     total_seconds: float = 0.0  # first call started to the ledger's last answer
+    started_at: float = 0.0  # when the first call started (Unix time): to line up `--workers` runs
     events: int = 0
     event_bytes: int = 0
     tickets: int = 0
@@ -51,6 +52,7 @@ class LoadReport:
     timer_lateness_ms: Latency | None = None
     rss_mb: dict[str, float | None] = field(default_factory=dict)
     verify: dict[str, Any] = field(default_factory=dict)
+    workers: list[dict[str, Any]] = field(default_factory=list)  # each worker's report (`--workers`)
     plan_digest: str = ""  # of every call's kind, number and steps: the same seed gives the same
     outcome_digest: str = ""  # of every call's outcome, reason and event count
 

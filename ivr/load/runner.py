@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Final
 
 from ivr.bootstrap import build_system
 from ivr.bus.broker import LOOPBACK, embedded_broker
-from ivr.bus.mqtt import forget_session
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
 from ivr.events import TOPIC_ROOT
 from ivr.load.launch import Launcher
-from ivr.load.ledger import LedgerProcess, verify_ledger
+from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
 from ivr.load.mix import default_mix
 from ivr.load.plan import Planner
@@ -86,6 +85,7 @@ class LoadOptions:
     root: str = TOPIC_ROOT
     customers: int = 300
     relay: bool = True  # the outbox published by `ivr relay` (a process of its own), not by the IVR
+    shard: tuple[int, int] = (0, 1)  # this run is IVR k of n: calls k, k + n, ... (`ivr load --workers`)
 
 
 async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], None] | None = None) -> LoadReport:
@@ -141,19 +141,10 @@ class _LoadRun:
         ledger_db = options.ledger_db or self.workdir / "ledger.db"
         ledger: LedgerProcess | None = None
         if not options.ledger_running:
-            ledger = LedgerProcess(
-                config=self.config,
-                db=ledger_db,
-                fixture=self.workdir / "world.yaml",
-                client_id=f"{source}-ledger",
-                source=f"{source}-ledger",
-                root=options.root,
-                log_file=self.workdir / "ledger.log",
+            ledger = await start_ledger(
+                stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.root
             )
-            stack.push_async_callback(forget_session, self.config, ledger.client_id)
-            stack.push_async_callback(ledger.stop)
-            await ledger.start()
-        answers = AnswerLatency(config=self.config, root=options.root)
+        answers = AnswerLatency(config=self.config, root=options.root, source=source)
         stack.push_async_callback(answers.close)
         await answers.start()
         system = await build_system(
@@ -164,6 +155,7 @@ class _LoadRun:
             root=options.root,
             own_ledger=False,
             relay=options.relay,
+            shard=options.shard,
         )
         closing = _Once(system.close)
         stack.push_async_callback(closing)
@@ -189,10 +181,13 @@ class _LoadRun:
             key_latency=self.key_latency,
         )
 
+        shard, shards = options.shard
         t0 = time.perf_counter()
+        report.started_at = time.time()
         ticker = asyncio.create_task(self._tick(on_progress, launcher, answers, t0)) if on_progress else None
         try:
-            await launcher.run(options.calls, rate=options.rate, concurrency=self.concurrency)
+            mine = report.calls = len(range(shard, options.calls, shards))
+            await launcher.run(mine, rate=options.rate, concurrency=self.concurrency, first=shard, step=shards)
             report.calls_seconds = round(time.perf_counter() - t0, 3)
             if not await _settle(system, answers):
                 report.errors.append("the ledger did not answer every deductible ticket")

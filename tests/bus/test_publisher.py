@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections import defaultdict
 
 import pytest
@@ -298,3 +299,25 @@ async def test_broker_restart_mid_drain_loses_nothing(needs_mosquitto, tmp_path,
     assert await directory.unsent(10) == []
     assert_per_call_order(box.payloads)
     assert sub.connections >= 2
+
+
+async def test_a_publisher_that_dies_says_why_instead_of_idling(tmp_path):
+    """An error that is not a broker outage (the outbox file failing) ends the wait of `ivr relay` with that error."""
+
+    class BrokenOutbox:
+        """An outbox whose file fails on the first read."""
+
+        async def unsent(self, _limit):
+            """Fail as a broken disk would."""
+            raise sqlite3.OperationalError("disk I/O error")
+
+        async def mark_sent(self, _seqs, _at):
+            """Never reached: nothing was read, so nothing was published."""
+            raise AssertionError
+
+    async with LocalBus(broker=LocalBroker()) as bus:
+        await bus.wait_connected()
+        async with OutboxPublisher(directory=BrokenOutbox(), bus=bus, poll=0.01) as publisher:
+            with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+                async with asyncio.timeout(WAIT):
+                    await publisher.until_stopped(asyncio.Event())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
 
 from ivr.cli import main
+from ivr.directory.sqlite import FIRST_NEW_TICKET
 from ivr.load.mix import CallKind, Mix
 from ivr.load.runner import LoadError, LoadOptions, run_load
 
@@ -63,7 +66,7 @@ async def test_real_time_calls_end_as_their_virtual_time_twins(private_broker, t
 
 
 def test_the_command_prints_a_json_report(private_broker):
-    """`ivr load --json` reports calls, rates, latencies, peak memory of all three processes, and verify."""
+    """`ivr load --json` reports calls, rates, latencies, peak memory of all four processes, and verify."""
     result = CliRunner().invoke(
         main, ["load", "--calls", "80", "--customers", "40", "--broker", private_broker.config.url, "--json"]
     )
@@ -76,9 +79,49 @@ def test_the_command_prints_a_json_report(private_broker):
     assert report["events_per_s"] > report["calls_per_s"]
     assert report["ticket_to_answer_ms"]["samples"] == report["deductible"] > 0
     assert set(report["key_to_prompt_ms"]) == {"p50", "p95", "p99", "samples"}
-    assert all(report["rss_mb"][process] > 0 for process in ("ivr", "ledger", "broker"))
+    assert all(report["rss_mb"][process] > 0 for process in ("ivr", "ledger", "relay", "broker"))
     assert report["verify"]["output"].endswith("problems)")
     assert "OK" in report["verify"]["output"]
+
+
+async def test_the_publisher_inside_the_ivr_makes_the_same_calls_as_the_relay(private_broker, tmp_path):
+    """--no-relay publishes from a task in the IVR: the same calls, outcomes and exact ledger as with `ivr relay`."""
+    config = private_broker.config
+    options = {"calls": 120, "seed": 4, "broker": config, "customers": 40}
+    relayed = await run_load(LoadOptions(**options, workdir=tmp_path / "relay"))
+    inline = await run_load(LoadOptions(**options, relay=False, workdir=tmp_path / "inline"))
+    for report in (relayed, inline):
+        assert report.ok, report.text()
+        assert report.exactly_once
+    assert relayed.outcome_digest == inline.outcome_digest
+    assert relayed.rss_mb["relay"] is not None
+    assert inline.rss_mb["relay"] is None
+
+
+def test_workers_split_the_calls_and_the_ledger_deducts_each_ticket_once(private_broker, tmp_path):
+    """`--workers 3`: three IVR processes place a third of the calls each; tickets never collide; verify covers all."""
+    argv = ["load", "--calls", "150", "--customers", "40", "--workers", "3", "--json", "--seed", "7"]
+    result = CliRunner().invoke(main, [*argv, "--broker", private_broker.config.url, "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"]
+    assert report["exactly_once"]
+    assert [w["calls"] for w in report["workers"]] == [50, 50, 50]
+    assert report["completed"] == 150
+    assert report["deducted"] == report["deductible"] == report["verify"]["deductions"] > 0
+    for k in range(3):  # worker k numbers its tickets k modulo 3: no ID is made twice
+        numbers = _new_tickets(tmp_path / f"worker-{k}" / "ivr.db")
+        assert numbers
+        assert {(n - FIRST_NEW_TICKET) % 3 for n in numbers} == {k}
+
+
+def _new_tickets(db):
+    """The tickets an IVR created (numbered from FIRST_NEW_TICKET), read from its directory file."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT CAST(id AS INTEGER) FROM tickets WHERE CAST(id AS INTEGER) >= ?", (FIRST_NEW_TICKET,)
+        )
+        return [row[0] for row in rows]
 
 
 def test_the_command_refuses_a_ledger_running_without_a_broker():
