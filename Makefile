@@ -51,14 +51,14 @@ screenshots: $(STAMP)
 ## Lint and type-check.
 check: lint typecheck
 lint: $(STAMP)
-	$(BIN)/ruff check ivr tests
-	$(BIN)/ruff format --check ivr tests
+	$(BIN)/ruff check ivr tests benchmarks
+	$(BIN)/ruff format --check ivr tests benchmarks
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format ivr tests
-	$(BIN)/ruff check --fix ivr tests
+	$(BIN)/ruff format ivr tests benchmarks
+	$(BIN)/ruff check --fix ivr tests benchmarks
 
 ## Re-pin requirements.lock from pyproject.toml's ranges.
 lock:

@@ -12,6 +12,9 @@ Three measurements on a private broker (Debian's mosquitto on a free loopback po
     .venv/bin/python benchmarks/bus.py --calls 5000 [--only ledger]
 """
 
+# A script that prints its figures, outside any package.
+# ruff: noqa: T201, INP001
+
 from __future__ import annotations
 
 import argparse
@@ -97,17 +100,35 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
     store = await LedgerStore.open(tmp / "ledger.db")
     await store.load_opening({c.id: c.incidents for c in world.contracts.values()})
     subs = LedgerConsumer.subscriptions()
-    ledger_bus = dict(config=broker.config, client_id="bench-ledger", subscriptions=subs, persistent=True, manual_ack=True)
+    ledger_bus = {
+        "config": broker.config,
+        "client_id": "bench-ledger",
+        "subscriptions": subs,
+        "persistent": True,
+        "manual_ack": True,
+    }
     async with MqttBus(**ledger_bus) as bus:  # create the session, then go away
         await bus.wait_connected()
     async with MqttBus(config=broker.config, client_id="bench-feeder") as feeder:
         await feeder.wait_connected()
         payloads = [
             CloudEvent(
-                type=EventType.TICKET_CREATED.value, source="bench-ivr", subject=f"call-{i}", time=START, sequence=3,
-                data={"ticket": f"{3_000_000 + i}", "method": "support_code", "caller_kind": "consumer",
-                      "purpose": "technical", "severity": "C", "customer": "C-BIG", "contract": "K-BIG",
-                      "rule": "R4", "deduct": True},
+                type=EventType.TICKET_CREATED.value,
+                source="bench-ivr",
+                subject=f"call-{i}",
+                time=START,
+                sequence=3,
+                data={
+                    "ticket": f"{3_000_000 + i}",
+                    "method": "support_code",
+                    "caller_kind": "consumer",
+                    "purpose": "technical",
+                    "severity": "C",
+                    "customer": "C-BIG",
+                    "contract": "K-BIG",
+                    "rule": "R4",
+                    "deduct": True,
+                },
             ).to_json()
             for i in range(calls)
         ]
@@ -120,11 +141,11 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             started = time.perf_counter()
             task = asyncio.create_task(consumer.run())
             async with asyncio.timeout(600):
-                while consumer.applied < calls:
+                while consumer.applied < calls:  # noqa: ASYNC110 - the consumer has no event to wait on
                     await asyncio.sleep(0.01)
                 applied = time.perf_counter() - started
                 # Announcements go out in a task of their own: wait for them too, so none is cut short.
-                while await store.unpublished(1):
+                while await store.unpublished(1):  # noqa: ASYNC110 - the announcer's progress is in the file
                     await asyncio.sleep(0.01)
             announced = time.perf_counter() - started
             task.cancel()

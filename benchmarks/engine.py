@@ -7,6 +7,9 @@ ledger link settled at the end. Prints calls/s, transitions/s and the peak RSS.
     .venv/bin/python benchmarks/engine.py --calls 20000 --concurrency 500
 """
 
+# A script that prints its figures, outside any package.
+# ruff: noqa: T201, INP001
+
 from __future__ import annotations
 
 import argparse
