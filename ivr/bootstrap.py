@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ivr.directory.relayed import PROGRESS_FILE
 from ivr.directory.sqlite import Directory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
@@ -61,7 +62,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     With ``broker`` the events travel over MQTT (publisher, ledger consumer, follower); without it
     the ledger is called in-process, which unit tests of the flow use. With ``own_ledger=False``
     (a broker is then needed) no ledger is built: a separate `ivr ledger` process answers. With
-    ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does.
+    ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does,
+    keeping its progress in ``workdir/relay.db``.
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
     tickets accordingly (:meth:`Directory.share_ticket_numbers`).
     """
@@ -87,7 +89,12 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
         link = InProcessLink(directory=directory, service=service)
     else:
         mqtt = MqttLink(
-            directory=directory, config=broker, source=source, service=service, root=root, publish=not relay
+            directory=directory,
+            config=broker,
+            source=source,
+            service=service,
+            root=root,
+            relayed_by=workdir / PROGRESS_FILE if relay else None,
         )
         await mqtt.start()
         link = mqtt

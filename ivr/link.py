@@ -18,10 +18,13 @@ import structlog
 
 from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.bus.publisher import OutboxPublisher
+from ivr.directory.relayed import relayed_up_to
 from ivr.events import TOPIC_ROOT, CloudEvent, EventType, topic_for
 from ivr.ledger.consumer import LedgerConsumer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ivr.bus.url import BrokerConfig
     from ivr.directory.sqlite import Directory
     from ivr.ledger.service import LedgerService
@@ -85,8 +88,9 @@ class MqttLink:
     The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
     A replay's connections are short-lived and say nothing on the retained status topics, which
-    belong to long-running processes (`ivr ledger`). Built with ``publish=False``, the link leaves
-    the outbox to `ivr relay`, a process of its own (``ivr load`` does, to give publishing a core).
+    belong to long-running processes (`ivr ledger`). Built with ``relayed_by`` (the progress file of
+    an `ivr relay`), the link leaves the outbox to that process (``ivr load`` does, to give
+    publishing a core of its own).
     """
 
     def __init__(  # noqa: PLR0913 - every option is a keyword
@@ -97,7 +101,7 @@ class MqttLink:
         source: str,
         service: LedgerService | None,
         root: str = TOPIC_ROOT,
-        publish: bool = True,
+        relayed_by: Path | None = None,
     ) -> None:
         """Connect ``directory`` (whose events carry ``source``) to the broker at ``config``."""
         self._directory = directory
@@ -114,8 +118,9 @@ class MqttLink:
             manual_ack=True,
             topic_root=root,
         )
+        self._relayed_by = relayed_by
         self._publisher = (
-            OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root) if publish else None
+            OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root) if relayed_by is None else None
         )
         self._ledger_bus: MqttBus | None = None
         self._consumer: LedgerConsumer | None = None
@@ -174,8 +179,9 @@ class MqttLink:
         async with asyncio.timeout(SETTLE_TIMEOUT):
             if self._publisher is not None:
                 await self._publisher.drained()
-            else:
-                while await self._directory.unsent(1):  # noqa: ASYNC110 - another process's progress: polled
+            elif self._relayed_by is not None:
+                end = await self._directory.outbox_end()
+                while await relayed_up_to(self._relayed_by) < end:  # noqa: ASYNC110 - another process's file
                     await asyncio.sleep(_RELAY_POLL)
             wanted = {
                 event_id for source, event_id, _ in await self._directory.deductible_tickets() if source == self._source

@@ -134,9 +134,9 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
 @click.option("--shard", callback=_parse_shard, hidden=True, help="K/N: run as worker K of N (set by --workers).")
 @click.option(
     "--relay/--no-relay",
-    default=True,
-    show_default=True,
-    help="Publish the IVR's outbox from `ivr relay`, a process of its own, or from a task in the IVR.",
+    default=None,
+    help="Publish the IVR's outbox from `ivr relay`, a process of its own, or from a task in the IVR "
+    "[default: the relay as fast as possible, the task in real time (docs/performance.md)].",
 )
 @click.option("--customers", type=click.IntRange(min=10), default=300, show_default=True, help="Size of the world.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
@@ -162,7 +162,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     root: str,
     workers: int,
     shard: tuple[int, int],
-    relay: bool,
+    relay: bool | None,
     customers: int,
     progress: bool,
     write_world: Path | None,
@@ -202,7 +202,7 @@ def load(  # noqa: PLR0913 - one keyword per option
         workdir=workdir,
         root=root,
         customers=customers,
-        relay=relay,
+        relay=not realtime if relay is None else relay,
         shard=shard,
     )
     line = ProgressLine(sys.stderr) if progress else None

@@ -4,8 +4,10 @@ The IVR commits each event to its outbox; whoever publishes the outbox needs CPU
 (the MQTT client's cost per publish and per PUBACK). In the IVR's process that CPU is taken from the
 calls, and with hundreds of calls ready the publisher was starved (docs/performance.md). As its own
 process it runs on another core: it polls the outbox (SQLite in WAL mode lets it read while the
-IVR writes), publishes in order at QoS 1 and marks rows sent, exactly as the in-process publisher
-does, and an IVR built with ``relay=True`` (``ivr load``) leaves the outbox to it.
+IVR writes) and publishes in order at QoS 1, as the in-process publisher does. It never writes to
+the IVR's file: what it has published is kept in a progress file of its own
+(:mod:`ivr.directory.relayed`). An IVR built with ``relay=True`` (``ivr load``) leaves the outbox
+to it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.bus.publisher import OutboxPublisher
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
-from ivr.directory.sqlite import Directory
+from ivr.directory.relayed import PROGRESS_FILE, RelayedOutbox
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
 
@@ -35,6 +37,11 @@ _BATCH = 1000
 @click.command()
 @click.option(
     "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The IVR's directory (ivr.db)."
+)
+@click.option(
+    "--progress",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"The relay's own file: how far the outbox is published [default: {PROGRESS_FILE} beside --db].",
 )
 @broker_option(help_text="Broker to publish to.", default=None)
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
@@ -51,6 +58,7 @@ _BATCH = 1000
 def relay(  # noqa: PLR0913 - one keyword per option
     *,
     db: Path,
+    progress: Path | None,
     broker: BrokerConfig | None,
     root: str,
     instance: str,
@@ -63,11 +71,14 @@ def relay(  # noqa: PLR0913 - one keyword per option
         msg = f"{db}: no such directory file (start the IVR first)"
         raise click.ClickException(msg)
     configure(fmt=log_format, level=log_level)
-    asyncio.run(_relay(db, broker or parse_broker_url(_DEFAULT_BROKER), root=root, instance=instance, poll=poll))
+    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    asyncio.run(_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
 
 
-async def _relay(db: Path, config: BrokerConfig, *, root: str, instance: str, poll: float) -> None:
-    directory = await Directory.open(db)
+async def _relay(  # noqa: PLR0913 - the options of `ivr relay`
+    db: Path, progress: Path, config: BrokerConfig, *, root: str, instance: str, poll: float
+) -> None:
+    directory = await RelayedOutbox.open(db, progress)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -144,8 +144,8 @@ class Directory:
         """Open (creating if need be) the directory at ``path``; ``":memory:"`` for a private one."""
         # Transactions begin IMMEDIATE: they take the write lock first, waiting for it if need be.
         # A deferred one reads first and can then fail at once with "database is locked" when
-        # another process (`ivr relay` marking rows sent) committed in between: WAL cannot turn a
-        # stale read into a write, and the busy timeout does not cover that case.
+        # another writer on the file committed in between: WAL cannot turn a stale read into a
+        # write, and the busy timeout does not cover that case. (`ivr relay` only reads it.)
         conn = await aiosqlite.connect(str(path), isolation_level="IMMEDIATE")
         conn.row_factory = aiosqlite.Row
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -388,6 +388,11 @@ class Directory:
             "SELECT seq, topic, payload FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
         )
         return [(row[0], row[1], row[2]) for row in rows]
+
+    async def outbox_end(self) -> int:
+        """The ``seq`` of the newest outbox row (0 when empty): how far a relay must get to be drained."""
+        rows = list(await self._conn.execute_fetchall("SELECT MAX(seq) FROM outbox"))
+        return int(rows[0][0] or 0)
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
         """Outbox rows the broker acknowledged."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 from ivr.bus.base import ONLINE, status_topic
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import ENV_VAR
+from ivr.directory.relayed import PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ class RelayProcess(ServiceProcess):
         log_level: str = "warning",
     ) -> None:
         """Describe the relay of ``db``; its status topic is named by ``instance``."""
-        command = ["relay", "--db", str(db), "--root", root, "--instance", instance, "--log-level", log_level]
+        command = ["relay", "--db", str(db), "--progress", str(db.parent / PROGRESS_FILE), "--root", root]
+        command += ["--instance", instance, "--log-level", log_level]
         super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
         self.db = db
