@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import re
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from ivr.bus.mqtt import forget_session
 from ivr.events import TOPIC_ROOT
@@ -70,6 +70,10 @@ class VerifyResult:
     rejections: int
     problems: int
     output: str
+
+    def for_report(self, *, own_ledger: bool) -> dict[str, Any]:
+        """The verdict as a load report's ``verify``; ``own_ledger``: the run started this ledger."""
+        return {**asdict(self), "own_ledger": own_ledger}
 
 
 async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ()) -> VerifyResult:

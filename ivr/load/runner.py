@@ -212,15 +212,7 @@ class _LoadRun:
             await ledger.stop()
         if ledger is not None or options.ledger_db is not None:
             verdict = await verify_ledger(ledger_db, directory=self.workdir / "ivr.db")
-            report.verify = {
-                "ok": verdict.ok,
-                "exit_status": verdict.exit_status,
-                "deductions": verdict.deductions,
-                "rejections": verdict.rejections,
-                "problems": verdict.problems,
-                "output": verdict.output,
-                "own_ledger": ledger is not None,
-            }
+            report.verify = verdict.for_report(own_ledger=ledger is not None)
         self._fill(launcher, deductible, answers)
         return report
 

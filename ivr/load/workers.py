@@ -79,15 +79,7 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         if ledger is not None or options.ledger_db is not None:
             [first, *others] = [run / "ivr.db" for run in runs]
             verdict = await verify_ledger(ledger_db, directory=first, more=others)
-            report.verify = {
-                "ok": verdict.ok,
-                "exit_status": verdict.exit_status,
-                "deductions": verdict.deductions,
-                "rejections": verdict.rejections,
-                "problems": verdict.problems,
-                "output": verdict.output,
-                "own_ledger": ledger is not None,
-            }
+            report.verify = verdict.for_report(own_ledger=ledger is not None)
         return report
 
 
