@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/ivr replay scenarios/ --ledger
 
-## Run the test suite (installs Mosquitto and Chromium with apt when missing and we are root).
+## Run the test suite (installs Mosquitto, Chromium and Graphviz with apt when missing and we are root).
 test: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
-	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-package.sh chromium chromium "the browser tests"
+	bash scripts/ensure-package.sh graphviz dot "the SVG diagram tests"
 	$(BIN)/python -m pytest -q
 
-## Measure: the engine, the bus, and every target of docs/performance.md (~7 min; run nothing else).
+## Measure: the engine, the bus, and every target of docs/performance.md (~8 min; run nothing else).
 bench: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	$(BIN)/python benchmarks/engine.py --calls 10000 --concurrency 500
@@ -45,7 +46,7 @@ serve: $(STAMP)
 
 ## Retake the console screenshots in docs/img/ (the browser tests, writing into docs/).
 screenshots: $(STAMP)
-	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-package.sh chromium chromium "the browser tests"
 	IVR_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/web/test_browser.py
 
 ## Lint and type-check.
