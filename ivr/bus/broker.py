@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import structlog
 
 from ivr.bus.url import BrokerConfig
+from ivr.subprocesses import end_process
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -50,7 +51,6 @@ __all__ = [
 LOOPBACK: Final = "127.0.0.1"
 _DEBIAN_MOSQUITTO: Final = Path("/usr/sbin/mosquitto")
 _STARTUP_TIMEOUT: Final = 10.0
-_STOP_TIMEOUT: Final = 10.0
 _PROBE_INTERVAL: Final = 0.02
 _PORT_ATTEMPTS: Final = 5
 _LOG_TAIL: Final = 2000
@@ -258,13 +258,7 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            async with asyncio.timeout(_STOP_TIMEOUT):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_process(proc, signal.SIGKILL if kill else signal.SIGTERM)
         log.info("broker stopped", port=self._port, killed=kill)
 
     async def restart(self, *, kill: bool = False) -> None:

@@ -20,6 +20,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import ENV_VAR
 from ivr.directory.relayed import PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
+from ivr.subprocesses import end_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["RelayProcess", "ServiceProcess"]
 
 _START_TIMEOUT: Final = 30.0
-_STOP_TIMEOUT: Final = 10.0
 
 
 class ServiceProcess:
@@ -126,15 +126,7 @@ class ServiceProcess:
 
     async def _signal(self, sig: signal.Signals) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            async with asyncio.timeout(_STOP_TIMEOUT):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_process(proc, sig)
 
     async def _follow_status(self) -> None:
         async for delivery in self._watch.deliveries():
