@@ -16,6 +16,7 @@ QoS 1, stated once here so both keep it:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -35,10 +36,12 @@ __all__ = [
     "Delivery",
     "PartlyPublishedError",
     "PublishTimeoutError",
+    "TaskEndedError",
     "deadletter_topic",
     "publish_one_by_one",
     "status_topic",
     "topic_matches",
+    "wait_unless_ended",
 ]
 
 #: Retained payloads of ``<root>/status/<instance>``: the last word on whether a process is up.
@@ -145,6 +148,31 @@ async def publish_one_by_one(
             await publish(topic, payload)
         except BusError as exc:
             raise PartlyPublishedError(done, exc) from exc
+
+
+class TaskEndedError(RuntimeError):
+    """The task a wait depended on ended without an error, before what was waited for happened."""
+
+
+async def wait_unless_ended(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Wait for ``event``; if ``task`` ends first, raise what it died of (``None``: it just ended).
+
+    A bus waiting to be connected and a publisher waiting to be drained both wait on their own
+    background task: when that task dies, the wait must end with its error, not hang.
+    """
+    if event.is_set():
+        return
+    waiting = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if event.is_set():
+        return
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        raise error
+    raise TaskEndedError
 
 
 class Bus(Protocol):

@@ -44,7 +44,9 @@ from ivr.bus.base import (
     Delivery,
     PartlyPublishedError,
     PublishTimeoutError,
+    TaskEndedError,
     status_topic,
+    wait_unless_ended,
 )
 from ivr.events import TOPIC_ROOT
 
@@ -231,19 +233,11 @@ class MqttBus:
         if task is None:
             msg = "open the bus (async with) before waiting for it"
             raise RuntimeError(msg)
-        if self._up.is_set():
-            return
-        up = asyncio.ensure_future(self._up.wait())
         try:
-            await asyncio.wait((up, task), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            up.cancel()
-        if self._up.is_set():
-            return
-        if task.cancelled() or task.exception() is None:
+            await wait_unless_ended(self._up, task)
+        except TaskEndedError:
             msg = "the bus was closed"
-            raise BusUnavailableError(msg)
-        raise task.exception()  # type: ignore[misc]  # not None: checked above
+            raise BusUnavailableError(msg) from None
 
     async def wait_disconnected(self) -> None:
         """Return once the current connection is gone (at once if there is none): for tests and probes."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final, Protocol, Self
 
 import structlog
 
-from ivr.bus.base import BusError, PartlyPublishedError
+from ivr.bus.base import BusError, PartlyPublishedError, TaskEndedError, wait_unless_ended
 from ivr.clock import Clock, RealClock
 from ivr.events import TOPIC_ROOT
 
@@ -158,18 +158,14 @@ class OutboxPublisher:
         if task is None:
             msg = "the publisher is not running"
             raise RuntimeError(msg)
-        waiting = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        if event.is_set():
-            return
-        if not task.cancelled() and task.exception() is not None:
+            await wait_unless_ended(event, task)
+        except TaskEndedError:
+            msg = "the publisher stopped"
+            raise RuntimeError(msg) from None
+        except Exception:
             self._error_raised = True
-            raise task.exception()  # type: ignore[misc]  # not None: checked above
-        msg = "the publisher stopped"
-        raise RuntimeError(msg)
+            raise
 
     # -- the work --------------------------------------------------------------------------
 
