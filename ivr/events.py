@@ -7,11 +7,12 @@ travels as it is: into the outbox, over MQTT, into the ledger.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
+
+import orjson
 
 __all__ = [
     "SPECVERSION",
@@ -85,8 +86,8 @@ class CloudEvent:
         }
 
     def to_json(self) -> str:
-        """The event as compact JSON, keys in a stable order."""
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        """The event as compact JSON (UTF-8, unescaped), keys in a stable order."""
+        return orjson.dumps(self.to_dict()).decode()
 
     @property
     def topic(self) -> str:

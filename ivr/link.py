@@ -73,9 +73,9 @@ class InProcessLink:
             await self._service.handle(p.encode() for _, topic, p in rows if topic == self._ticket_topic)
             now = datetime.now(UTC).isoformat()
             answers = await self._service.store.unpublished()
-            for _, payload in answers:
+            for _, _, payload in answers:
                 await self._directory.take_ledger_event(CloudEvent.from_dict(json.loads(payload)))
-            await self._service.store.mark_published((key for key, _ in answers), now)
+            await self._service.store.mark_published((key for key, _, _ in answers), now)
             await self._directory.mark_sent((seq for seq, _, _ in rows), now)
 
     async def close(self) -> None:

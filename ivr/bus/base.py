@@ -9,7 +9,8 @@ QoS 1, stated once here so both keep it:
   :class:`BusError` otherwise; a caller that got an error must assume nothing and publish again.
 - ``publish_many`` publishes messages in order and returns once all are acknowledged; on a
   failure it raises :class:`PartlyPublishedError` saying how many, from the first, were.
-- ``deliveries`` yields what the subscriptions match, at least once. With manual acknowledgement
+- ``deliveries`` yields what the subscriptions match, at least once (``batches`` the same, in
+  lists of whatever has arrived). With manual acknowledgement
   a delivery not acked before its connection drops comes again on the next connection, so a
   consumer acks after its commit and deduplicates by event ``id``.
 """
@@ -197,4 +198,8 @@ class Bus(Protocol):
 
     def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages matching this bus's subscriptions, across reconnections, until it is closed."""
+        ...
+
+    def batches(self, limit: int) -> AsyncIterator[list[Delivery]]:
+        """:meth:`deliveries` in batches of what has arrived (at most ``limit``), for batch consumers."""
         ...

@@ -25,6 +25,7 @@ from ivr.bus.base import (
     status_topic,
     topic_matches,
 )
+from ivr.bus.inbox import Inbox
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
@@ -191,8 +192,7 @@ class LocalBus:
         self._down = asyncio.Event()
         self._down.set()
         self._open = False
-        self._generation = 0
-        self._queue: asyncio.Queue[tuple[int, Delivery] | None] = asyncio.Queue()
+        self._inbox = Inbox(skip_stale=manual_ack)
         self.connections = 0
 
     async def __aenter__(self) -> Self:
@@ -217,13 +217,13 @@ class LocalBus:
             self.broker.route(self._status, OFFLINE, retain=True)
         self._open = False
         self.broker.detach(self)
-        self._queue.put_nowait(None)
+        self._inbox.close()
 
     def reconnect(self) -> None:
         """Connect now if open and the broker is up, else wait for :meth:`LocalBroker.start`."""
         if not self._open or self._up.is_set() or not self.broker.up:
             return
-        self._generation += 1
+        self._inbox.new_generation()
         self.connections += 1
         self._up.set()
         self._down.clear()
@@ -238,14 +238,14 @@ class LocalBus:
 
     def receive(self, mid: int, topic: str, payload: bytes, *, retain: bool) -> None:
         """The broker sends a message to this connection."""
-        generation = self._generation
+        generation = self._inbox.generation
 
         def ack() -> None:
-            if generation == self._generation and self._up.is_set():
+            if generation == self._inbox.generation and self._up.is_set():
                 self.broker.ack(self, mid)
 
         delivery = Delivery(topic=topic, payload=payload, retain=retain, on_ack=ack if self.manual_ack else None)
-        self._queue.put_nowait((generation, delivery))
+        self._inbox.put(generation, delivery)
 
     # -- the Bus protocol ------------------------------------------------------------------
 
@@ -277,13 +277,10 @@ class LocalBus:
         """Publish one after another; an outage part-way says how many got through."""
         await publish_one_by_one(self.publish, messages)
 
-    async def deliveries(self) -> AsyncIterator[Delivery]:
+    def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions until the bus is closed (stale unacked ones skipped)."""
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            generation, delivery = item
-            if self.manual_ack and generation != self._generation:
-                continue
-            yield delivery
+        return self._inbox.deliveries()
+
+    def batches(self, limit: int) -> AsyncIterator[list[Delivery]]:
+        """:meth:`deliveries` in batches of whatever has arrived, at most ``limit`` each."""
+        return self._inbox.batches(limit)

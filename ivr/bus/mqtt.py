@@ -19,6 +19,9 @@ needs, each for a reason we measured or were bitten by:
   messages to paho and waits on one future that their PUBACKs resolve. aiomqtt's ``publish``
   costs a task, an ``asyncio.Event`` and a ``wait_for`` per message: the outbox relay spent
   ~130 µs of CPU per event that way (docs/performance.md).
+- **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's ``on_message``, taken
+  one at a time or in batches, instead of through aiomqtt's iterator (a task per message).
+- **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets.
 
 MQTT 3.1.1 rather than 5: the amqtt fallback broker speaks only 3.1.1.
 """
@@ -48,11 +51,15 @@ from ivr.bus.base import (
     status_topic,
     wait_unless_ended,
 )
+from ivr.bus.inbox import Inbox
+from ivr.bus.readahead import ReadAheadSocket
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from types import TracebackType
+
+    from paho.mqtt.client import MQTTMessage
 
     from ivr.bus.url import BrokerConfig
 
@@ -103,6 +110,30 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """The wait before reconnection attempt ``attempt`` (0 for the first after a drop)."""
         return float(min(self.maximum, self.initial * self.factor ** min(attempt, 64)))
+
+
+def _read_ahead(paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
+    """Swap each new connection's socket for a :class:`ReadAheadSocket` before aiomqtt sees it."""
+    aiomqtt_on_socket_open = paho.on_socket_open
+
+    def on_socket_open(client: Any, userdata: Any, sock: socket.socket) -> None:  # noqa: ANN401 - paho's callback
+        client._sock = reading = ReadAheadSocket.adopt(sock)  # noqa: SLF001 - the socket paho reads from
+        aiomqtt_on_socket_open(client, userdata, reading)
+
+    paho.on_socket_open = on_socket_open
+
+
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation that Python 3.11's ``asyncio.wait_for`` may have swallowed.
+
+    aiomqtt waits for each CONNACK, SUBACK and PUBACK with ``wait_for``; in 3.11, a task
+    cancelled just as that reply arrives gets the reply and loses the cancellation (fixed in
+    3.12). The task still says it is ``cancelling()``: a bus being closed then sat in a fresh
+    connection forever (seen as a hung ``aclose`` in the contract tests).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _code(rc: object) -> int | None:
@@ -162,8 +193,7 @@ class MqttBus:
         self._up = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._lost: asyncio.Future[None] | None = None
-        self._generation = 0
-        self._queue: asyncio.Queue[tuple[int, Delivery] | None] = asyncio.Queue()
+        self._inbox = Inbox(skip_stale=manual_ack)
         self._task: asyncio.Task[None] | None = None
         self._stray: set[asyncio.Task[Any]] = set()
         self._batched: dict[int, tuple[_Batch, int]] = {}  # paho message id -> its batch and place
@@ -193,7 +223,7 @@ class MqttBus:
             raise RuntimeError(msg)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"mqtt-bus:{self._client_id or 'anonymous'}")
-            self._task.add_done_callback(lambda _: self._queue.put_nowait(None))
+            self._task.add_done_callback(self._end_inbox)
 
     async def aclose(self) -> None:
         """Publish ``offline`` if connected, disconnect cleanly and end :meth:`deliveries`."""
@@ -210,6 +240,10 @@ class MqttBus:
             await task
         for stray in self._stray:
             stray.cancel()
+
+    def _end_inbox(self, task: asyncio.Task[None]) -> None:
+        """The connection loop ended: deliveries end too, with its error if it died of one."""
+        self._inbox.close(None if task.cancelled() else task.exception())
 
     @staticmethod
     def _finish_task(task: asyncio.Task[None] | None) -> None:
@@ -247,7 +281,7 @@ class MqttBus:
 
     # -- the connection loop ---------------------------------------------------------------
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, generation: int) -> aiomqtt.Client:
         will = aiomqtt.Will(self._status, OFFLINE, qos=1, retain=True) if self._status else None
         client = aiomqtt.Client(
             self._config.host,
@@ -284,7 +318,31 @@ class MqttBus:
                 place[0].ack(place[1])
 
         client._client.on_publish = on_publish  # noqa: SLF001 - see publish_many
+        client._client.on_message = self._receiver(generation)  # noqa: SLF001 - see ivr.bus.inbox
+        _read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
         return client
+
+    def _receiver(self, generation: int) -> Callable[[Any, Any, MQTTMessage], None]:
+        """The ``on_message`` of one connection's paho client: each message straight into the inbox.
+
+        The ack holds the connection's own paho client, so a message can be acked as soon as it
+        arrives (a persistent session's backlog comes with the CONNACK, before subscribing ends).
+        """
+        inbox, manual_ack = self._inbox, self._manual_ack
+
+        def on_message(paho: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
+            ack: Callable[[], None] | None = None
+            if manual_ack and message.qos:
+                mid, qos = message.mid, message.qos
+
+                def ack() -> None:
+                    if generation == inbox.generation:
+                        paho.ack(mid, qos)
+
+            payload = bytes(message.payload)  # paho's type says bytearray too; it hands over bytes
+            inbox.put(generation, Delivery(topic=message.topic, payload=payload, retain=message.retain, on_ack=ack))
+
+        return on_message
 
     async def _run(self) -> None:
         attempt = 0
@@ -293,6 +351,9 @@ class MqttBus:
             try:
                 await self._connection()
             except aiomqtt.MqttError as exc:
+                # aiomqtt's exit waits for the disconnection and may raise its error over our
+                # cancellation: reconnecting then would keep a closed bus alive forever.
+                _raise_if_cancelled()
                 code = _code(getattr(exc, "rc", None))
                 if isinstance(exc, aiomqtt.MqttCodeError) and not self.connections and code in _REFUSED:
                     raise BusRefusedError(code or 0, str(exc)) from None
@@ -305,7 +366,7 @@ class MqttBus:
 
     async def _connection(self) -> None:
         """One connection, from CONNECT to its loss."""
-        client = self._make_client()
+        client = self._make_client(self._inbox.new_generation())
         async with client:
             for topic_filter in self._subscriptions:
                 granted = await client.subscribe(topic_filter, qos=1)
@@ -314,41 +375,21 @@ class MqttBus:
                     raise BusError(msg)
             if self._status:
                 await client.publish(self._status, ONLINE, qos=1, retain=True, timeout=self._publish_timeout)
-            self._generation += 1
-            generation = self._generation
             self._client, self._lost = client, asyncio.get_running_loop().create_future()
             self.connections += 1
             self._up.set()
-            log.info("bus connected", broker=str(self._config), client_id=self._client_id, generation=generation)
+            log.info("bus connected", broker=str(self._config), client_id=self._client_id, generation=self.connections)
+            _raise_if_cancelled()
             try:
-                async for message in client.messages:
-                    self._queue.put_nowait((generation, self._delivery(generation, message)))
+                # Messages go to the inbox (``_receiver``), so aiomqtt's queue stays empty: its
+                # iterator is only how aiomqtt reports that the connection is lost.
+                async for _ in client.messages:
+                    pass
             finally:
                 self._up.clear()
                 self._client = None
                 if not self._lost.done():
                     self._lost.set_result(None)
-
-    def _delivery(self, generation: int, message: aiomqtt.Message) -> Delivery:
-        payload = message.payload
-        body = payload if isinstance(payload, bytes) else str(payload or "").encode()
-        return Delivery(
-            topic=message.topic.value,
-            payload=body,
-            retain=bool(message.retain),
-            on_ack=self._acker(generation, message.mid, message.qos),
-        )
-
-    def _acker(self, generation: int, mid: int, qos: int) -> Callable[[], None] | None:
-        if not self._manual_ack or qos == 0:
-            return None
-
-        def ack() -> None:
-            client = self._client
-            if client is not None and generation == self._generation:
-                client._client.ack(mid, qos)  # noqa: SLF001 - see _make_client
-
-        return ack
 
     # -- the Bus protocol ------------------------------------------------------------------
 
@@ -423,23 +464,17 @@ class MqttBus:
             cause = PublishTimeoutError(messages[batch.prefix()][0], self._publish_timeout)
         raise PartlyPublishedError(batch.prefix(), cause)
 
-    async def deliveries(self) -> AsyncIterator[Delivery]:
+    def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions, across reconnections, until the bus is closed.
 
         With manual ack, messages of a connection that has since dropped are skipped here: they
         were never acked, so the broker sends them again on the new connection.
         """
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                task = self._task
-                if task is not None and task.done() and not task.cancelled() and task.exception():
-                    raise task.exception()  # type: ignore[misc]  # not None: checked above
-                return
-            generation, delivery = item
-            if self._manual_ack and generation != self._generation:
-                continue
-            yield delivery
+        return self._inbox.deliveries()
+
+    def batches(self, limit: int) -> AsyncIterator[list[Delivery]]:
+        """:meth:`deliveries` in batches of whatever has arrived, at most ``limit`` each."""
+        return self._inbox.batches(limit)
 
 
 async def forget_session(config: BrokerConfig, client_id: str) -> None:

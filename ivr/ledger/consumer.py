@@ -2,7 +2,7 @@
 
 The order is what makes it exactly-once over an at-least-once bus:
 
-1. take every delivery that is waiting (up to ``batch``) — one transaction for all of them;
+1. take every delivery that has arrived (up to ``batch``) — one transaction for all of them;
 2. commit the batch (:class:`~ivr.ledger.service.LedgerService`): a redelivered event finds its
    entry and changes nothing; each entry keeps the ledger event that announces it;
 3. dead-letter the malformed; a failure here stops before the acks;
@@ -73,31 +73,14 @@ class LedgerConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled or the bus is closed."""
-        waiting: asyncio.Queue[Delivery] = asyncio.Queue()
-
-        async def receive() -> None:
-            async for delivery in self._bus.deliveries():
-                waiting.put_nowait(delivery)
-
-        reader = asyncio.create_task(receive(), name="ledger-receive")
         announcer = asyncio.create_task(self._announce(), name="ledger-announce")
-        getter: asyncio.Future[Delivery] | None = None
         try:
-            while not reader.done() or not waiting.empty():
-                getter = asyncio.ensure_future(waiting.get())
-                await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():  # the bus closed: nothing more will arrive
-                    continue
-                batch = [getter.result()]
-                while not waiting.empty() and len(batch) < self._batch:
-                    batch.append(waiting.get_nowait())
+            async for batch in self._bus.batches(self._batch):
                 await self._apply(batch)
         finally:
-            for task in (reader, announcer, getter):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
 
     async def _apply(self, batch: list[Delivery]) -> None:
         handled = await self._service.handle(d.payload for d in batch)
@@ -136,5 +119,5 @@ class LedgerConsumer:
         store = self._service.store
         while pending := await store.unpublished():
             # One batch: paho's in-flight window bounds it, and a single future waits for the PUBACKs.
-            await self._bus.publish_many([(topic_for(json.loads(p)["type"], root=self._root), p) for _, p in pending])
-            await store.mark_published((key for key, _ in pending), datetime.now(UTC).isoformat())
+            await self._bus.publish_many([(topic_for(kind, root=self._root), event) for _, kind, event in pending])
+            await store.mark_published((key for key, _, _ in pending), datetime.now(UTC).isoformat())

@@ -146,6 +146,21 @@ class BusContract:
             await box.count(900)
         assert box.payloads == [str(i).encode() for i in range(900)]
 
+    async def test_batches_hand_over_what_has_arrived_in_order_up_to_the_limit(self, make_bus, root):
+        """``batches(limit)`` yields lists of waiting deliveries, in publish order, none longer than ``limit``."""
+        async with make_bus(subscriptions=[f"{root}/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            await pub.publish_many([(f"{root}/ticket/created", str(i)) for i in range(250)])
+            await asyncio.sleep(0.2)  # all arrived before the first batch is taken
+            taken: list[list[bytes]] = []
+            async with asyncio.timeout(WAIT):
+                async for batch in sub.batches(100):
+                    taken.append([d.payload for d in batch])
+                    if sum(map(len, taken)) == 250:
+                        break
+        assert [len(b) for b in taken] == [100, 100, 50]
+        assert [p for b in taken for p in b] == [str(i).encode() for i in range(250)]
+
     async def test_a_batch_without_a_connection_says_none_was_acknowledged(self, make_bus, drop, root):
         """A batch on a dropped connection fails at once, with an acknowledged prefix of 0."""
         async with make_bus() as bus:

@@ -117,6 +117,10 @@ async def test_ledger_events_are_valid(tmp_path):
         (lambda e: e.update(sequence="1"), "sequence: '1' is not of type 'integer'"),
         (lambda e: e.update(time="17/11/2026 15:00"), "time: '17/11/2026 15:00' is not a 'date-time'"),
         (lambda e: e.update(time="2026-11-17T15:00:00"), "is not a 'date-time'"),
+        # RFC 3339 syntax, yet no instant Python can read: the fast validator must refuse them too.
+        (lambda e: e.update(time="2026-02-30T15:00:00Z"), "is not a 'date-time'"),
+        (lambda e: e.update(time="2026-06-30T23:59:60Z"), "is not a 'date-time'"),
+        (lambda e: e.update(time="0000-01-01T00:00:00Z"), "is not a 'date-time'"),
         (lambda e: e.update(type="ivr.call.exploded"), "unknown event type 'ivr.call.exploded'"),
         (lambda e: e["data"].pop("caller"), "data: 'caller' is required"),
         (lambda e: e.update(Extra="x"), "'Extra' does not match"),

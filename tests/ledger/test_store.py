@@ -227,10 +227,11 @@ class TestLedgerStore:
         """Every ledger event stays unpublished, in order, until marked; marking survives a reopen."""
         events = await self.apply(store, request("2000001"), request("2000002", contract="K-ZERO"))
         waiting = await store.unpublished()
-        assert [json.loads(payload)["id"] for _, payload in waiting] == [e.id for e in events]
-        assert [json.loads(payload) for _, payload in waiting] == [json.loads(e.to_json()) for e in events]
+        assert [json.loads(payload)["id"] for _, _, payload in waiting] == [e.id for e in events]
+        assert [json.loads(payload) for _, _, payload in waiting] == [json.loads(e.to_json()) for e in events]
+        assert [kind for _, kind, _ in waiting] == [e.type for e in events]
         await store.mark_published([waiting[0][0]], NOW)
-        assert [key for key, _ in await store.unpublished()] == [waiting[1][0]]
+        assert [key for key, _, _ in await store.unpublished()] == [waiting[1][0]]
         await store.mark_published([waiting[1][0]], NOW)
         assert await store.unpublished() == []
 

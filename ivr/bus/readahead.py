@@ -1,0 +1,62 @@
+"""A TCP socket that reads ahead, for paho: one ``recv`` for many MQTT packets instead of 2-3 each.
+
+paho reads a packet in pieces: its type byte, each byte of its length, then its body, each piece
+a ``recv`` system call. Profiled in the ledger (docs/performance.md), those calls were 14 % of
+its event loop: two packets come in per deduction (the ticket event and the PUBACK of the
+announcement). This socket hands paho the same pieces from one ``recv`` of up to 64 KiB.
+
+What it reads ahead must not wait for the socket to become readable again, since it may never
+do so: it says how much it holds through ``pending()``, the method of ``ssl.SSLSocket`` for the
+same situation, and aiomqtt's read callback already calls paho's ``loop_read`` again for as long
+as ``pending()`` is above zero.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final, Self
+
+__all__ = ["ReadAheadSocket"]
+
+#: The most read at once: ~150 ticket events of ~450 bytes.
+READ_AHEAD: Final = 65536
+
+
+class ReadAheadSocket(socket.socket):
+    """A connected socket whose ``recv`` serves small reads from one large read."""
+
+    __slots__ = ("_ahead", "_at")
+
+    def __init__(self, fileno: int) -> None:
+        """Take over the open file descriptor ``fileno`` (see :meth:`adopt`)."""
+        super().__init__(fileno=fileno)
+        self._ahead = b""
+        self._at = 0
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> Self:
+        """The same connection, read ahead; ``sock`` is detached and must not be used again."""
+        blocking = sock.getblocking()
+        adopted = cls(sock.detach())
+        adopted.setblocking(blocking)
+        return adopted
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Up to ``bufsize`` bytes: what was read ahead first, else one large read from the socket.
+
+        Raises ``BlockingIOError`` as a non-blocking socket does when nothing has arrived, and
+        returns ``b""`` once the peer has closed. paho passes no ``flags``; none are taken.
+        """
+        if flags:
+            msg = "a read-ahead socket takes no recv flags"
+            raise ValueError(msg)
+        if self._at >= len(self._ahead):
+            self._ahead = super().recv(max(bufsize, READ_AHEAD))
+            self._at = 0
+        start = self._at
+        self._at = min(start + bufsize, len(self._ahead))
+        return self._ahead[start : self._at]
+
+    def pending(self) -> int:
+        """Bytes read ahead and not yet handed out."""
+        return len(self._ahead) - self._at
