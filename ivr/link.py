@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Protocol
 
+import orjson
 import structlog
 
 from ivr.bus.mqtt import MqttBus, forget_session
@@ -162,7 +163,7 @@ class MqttLink:
         """Take the ledger's balances; remember which ticket events it has answered."""
         async for delivery in self._ivr_bus.deliveries():
             try:
-                event = CloudEvent.from_dict(json.loads(delivery.payload))
+                event = CloudEvent.from_dict(orjson.loads(delivery.payload))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable ledger event ignored", topic=delivery.topic, error=str(exc))
                 delivery.ack()

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
+
+import orjson
 
 from ivr.bus.mqtt import MqttBus
 from ivr.callers import Key
@@ -252,7 +253,7 @@ class AnswerLatency:
         async for delivery in self._bus.deliveries():
             now = time.perf_counter()
             try:
-                event = json.loads(delivery.payload)
+                event = orjson.loads(delivery.payload)
                 kind, data = event["type"], event["data"]
             except (ValueError, KeyError, TypeError):
                 continue
