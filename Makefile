@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bus.py --calls 5000
 	$(BIN)/python benchmarks/targets.py
 
-## The fault suite at full size (docs/reliability.md), ~2.5 min; make test runs the short one.
+## The fault suite at full size (docs/reliability.md), ~3.5 min; make test runs the short one.
 faults: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	IVR_FAULTS=full $(BIN)/python -m pytest -q tests/faults
