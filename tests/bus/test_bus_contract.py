@@ -8,13 +8,14 @@ on one and fails on the other means the fake has drifted from the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import pytest
 
 from ivr.bus.base import OFFLINE, ONLINE, BusUnavailableError, PartlyPublishedError
 from ivr.bus.local import LocalBroker, LocalBus
-from ivr.bus.mqtt import Backoff, MqttBus
+from ivr.bus.mqtt import Backoff, MqttBus, _raise_if_cancelled
 
 WAIT = 20.0
 FAST = Backoff(initial=0.02, maximum=0.2)
@@ -250,3 +251,19 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def test_a_cancellation_swallowed_by_wait_for_is_raised_again():
+    """Python 3.11's ``wait_for`` can return a reply and drop the cancellation that raced it; the bus re-raises it."""
+
+    async def connection_setup():
+        asyncio.current_task().cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for does when the PUBACK wins the race
+            await asyncio.sleep(1)
+        _raise_if_cancelled()
+        await asyncio.sleep(60)  # without the check, the task would go on to wait here, cancelled yet alive
+
+    task = asyncio.create_task(connection_setup())
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(WAIT):
+            await task
