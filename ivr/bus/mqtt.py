@@ -22,6 +22,7 @@ needs, each for a reason we measured or were bitten by:
 - **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's ``on_message``, taken
   one at a time or in batches, instead of through aiomqtt's iterator (a task per message).
 - **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets.
+- **PUBACKs read as two bytes** (:mod:`ivr.bus.puback`), not as paho's two objects each.
 
 MQTT 3.1.1 rather than 5: the amqtt fallback broker speaks only 3.1.1.
 """
@@ -52,6 +53,7 @@ from ivr.bus.base import (
     wait_unless_ended,
 )
 from ivr.bus.inbox import Inbox
+from ivr.bus.puback import lean_pubacks
 from ivr.bus.readahead import ReadAheadSocket
 from ivr.events import TOPIC_ROOT
 
@@ -320,6 +322,7 @@ class MqttBus:
         client._client.on_publish = on_publish  # noqa: SLF001 - see publish_many
         client._client.on_message = self._receiver(generation)  # noqa: SLF001 - see ivr.bus.inbox
         _read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
+        lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
         return client
 
     def _receiver(self, generation: int) -> Callable[[Any, Any, MQTTMessage], None]:
