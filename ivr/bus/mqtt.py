@@ -382,8 +382,8 @@ class MqttBus:
             self.connections += 1
             self._up.set()
             log.info("bus connected", broker=str(self._config), client_id=self._client_id, generation=self.connections)
-            _raise_if_cancelled()
             try:
+                _raise_if_cancelled()
                 # Messages go to the inbox (``_receiver``), so aiomqtt's queue stays empty: its
                 # iterator is only how aiomqtt reports that the connection is lost.
                 async for _ in client.messages:
