@@ -24,7 +24,7 @@ test: $(STAMP)
 	bash scripts/ensure-package.sh graphviz dot "the SVG diagram tests"
 	$(BIN)/python -m pytest -q
 
-## Measure: the engine, the bus, and every target of docs/performance.md (~8 min; run nothing else).
+## Measure: the engine, the bus, and every target of docs/performance.md (3–8 min; run nothing else).
 bench: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	$(BIN)/python benchmarks/engine.py --calls 10000 --concurrency 500
