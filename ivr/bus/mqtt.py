@@ -54,7 +54,7 @@ from ivr.bus.base import (
 )
 from ivr.bus.inbox import Inbox
 from ivr.bus.puback import lean_pubacks
-from ivr.bus.readahead import ReadAheadSocket
+from ivr.bus.readahead import read_ahead
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
@@ -112,17 +112,6 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """The wait before reconnection attempt ``attempt`` (0 for the first after a drop)."""
         return float(min(self.maximum, self.initial * self.factor ** min(attempt, 64)))
-
-
-def _read_ahead(paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
-    """Swap each new connection's socket for a :class:`ReadAheadSocket` before aiomqtt sees it."""
-    aiomqtt_on_socket_open = paho.on_socket_open
-
-    def on_socket_open(client: Any, userdata: Any, sock: socket.socket) -> None:  # noqa: ANN401 - paho's callback
-        client._sock = reading = ReadAheadSocket.adopt(sock)  # noqa: SLF001 - the socket paho reads from
-        aiomqtt_on_socket_open(client, userdata, reading)
-
-    paho.on_socket_open = on_socket_open
 
 
 def _raise_if_cancelled() -> None:
@@ -321,7 +310,7 @@ class MqttBus:
 
         client._client.on_publish = on_publish  # noqa: SLF001 - see publish_many
         client._client.on_message = self._receiver(generation)  # noqa: SLF001 - see ivr.bus.inbox
-        _read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
+        read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
         lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
         return client
 

@@ -14,9 +14,9 @@ as ``pending()`` is above zero.
 from __future__ import annotations
 
 import socket
-from typing import Final, Self
+from typing import Any, Final, Self
 
-__all__ = ["ReadAheadSocket"]
+__all__ = ["ReadAheadSocket", "read_ahead"]
 
 #: The most read at once: ~150 ticket events of ~450 bytes.
 READ_AHEAD: Final = 65536
@@ -60,3 +60,18 @@ class ReadAheadSocket(socket.socket):
     def pending(self) -> int:
         """Bytes read ahead and not yet handed out."""
         return len(self._ahead) - self._at
+
+
+def read_ahead(paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
+    """Make this paho client read through a :class:`ReadAheadSocket` (set before it connects).
+
+    Each new connection's socket is swapped in paho's ``on_socket_open``, before aiomqtt's own
+    handler registers it with the event loop.
+    """
+    aiomqtt_on_socket_open = paho.on_socket_open
+
+    def on_socket_open(client: Any, userdata: Any, sock: socket.socket) -> None:  # noqa: ANN401 - paho's callback
+        client._sock = reading = ReadAheadSocket.adopt(sock)  # noqa: SLF001 - the socket paho reads from
+        aiomqtt_on_socket_open(client, userdata, reading)
+
+    paho.on_socket_open = on_socket_open
