@@ -85,7 +85,7 @@ async def end_to_end(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: 
     await run_calls(system, calls)
     await system.settle()
     elapsed = time.perf_counter() - started
-    rows = len(await system.directory._conn.execute_fetchall("SELECT seq FROM outbox"))  # noqa: SLF001
+    rows = len(await system.directory._scans.execute_fetchall("SELECT seq FROM outbox"))  # noqa: SLF001
     deducted = (await system.ledger.deducted()).get("K-BIG", 0) if system.ledger else 0
     await system.close()
     return (

@@ -258,9 +258,9 @@ def english_only(contract: Contract, now: datetime) -> bool:
     return contract.plan is Plan.PREMIER and not OFFICE_HOURS.is_open(now)
 
 
-async def _locked_until(run: _Run, now: datetime) -> datetime | None:
+def _locked_until(run: _Run, now: datetime) -> datetime | None:
     """When the caller's number stops being locked out, or ``None`` when it is not."""
-    failures = await run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
+    failures = run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
     return lockout.locked_until(failures, now)
 
 
@@ -277,14 +277,14 @@ def _refuse_locked(run: _Run, until: datetime, trigger: str) -> None:
 
 async def _lockout_check(run: _Run) -> None:
     """A locked-out number goes straight to the fallback, before the method menu."""
-    until = await _locked_until(run, run.clock.now())
+    until = _locked_until(run, run.clock.now())
     if until is None:
         run.fire("clear")
     else:
         _refuse_locked(run, until, "locked")
 
 
-async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
+def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     """Find what the caller entered (one read) and apply R2-R6."""
     call, directory = run.call, run.engine.directory
     # Validity dates are calendar days at the support centre (US Eastern), whatever offset the
@@ -292,7 +292,7 @@ async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     today = run.clock.now().astimezone(US_EASTERN).date()
     digits = call.digits
     if call.method is Method.TICKET:
-        found_ticket = await directory.find_ticket(digits)
+        found_ticket = directory.find_ticket(digits)
         ticket, contract, balance = found_ticket or (None, None, None)
         assert call.kind is not None  # noqa: S101 - chosen before any entry
         assert call.purpose is not None  # noqa: S101 - chosen before any entry
@@ -301,10 +301,10 @@ async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
         )
         return decision, contract, ticket
     if call.method is Method.SUPPORT_CODE:
-        found_code = await directory.find_code(digits)
+        found_code = directory.find_code(digits)
         code, contract, balance = found_code or (None, None, None)
         return rules.authorize_code(digits, code, contract, balance, today=today), contract, None
-    found_key = await directory.find_key(digits)
+    found_key = directory.find_key(digits)
     key, contract, balance = found_key or (None, None, None)
     return rules.authorize_key(digits, key, contract, balance, today=today), contract, None
 
@@ -318,12 +318,12 @@ async def _authorizing(run: _Run) -> None:
     """
     call, now = run.call, run.clock.now()
     async with run.engine.one_caller_at_a_time(call.caller):
-        until = await _locked_until(run, now)
+        until = _locked_until(run, now)
         if until is not None:
             call.digits = ""
             _refuse_locked(run, until, "lock")
             return
-        decision, contract, ticket = await _lookup(run)
+        decision, contract, ticket = _lookup(run)
         call.digits = ""
         run.decide(decision)
         assert call.method is not None  # noqa: S101 - set when the entry state was chosen
@@ -374,7 +374,7 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
         attempt=call.attempts + 1,
         detail=decision.detail,
     )
-    earlier = await directory.failures(call.caller, now - lockout.LOOKBACK)
+    earlier = directory.failures(call.caller, now - lockout.LOOKBACK)
     until = lockout.locked_until([*earlier, now], now)
     if until is not None:
         run.emit(

@@ -1,22 +1,30 @@
-"""The directory in SQLite, through aiosqlite: lookups for the rules, and the IVR's writes.
+"""The directory in SQLite: lookups and writes on the event loop's thread, scans on aiosqlite's.
 
-aiosqlite runs every statement on one thread per connection, and each ``await`` is a thread hop
-(~88 us measured here), so the hop count per call is what bounds throughput:
+The IVR's own SQL is small and indexed: a lookup (a ticket, code or key with its contract; a
+caller's recent failures) is one read of ~7 us, and a group commit a few inserts. Through
+aiosqlite each statement was a hop to its thread and back, ~105 us of CPU here, and with 10,000
+live calls the hops queued and each row of an ``executemany`` waited for the GIL while the loop
+held it: one group of 1,500 outbox rows took 1.1 s, and every write behind it waited
+(docs/performance.md, round 4). So one ``sqlite3`` connection serves both, on the loop's thread:
 
-- a lookup is one JOIN read with ``execute_fetchall`` (one hop, where execute + fetchone + close
-  is three);
-- writes go through one writer task that commits in groups: every write job queued while the
-  previous commit ran is applied in the next transaction, consecutive statements of one shape
-  merged into one ``executemany``. A job is all-or-nothing inside its group's transaction, so a
-  new ticket and its events (the outbox) stand or fall together: a hang-up or a crash never leaves
-  a ticket without its ``ticket.created`` event, nor an event without its ticket.
+- a lookup runs to its end at once (``fetchall``), and sees every commit before it;
+- a write queues a job and waits for its future; the first job of a turn of the loop schedules
+  the commit, and every job queued by then goes into that one transaction, one ``executemany``
+  per statement. A job is all-or-nothing inside its group's transaction, so a new ticket and its
+  events (the outbox) stand or fall together: a hang-up or a crash never leaves a ticket without
+  its ``ticket.created`` event, nor an event without its ticket;
+- the file is in WAL mode with ``synchronous=NORMAL``: a commit appends to the WAL and does not
+  wait for the disk. What does wait for it, the checkpoint that copies the WAL into the database
+  and syncs it, runs on a second connection on aiosqlite's thread (SQLite's automatic one is off),
+  passive, so the writer goes on meanwhile. That connection also runs the scans (the outbox for
+  the publisher, every deductible ticket), which can be long.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -48,6 +56,9 @@ __all__ = ["FIRST_NEW_TICKET", "Directory", "OutboxRow"]
 
 #: New tickets are numbered from here; fixture tickets sit below, so a replay's IDs are stable.
 FIRST_NEW_TICKET: Final = 2_000_001
+#: Commits between checkpoints. SQLite's automatic one runs at 1,000 WAL pages; a group commit
+#: here writes a handful (the outbox, its indexes, a ticket), so this is about as often.
+CHECKPOINT_EVERY: Final = 200
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -102,7 +113,7 @@ def _hours_from_json(text: str) -> SupportHours:
     )
 
 
-def _contract(row: aiosqlite.Row) -> Contract:
+def _contract(row: sqlite3.Row) -> Contract:
     """A contract from its own row, or from a JOIN where its id and customer are ``c_``-prefixed."""
     joined = "c_id" in row.keys()  # noqa: SIM118 - sqlite3.Row has keys() but no __contains__ on names
     return Contract(
@@ -122,7 +133,7 @@ _Statement = tuple[str, list[tuple[Any, ...]]]  # SQL, rows for executemany
 
 @dataclass(slots=True)
 class _Job:
-    """Statements to commit together, and the future their writer resolves."""
+    """Statements to commit together, and the future resolved once they are committed."""
 
     statements: list[_Statement]
     done: asyncio.Future[None]
@@ -131,83 +142,102 @@ class _Job:
 class Directory:
     """The IVR's SQLite database: the fixture world, tickets, lockout failures and the outbox."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        """Wrap an open connection; use :meth:`open`."""
-        self._conn = conn
-        self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+    def __init__(self, db: sqlite3.Connection, scans: aiosqlite.Connection) -> None:
+        """Wrap the open connections; use :meth:`open`."""
+        self._db = db
+        self._scans = scans
+        self._jobs: list[_Job] = []
+        self._commits = 0  # since the last checkpoint began
+        self._checkpoint: asyncio.Task[None] | None = None
         self._next_ticket = FIRST_NEW_TICKET
         self._ticket_step = 1
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
-        """Open (creating if need be) the directory at ``path``; ``":memory:"`` for a private one."""
-        # Transactions begin IMMEDIATE: they take the write lock first, waiting for it if need be.
-        # A deferred one reads first and can then fail at once with "database is locked" when
-        # another writer on the file committed in between: WAL cannot turn a stale read into a
-        # write, and the busy timeout does not cover that case. (`ivr relay` only reads it.)
-        conn = await aiosqlite.connect(str(path), isolation_level="IMMEDIATE")
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.executescript(_SCHEMA)
-        await conn.commit()
-        directory = cls(conn)
-        async with conn.execute("SELECT MAX(CAST(id AS INTEGER)) FROM tickets") as cur:
-            row = await cur.fetchone()
+        """Open (creating if need be) the directory in the file at ``path``."""
+        # Transactions begin IMMEDIATE: they take the write lock first. A deferred one reads first
+        # and can then fail at once with "database is locked" when another writer on the file
+        # committed in between (WAL cannot turn a stale read into a write). This process is the
+        # file's one writer (`ivr relay` and `ivr ledger verify` only read it), so the lock is
+        # never held by another and the loop never waits on it. Automatic checkpoints are off on
+        # it: a checkpoint writes the database and syncs it to disk, which is for another thread.
+        db = sqlite3.connect(path, isolation_level="IMMEDIATE")
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.executescript(_SCHEMA)
+        db.commit()
+        scans = await aiosqlite.connect(path)
+        directory = cls(db, scans)
+        row = db.execute("SELECT MAX(CAST(id AS INTEGER)) FROM tickets").fetchone()
         if row and row[0] is not None:
             directory._next_ticket = max(FIRST_NEW_TICKET, int(row[0]) + 1)
         return directory
 
     async def close(self) -> None:
-        """Finish the queued writes, then close the connection."""
-        if self._writer is not None:
-            await self._jobs.join()
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        await self._conn.close()
+        """Commit the queued writes, let a running checkpoint end, then close both connections."""
+        self._commit_queued()
+        if self._checkpoint is not None:
+            await self._checkpoint
+        await self._scans.close()
+        self._db.close()
 
-    # -- the group-commit writer ---------------------------------------------------------------
+    # -- writes: group commits on the loop's thread ----------------------------------------------
 
     async def _write(self, *statements: _Statement) -> None:
-        """Commit ``statements`` together, in the writer's next group."""
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_groups(), name="directory-writer")
+        """Commit ``statements`` together, with every other write queued in this turn of the loop."""
+        if not self._jobs:
+            asyncio.get_running_loop().call_soon(self._commit_queued)
         job = _Job(list(statements), asyncio.get_running_loop().create_future())
-        self._jobs.put_nowait(job)
+        self._jobs.append(job)
         await job.done
 
-    async def _write_groups(self) -> None:
-        while True:
-            group = [await self._jobs.get()]
-            while not self._jobs.empty():
-                group.append(self._jobs.get_nowait())
-            try:
-                await self._commit_group(group)
-            except Exception as exc:  # noqa: BLE001 - the error belongs to the jobs; the writer goes on
-                await self._conn.rollback()
-                for job in group:
+    def _commit_queued(self) -> None:
+        group, self._jobs = self._jobs, []
+        if not group:
+            return
+        try:
+            self._commit_group(group)
+        except Exception as exc:  # noqa: BLE001 - the error belongs to the jobs that wrote
+            self._db.rollback()
+            for job in group:
+                if not job.done.done():
                     job.done.set_exception(exc)
-            else:
-                for job in group:
+        else:
+            for job in group:
+                if not job.done.done():
                     job.done.set_result(None)
-            finally:
-                for _ in group:
-                    self._jobs.task_done()
+            self._checkpoint_when_due()
 
-    async def _commit_group(self, group: list[_Job]) -> None:
-        merged: list[_Statement] = []
+    def _commit_group(self, group: list[_Job]) -> None:
+        """One transaction, and one ``executemany`` per distinct statement in it.
+
+        Rows keep their order within a statement (the outbox's ``seq`` order is the events'
+        order); the order between statements does not matter inside one transaction: they
+        touch different tables, or rows another statement of the group does not (``mark_sent``
+        updates rows committed earlier), or are guarded by ``as_of`` (``take_ledger_event``).
+        """
+        merged: dict[str, list[tuple[Any, ...]]] = {}
         for job in group:
             for sql, rows in job.statements:
-                if merged and merged[-1][0] == sql:
-                    merged[-1][1].extend(rows)
-                else:
-                    merged.append((sql, list(rows)))
-        for sql, rows in merged:
+                merged.setdefault(sql, []).extend(rows)
+        for sql, rows in merged.items():
             if rows:
-                await self._conn.executemany(sql, rows)
-        await self._conn.commit()
+                self._db.executemany(sql, rows)
+        self._db.commit()
+        self._commits += 1
+
+    def _checkpoint_when_due(self) -> None:
+        """Start a passive checkpoint on aiosqlite's thread every :data:`CHECKPOINT_EVERY` commits."""
+        if self._commits < CHECKPOINT_EVERY or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._commits = 0
+        self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint(), name="directory-checkpoint")
+
+    async def _run_checkpoint(self) -> None:
+        # PASSIVE: copies what it can without waiting for readers or the writer; the writer goes on.
+        await self._scans.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def load(self, world: World) -> None:
         """Put a fixture world in, replacing nothing: loading twice is an error of the caller.
@@ -257,29 +287,31 @@ class Directory:
             ),
         )
 
-    # -- lookups: one hop each -----------------------------------------------------------------
+    # -- lookups: one indexed read each, on the loop's thread ---------------------------------
 
-    async def _one(self, sql: str, *args: Any) -> aiosqlite.Row | None:  # noqa: ANN401 - SQL parameters
-        rows = list(await self._conn.execute_fetchall(sql, args))
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:  # noqa: ANN401 - SQL parameters
+        # fetchall, not fetchone: the statement runs to its end and resets, so the connection
+        # holds no read snapshot between lookups (it would hide later commits from it).
+        rows: list[sqlite3.Row] = self._db.execute(sql, args).fetchall()
         return rows[0] if rows else None
 
-    async def find_ticket(self, ticket_id: str) -> tuple[Ticket, Contract, int | None] | None:
+    def find_ticket(self, ticket_id: str) -> tuple[Ticket, Contract, int | None] | None:
         """A ticket with its contract and the contract's balance, in one read."""
-        row = await self._one(_WITH_CONTRACT.format(table="tickets t", key="t.id"), ticket_id)
+        row = self._one(_WITH_CONTRACT.format(table="tickets t", key="t.id"), ticket_id)
         return (_ticket(row), _contract(row), row["balance"]) if row else None
 
-    async def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
+    def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
         """A support code with its contract and the contract's balance, in one read."""
-        row = await self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.code"), code)
+        row = self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.code"), code)
         return (
             (SupportCode(code=row["code"], contract_id=row["contract_id"]), _contract(row), row["balance"])
             if row
             else None
         )
 
-    async def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
+    def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
         """A license key with its contract and the contract's balance, in one read."""
-        row = await self._one(_WITH_CONTRACT.format(table="license_keys t", key="t.key"), key)
+        row = self._one(_WITH_CONTRACT.format(table="license_keys t", key="t.key"), key)
         if row is None:
             return None
         return (
@@ -288,31 +320,23 @@ class Directory:
             row["balance"],
         )
 
-    async def ticket(self, ticket_id: str) -> Ticket | None:
-        """A ticket by ID."""
-        row = await self._one("SELECT * FROM tickets WHERE id = ?", ticket_id)
-        return _ticket(row) if row else None
-
-    async def balance(self, contract_id: str) -> int | None:
+    def balance(self, contract_id: str) -> int | None:
         """Incidents left as the ledger last reported them (``None``: unlimited)."""
-        row = await self._one("SELECT balance FROM balances WHERE contract_id = ?", contract_id)
+        row = self._one("SELECT balance FROM balances WHERE contract_id = ?", contract_id)
         return row["balance"] if row else None
 
-    async def balances(self) -> dict[str, int | None]:
-        """Every contract's balance, as the IVR sees it."""
-        rows = await self._conn.execute_fetchall("SELECT contract_id, balance FROM balances ORDER BY contract_id")
-        return {row[0]: row[1] for row in rows}
-
-    async def failures(self, caller: str, since: datetime) -> list[datetime]:
+    def failures(self, caller: str, since: datetime) -> list[datetime]:
         """Failed authorizations from ``caller`` at or after ``since``."""
-        rows = await self._conn.execute_fetchall(
+        rows = self._db.execute(
             "SELECT at FROM auth_failures WHERE caller = ? AND at >= ? ORDER BY at", (caller, _utc(since))
-        )
+        ).fetchall()
         return [datetime.fromisoformat(row[0]) for row in rows]
+
+    # -- scans: on aiosqlite's thread ------------------------------------------------------------
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._scans.execute_fetchall(
             "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"
         )
         events = (json.loads(row[0]) for row in rows)
@@ -384,14 +408,14 @@ class Directory:
 
     async def unsent(self, limit: int) -> list[OutboxRow]:
         """The oldest events not yet acknowledged by the broker, in order."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._scans.execute_fetchall(
             "SELECT seq, topic, payload FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
     async def outbox_end(self) -> int:
         """The ``seq`` of the newest outbox row (0 when empty): how far a relay must get to be drained."""
-        rows = list(await self._conn.execute_fetchall("SELECT MAX(seq) FROM outbox"))
+        rows = list(await self._scans.execute_fetchall("SELECT MAX(seq) FROM outbox"))
         return int(rows[0][0] or 0)
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
@@ -418,7 +442,7 @@ def _outbox(events: Iterable[CloudEvent]) -> _Statement:
     )
 
 
-def _ticket(row: aiosqlite.Row) -> Ticket:
+def _ticket(row: sqlite3.Row) -> Ticket:
     return Ticket(
         id=row["id"],
         customer_id=row["customer_id"],

@@ -94,9 +94,9 @@ async def directory(tmp_path):
     await opened.close()
 
 
-async def all_rows(directory):
+def all_rows(directory):
     """Every outbox row as (seq, topic, payload, sent_at)."""
-    return await directory._conn.execute_fetchall("SELECT seq, topic, payload, sent_at FROM outbox ORDER BY seq")
+    return directory._db.execute("SELECT seq, topic, payload, sent_at FROM outbox ORDER BY seq").fetchall()
 
 
 def ids(payloads):
@@ -131,7 +131,7 @@ async def test_drains_in_order_and_marks_only_acked_rows(directory, calls, inbox
             await publisher.drained()
         await box.count(len(events))
     assert ids(box.payloads) == [e.id for e in events]
-    rows = await all_rows(directory)
+    rows = all_rows(directory)
     assert all(sent_at for *_, sent_at in rows)
     assert outbox.marked == [seq for seq, *_ in rows]
 
@@ -150,7 +150,7 @@ async def test_outage_keeps_rows_until_the_broker_is_back(directory, calls, inbo
             later = calls(5, 4)[6:]  # calls go on during the outage
             await directory.add_events(later)
             publisher.notify()
-            assert [r[0] for r in await directory.unsent(100)] == [r[0] for r in (await all_rows(directory))[6:]]
+            assert [r[0] for r in await directory.unsent(100)] == [r[0] for r in (all_rows(directory))[6:]]
             broker.start()
             async with asyncio.timeout(WAIT):
                 await publisher.drained()
@@ -174,7 +174,7 @@ async def test_a_failed_publish_resends_from_the_first_unacknowledged_row(direct
                 await publisher.drained()
             assert publisher.failures == 2
         await box.until(lambda _: box.event_ids >= {e.id for e in events})
-    assert outbox.marked == [seq for seq, *_ in await all_rows(directory)]  # each row once, in order
+    assert outbox.marked == [seq for seq, *_ in all_rows(directory)]  # each row once, in order
     assert_per_call_order(box.payloads)
 
 

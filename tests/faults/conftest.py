@@ -161,7 +161,7 @@ async def deductible_by_contract(system) -> Counter[str]:
     """How many deductible tickets the IVR created, by contract, from its outbox."""
     counts: Counter[str] = Counter()
     tickets = {t for s, _, t in await system.directory.deductible_tickets() if s == SOURCE}
-    rows = await system.directory._conn.execute_fetchall(
+    rows = await system.directory._scans.execute_fetchall(
         "SELECT contract_id, id FROM tickets WHERE call_id IS NOT NULL"
     )
     for contract, ticket in rows:

@@ -80,7 +80,7 @@ async def test_two_hundred_calls_racing_for_ten_incidents(private_broker, race_w
         assert all(e["data"]["reason"] == "no_incidents_left" for e in rejected)
         assert sorted(e["data"]["balance_after"] for e in deducted) == list(range(INCIDENTS))
         assert all(e["data"]["balance_after"] >= 0 for e in events)
-        assert await system.directory.balance("K-RACE") == 0
+        assert system.directory.balance("K-RACE") == 0
     finally:
         await system.close()
         await ledger.stop()

@@ -49,7 +49,7 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
                 assert record.call.outcome == "routed"
                 async with asyncio.timeout(WAIT):
                     await system.settle()  # the ledger's answer came back through the ACL
-                assert await system.directory.balance("K-ANNA-STD") == 4
+                assert system.directory.balance("K-ANNA-STD") == 4
             finally:
                 await system.close()
         finally:
