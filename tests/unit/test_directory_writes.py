@@ -1,0 +1,92 @@
+"""The directory's writes on the loop's thread: one transaction per turn, all-or-nothing, checkpoints elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from ivr.directory.sqlite import CHECKPOINT_EVERY, Directory
+from ivr.events import CloudEvent, EventType
+
+
+def event(call: str, sequence: int = 1) -> CloudEvent:
+    """A ``call.started`` of ``call``."""
+    return CloudEvent(
+        type=EventType.CALL_STARTED.value,
+        source="test",
+        subject=call,
+        time=datetime(2026, 11, 17, 15, tzinfo=UTC).isoformat(),
+        sequence=sequence,
+        data={"caller": "+15550000001", "started_at": "2026-11-17T15:00:00+00:00"},
+    )
+
+
+def outbox_ids(path) -> list[str]:
+    """The outbox's event ids in ``seq`` order, read by a connection of the test's own."""
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT event_id FROM outbox ORDER BY seq")]
+
+
+@pytest.fixture
+async def directory(tmp_path):
+    """A directory in a real SQLite file, with every statement it runs counted by kind."""
+    opened = await Directory.open(tmp_path / "ivr.db")
+    opened.statements = []
+    opened._db.set_trace_callback(opened.statements.append)
+    yield opened
+    await opened.close()
+
+
+async def test_writes_queued_in_one_turn_share_one_transaction_and_keep_their_order(directory, tmp_path):
+    """Fifty calls writing at once: one COMMIT, one INSERT statement, the rows in the order they were written."""
+    events = [event(f"call-{n:02d}") for n in range(50)]
+    await asyncio.gather(*(directory.add_events([e]) for e in events))
+
+    assert sum(s == "COMMIT" for s in directory.statements) == 1
+    assert sum(s.startswith("INSERT INTO outbox") for s in directory.statements) == 50  # one executemany
+    assert sum(s.startswith("BEGIN") for s in directory.statements) == 1
+    assert outbox_ids(tmp_path / "ivr.db") == [e.id for e in events]
+
+
+async def test_a_failing_write_fails_its_whole_group_and_the_next_group_goes_in(directory, tmp_path):
+    """A duplicate event id breaks the group it is in: none of its rows are kept, every writer hears why."""
+    first = event("call-a")
+    await directory.add_events([first])
+    again = dataclasses.replace(event("call-b"), id=first.id)
+    results = await asyncio.gather(
+        directory.add_events([event("call-c")]), directory.add_events([again]), return_exceptions=True
+    )
+
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert outbox_ids(tmp_path / "ivr.db") == [first.id]
+    later = event("call-d")
+    await directory.add_events([later])
+    assert outbox_ids(tmp_path / "ivr.db") == [first.id, later.id]
+
+
+async def test_a_lookup_sees_the_write_committed_before_it(directory):
+    """A failure recorded is counted by the very next lookup of the caller's failures."""
+    at = datetime(2026, 11, 17, 15, tzinfo=UTC)
+    assert directory.failures("+15550000009", at) == []
+    await directory.record_failure("+15550000009", at, [event("call-f")])
+    assert directory.failures("+15550000009", at) == [at]
+
+
+async def test_the_database_file_takes_the_log_only_at_a_checkpoint_every_so_many_commits(directory, tmp_path):
+    """Automatic checkpoints are off; the directory's own passive one runs after CHECKPOINT_EVERY commits."""
+    db = tmp_path / "ivr.db"
+    size = db.stat().st_size
+    for n in range(CHECKPOINT_EVERY - 1):
+        await directory.add_events([event(f"call-{n:04d}")])
+    assert db.stat().st_size == size, "a checkpoint ran before its time"
+    assert directory._checkpoint is None
+
+    await directory.add_events([event("call-last")])
+    assert directory._checkpoint is not None
+    await directory._checkpoint
+    assert db.stat().st_size > size
+    assert len(outbox_ids(db)) == CHECKPOINT_EVERY
