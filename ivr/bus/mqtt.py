@@ -52,6 +52,7 @@ from ivr.bus.base import (
     status_topic,
     wait_unless_ended,
 )
+from ivr.bus.coalesce import coalesced_writes
 from ivr.bus.inbox import Inbox
 from ivr.bus.puback import lean_pubacks
 from ivr.bus.readahead import read_ahead
@@ -312,6 +313,7 @@ class MqttBus:
         client._client.on_message = self._receiver(generation)  # noqa: SLF001 - see ivr.bus.inbox
         read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
         lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
+        coalesced_writes(client._client)  # noqa: SLF001 - see ivr.bus.coalesce
         return client
 
     def _receiver(self, generation: int) -> Callable[[Any, Any, MQTTMessage], None]:
