@@ -8,6 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 
 from ivr.directory.sqlite import CHECKPOINT_EVERY, Directory
 from ivr.events import CloudEvent, EventType
@@ -90,3 +91,19 @@ async def test_the_database_file_takes_the_log_only_at_a_checkpoint_every_so_man
     await directory._checkpoint
     assert db.stat().st_size > size
     assert len(outbox_ids(db)) == CHECKPOINT_EVERY
+
+
+async def test_a_failed_checkpoint_is_logged_and_the_writes_go_on(directory, tmp_path, monkeypatch):
+    """The log keeps every commit when a checkpoint fails: a warning, no error for the writers, the next one retries."""
+
+    async def fail(*_args):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(directory._scans, "execute", fail)
+    with structlog.testing.capture_logs() as logs:
+        for n in range(CHECKPOINT_EVERY):
+            await directory.add_events([event(f"call-{n:04d}")])
+        await directory._checkpoint
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["checkpoint failed; the next one retries"]
+    await directory.add_events([event("call-after")])
+    assert len(outbox_ids(tmp_path / "ivr.db")) == CHECKPOINT_EVERY + 1
