@@ -7,12 +7,13 @@ travels as it is: into the outbox, over MQTT, into the ledger.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
 import orjson
+
+from ivr.ids import random_id
 
 __all__ = [
     "SPECVERSION",
@@ -67,7 +68,7 @@ class CloudEvent:
     time: str
     sequence: int
     data: dict[str, Any]
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=random_id)
     datacontenttype: str = "application/json"
     specversion: str = SPECVERSION
 

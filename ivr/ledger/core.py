@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from ivr.events import CloudEvent, EventType
+from ivr.ids import stable_id
 
 __all__ = [
     "DeductionRequest",
@@ -111,7 +112,7 @@ def ledger_event(verdict: Verdict, *, source: str, time: str) -> CloudEvent:
     if not deducted:
         data["reason"] = verdict.reason
     return CloudEvent(
-        id=str(uuid.uuid5(_LEDGER_NS, request.key)),
+        id=stable_id(_LEDGER_NS, request.key),
         type=EventType.LEDGER_INCIDENT_DEDUCTED if deducted else EventType.LEDGER_DEDUCTION_REJECTED,
         source=source,
         subject=request.call_id,
