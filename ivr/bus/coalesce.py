@@ -70,7 +70,7 @@ def _close(run: list[dict[str, Any]], merged: list[dict[str, Any]]) -> None:
     if len(run) == 1:
         merged.append(run[0])
     elif run:
-        data = b"".join(bytes(p["packet"]) for p in run)
+        data = b"".join(p["packet"] for p in run)
         # PUBACK as the command: paho does nothing after writing it, which is what the run needs.
         merged.append(
             {"command": PUBACK, "mid": 0, "qos": 1, "pos": 0, "to_process": len(data), "packet": data, "info": None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ def event(call: str, sequence: int = 1) -> CloudEvent:
 
 def outbox_ids(path) -> list[str]:
     """The outbox's event ids in ``seq`` order, read by a connection of the test's own."""
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # sqlite3's own "with" commits, it does not close
         return [row[0] for row in conn.execute("SELECT event_id FROM outbox ORDER BY seq")]
 
 
