@@ -21,7 +21,9 @@ needs, each for a reason we measured or were bitten by:
   ~130 µs of CPU per event that way (docs/performance.md).
 - **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's ``on_message``, taken
   one at a time or in batches, instead of through aiomqtt's iterator (a task per message).
-- **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets.
+- **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets, and
+  **PUBLISHes taken off the wire** there (:mod:`ivr.bus.intake`) without paho's per-message work,
+  their PUBACKs sent together.
 - **PUBACKs read as two bytes** (:mod:`ivr.bus.puback`), not as paho's two objects each.
 
 MQTT 3.1.1 rather than 5: the amqtt fallback broker speaks only 3.1.1.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -54,6 +57,7 @@ from ivr.bus.base import (
 )
 from ivr.bus.coalesce import coalesced_writes
 from ivr.bus.inbox import Inbox
+from ivr.bus.intake import Intake, PubackQueue
 from ivr.bus.puback import lean_pubacks
 from ivr.bus.readahead import read_ahead
 from ivr.events import TOPIC_ROOT
@@ -310,33 +314,49 @@ class MqttBus:
                 place[0].ack(place[1])
 
         client._client.on_publish = on_publish  # noqa: SLF001 - see publish_many
-        client._client.on_message = self._receiver(generation)  # noqa: SLF001 - see ivr.bus.inbox
-        read_ahead(client._client)  # noqa: SLF001 - see ivr.bus.readahead
+        deliver, client._client.on_message = self._receivers(generation, client._client)  # noqa: SLF001 - see ivr.bus.inbox
+        read_ahead(client._client, Intake(deliver))  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
         lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
         coalesced_writes(client._client)  # noqa: SLF001 - see ivr.bus.coalesce
         return client
 
-    def _receiver(self, generation: int) -> Callable[[Any, Any, MQTTMessage], None]:
-        """The ``on_message`` of one connection's paho client: each message straight into the inbox.
+    def _receivers(
+        self,
+        generation: int,
+        paho: Any,  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
+    ) -> tuple[Callable[[str, bytes, int, int, bool], None], Callable[[Any, Any, MQTTMessage], None]]:
+        """How one connection's messages reach the inbox: the intake's ``deliver``, and paho's ``on_message``.
 
-        The ack holds the connection's own paho client, so a message can be acked as soon as it
-        arrives (a persistent session's backlog comes with the CONNACK, before subscribing ends).
+        The intake (:mod:`ivr.bus.intake`) takes every PUBLISH at QoS 0 and 1; paho's own path is
+        left what the intake passes on, a PUBLISH at QoS 2 (which our QoS 1 subscriptions never
+        get) or one with a topic that is not UTF-8. An ack holds the connection's own client, so a
+        message can be acked as soon as it arrives (a persistent session's backlog comes with the
+        CONNACK, before subscribing ends), and does nothing once that connection is gone.
         """
         inbox, manual_ack = self._inbox, self._manual_ack
+        pubacks = PubackQueue(paho)
 
-        def on_message(paho: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
-            ack: Callable[[], None] | None = None
-            if manual_ack and message.qos:
-                mid, qos = message.mid, message.qos
+        def put(topic: str, payload: bytes, retain: bool, ack: Callable[[], object] | None) -> None:
+            on_ack = guarded(ack) if ack else None
+            inbox.put(generation, Delivery(topic=topic, payload=payload, retain=retain, on_ack=on_ack))
 
-                def ack() -> None:
-                    if generation == inbox.generation:
-                        paho.ack(mid, qos)
+        def guarded(ack: Callable[[], object]) -> Callable[[], None]:
+            def on_ack() -> None:
+                if generation == inbox.generation:
+                    ack()
 
-            payload = bytes(message.payload)  # paho's type says bytearray too; it hands over bytes
-            inbox.put(generation, Delivery(topic=message.topic, payload=payload, retain=message.retain, on_ack=ack))
+            return on_ack
 
-        return on_message
+        def deliver(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+            if qos and not manual_ack:
+                pubacks.ack(mid)  # acked on receipt, as paho would
+            put(topic, payload, retain, functools.partial(pubacks.ack, mid) if qos and manual_ack else None)
+
+        def on_message(client: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
+            ack = functools.partial(client.ack, message.mid, message.qos) if manual_ack and message.qos else None
+            put(message.topic, bytes(message.payload), message.retain, ack)
+
+        return deliver, on_message
 
     async def _run(self) -> None:
         attempt = 0

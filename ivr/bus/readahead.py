@@ -9,12 +9,18 @@ What it reads ahead must not wait for the socket to become readable again, since
 do so: it says how much it holds through ``pending()``, the method of ``ssl.SSLSocket`` for the
 same situation, and aiomqtt's read callback already calls paho's ``loop_read`` again for as long
 as ``pending()`` is above zero.
+
+Given an :class:`~ivr.bus.intake.Intake`, each large read goes through it first: the PUBLISHes
+are taken there and paho reads only the other packets.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
+
+if TYPE_CHECKING:
+    from ivr.bus.intake import Intake
 
 __all__ = ["ReadAheadSocket", "read_ahead"]
 
@@ -25,33 +31,40 @@ READ_AHEAD: Final = 65536
 class ReadAheadSocket(socket.socket):
     """A connected socket whose ``recv`` serves small reads from one large read."""
 
-    __slots__ = ("_ahead", "_at")
+    __slots__ = ("_ahead", "_at", "_intake")
 
-    def __init__(self, fileno: int) -> None:
+    def __init__(self, fileno: int, intake: Intake | None = None) -> None:
         """Take over the open file descriptor ``fileno`` (see :meth:`adopt`)."""
         super().__init__(fileno=fileno)
         self._ahead = b""
         self._at = 0
+        self._intake = intake
 
     @classmethod
-    def adopt(cls, sock: socket.socket) -> Self:
-        """The same connection, read ahead; ``sock`` is detached and must not be used again."""
+    def adopt(cls, sock: socket.socket, intake: Intake | None = None) -> Self:
+        """The same connection, read ahead (through ``intake``); ``sock`` is detached and must not be used again."""
         blocking = sock.getblocking()
-        adopted = cls(sock.detach())
+        adopted = cls(sock.detach(), intake)
         adopted.setblocking(blocking)
         return adopted
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Up to ``bufsize`` bytes: what was read ahead first, else one large read from the socket.
 
-        Raises ``BlockingIOError`` as a non-blocking socket does when nothing has arrived, and
-        returns ``b""`` once the peer has closed. paho passes no ``flags``; none are taken.
+        Raises ``BlockingIOError`` as a non-blocking socket does when nothing has arrived (or all
+        that arrived went to the intake), and returns ``b""`` once the peer has closed. paho passes
+        no ``flags``; none are taken.
         """
         if flags:
             msg = "a read-ahead socket takes no recv flags"
             raise ValueError(msg)
         if self._at >= len(self._ahead):
-            self._ahead = super().recv(max(bufsize, READ_AHEAD))
+            data = super().recv(max(bufsize, READ_AHEAD))
+            if data and self._intake is not None:
+                data = self._intake.feed(data)
+                if not data:
+                    raise BlockingIOError  # the socket stays readable if more is waiting: paho comes back
+            self._ahead = data
             self._at = 0
         start = self._at
         self._at = min(start + bufsize, len(self._ahead))
@@ -62,7 +75,7 @@ class ReadAheadSocket(socket.socket):
         return len(self._ahead) - self._at
 
 
-def read_ahead(paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
+def read_ahead(paho: Any, intake: Intake | None = None) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
     """Make this paho client read through a :class:`ReadAheadSocket` (set before it connects).
 
     Each new connection's socket is swapped in paho's ``on_socket_open``, before aiomqtt's own
@@ -71,7 +84,7 @@ def read_ahead(paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosel
     aiomqtt_on_socket_open = paho.on_socket_open
 
     def on_socket_open(client: Any, userdata: Any, sock: socket.socket) -> None:  # noqa: ANN401 - paho's callback
-        client._sock = reading = ReadAheadSocket.adopt(sock)  # noqa: SLF001 - the socket paho reads from
+        client._sock = reading = ReadAheadSocket.adopt(sock, intake)  # noqa: SLF001 - the socket paho reads from
         aiomqtt_on_socket_open(client, userdata, reading)
 
     paho.on_socket_open = on_socket_open

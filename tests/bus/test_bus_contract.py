@@ -40,6 +40,17 @@ class BusContract:
             [delivery] = await box.count(1)
         assert (delivery.topic, delivery.payload) == (f"{root}/call/started", b'{"n": 1}')
 
+    async def test_a_message_larger_than_one_read_arrives_whole(self, make_bus, root, inbox):
+        """300 KB between two small messages: each arrives whole and in order, however the reads cut them."""
+        big = bytes(range(256)) * 1200
+        async with make_bus(subscriptions=[f"{root}/call/#"]) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            messages = [(f"{root}/call/a", b"before"), (f"{root}/call/b", big), (f"{root}/call/c", b"after")]
+            await pub.publish_many(messages)
+            await box.count(3)
+        assert box.payloads == [b"before", big, b"after"]
+
     async def test_wildcards_select_topics(self, make_bus, root, inbox):
         """``+`` matches one level and ``#`` the rest; other topics are not delivered."""
         async with make_bus(subscriptions=[f"{root}/+/created", f"{root}/ledger/#"]) as sub, make_bus() as pub:

@@ -1,0 +1,141 @@
+"""Incoming PUBLISH packets taken off the wire in bulk, before paho reads the rest, and their PUBACKs sent together.
+
+paho handles each incoming message in Python of its own: its type byte, each length byte and its
+body each a read, then a decoded packet, an ``MQTTMessage``, a debug-log call, the topic matched
+against callback filters, ``on_message``; then, with manual ack, a PUBACK queued on its own. In
+the ledger's loop that was 40 % of the samples and the acks another 3.5 % (docs/performance.md,
+round 5), for a packet whose whole meaning is four fields.
+
+So the read-ahead socket (:mod:`ivr.bus.readahead`) hands each chunk it reads to an
+:class:`Intake` first. Every complete MQTT 3.1.1 PUBLISH at QoS 0 or 1 in it is decoded here, in
+one pass, and handed to ``deliver``; every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, a
+PUBLISH at QoS 2, one whose topic is not UTF-8) is passed on to paho whole and in order, so paho's
+state machine sees a stream of complete packets and keeps its own handling of them. A packet cut
+by the end of a read is held until the rest arrives.
+
+:class:`PubackQueue` collects the message ids acknowledged during one turn of the event loop and
+queues their PUBACKs to paho as one packet entry, where ``paho.ack`` queued one entry per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+from paho.mqtt.client import PUBACK
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Intake", "PubackQueue"]
+
+_PUBLISH: Final = 0x30
+_QOS_MASK: Final = 0x06
+_QOS1: Final = 0x02
+_RETAIN: Final = 0x01
+_U16: Final = struct.Struct("!H")
+_PUBACK_PACKET: Final = struct.Struct("!BBH")
+_MAX_LENGTH_BYTES: Final = 4
+
+
+class Intake:
+    """Splits what a connection reads into PUBLISHes (delivered here) and the bytes paho must read."""
+
+    __slots__ = ("_deliver", "_held")
+
+    def __init__(self, deliver: Callable[[str, bytes, int, int, bool], None]) -> None:
+        """``deliver(topic, payload, mid, qos, retain)`` is called for each PUBLISH taken, in order."""
+        self._deliver = deliver
+        self._held = b""
+
+    @property
+    def held(self) -> int:
+        """Bytes of a packet cut by the end of the last read, waiting for the rest."""
+        return len(self._held)
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the PUBLISHes out of ``data``; return the other complete packets, in order, for paho."""
+        if self._held:
+            data = self._held + data
+        size = len(data)
+        at = 0
+        kept: list[bytes] = []
+        deliver = self._deliver
+        while at < size:
+            first = data[at]
+            length, body = _remaining_length(data, at + 1, size)
+            if body < 0:
+                break  # the length itself is cut: wait for more
+            end = body + length
+            if end > size:
+                break  # the body is cut: wait for more
+            if first & 0xF0 != _PUBLISH or first & _QOS_MASK > _QOS1 or not _take(data, first, body, end, deliver):
+                kept.append(data[at:end])
+            at = end
+        self._held = data[at:]
+        return b"".join(kept)
+
+
+def _remaining_length(data: bytes, at: int, size: int) -> tuple[int, int]:
+    """MQTT's variable-length ``remaining length`` at ``at``: (length, where the body starts), body -1 if cut.
+
+    A length longer than four bytes is malformed; it is returned as ending the data here so the
+    packet goes to paho, which reports the protocol error as it always has.
+    """
+    length = 0
+    shift = 0
+    for index in range(at, min(at + _MAX_LENGTH_BYTES, size)):
+        byte = data[index]
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return length, index + 1
+        shift += 7
+    if size - at >= _MAX_LENGTH_BYTES:
+        return 0, size  # malformed: hand it over as it is
+    return 0, -1
+
+
+def _take(data: bytes, first: int, body: int, end: int, deliver: Callable[[str, bytes, int, int, bool], None]) -> bool:
+    """Deliver the PUBLISH in ``data[body:end]``; ``False`` (not taken) if paho should judge it."""
+    qos = (first & _QOS_MASK) >> 1
+    if end - body < 2 + 2 * qos:
+        return False
+    (topic_length,) = _U16.unpack_from(data, body)
+    start = body + 2 + topic_length
+    if start + 2 * qos > end:
+        return False
+    try:
+        topic = data[body + 2 : start].decode()
+    except UnicodeDecodeError:
+        return False
+    mid = 0
+    if qos:
+        (mid,) = _U16.unpack_from(data, start)
+        start += 2
+    deliver(topic, data[start:end], mid, qos, bool(first & _RETAIN))
+    return True
+
+
+class PubackQueue:
+    """PUBACKs of one paho client, queued to it as one packet per turn of the event loop."""
+
+    __slots__ = ("_loop", "_mids", "_paho")
+
+    def __init__(self, paho: Any) -> None:  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
+        """Acknowledge on ``paho``'s connection."""
+        self._paho = paho
+        self._mids: list[int] = []
+        self._loop = asyncio.get_running_loop()
+
+    def ack(self, mid: int) -> None:
+        """Send the PUBACK for ``mid`` with the others acknowledged in this turn of the loop."""
+        if not self._mids:
+            self._loop.call_soon(self._flush)
+        self._mids.append(mid)
+
+    def _flush(self) -> None:
+        mids, self._mids = self._mids, []
+        pack = _PUBACK_PACKET.pack
+        data = b"".join([pack(PUBACK, 2, mid) for mid in mids])
+        self._paho._packet_queue(PUBACK, data, 0, 1)  # noqa: SLF001 - as paho's own ack queues a PUBACK
