@@ -73,10 +73,10 @@ class InProcessLink:
         while rows := await self._directory.unsent(500):
             await self._service.handle(p.encode() for _, topic, p in rows if topic == self._ticket_topic)
             now = datetime.now(UTC).isoformat()
-            answers = await self._service.store.unpublished()
+            answers = await self._service.store.unsent()
             for _, _, payload in answers:
                 await self._directory.take_ledger_event(CloudEvent.from_dict(json.loads(payload)))
-            await self._service.store.mark_published((key for key, _, _ in answers), now)
+            await self._service.store.mark_sent((rowid for rowid, _, _ in answers), now)
             await self._directory.mark_sent((seq for seq, _, _ in rows), now)
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """`ivr ledger`: the ledger consumer as its own process, and its reports.
 
 ``ivr ledger`` alone consumes ticket events from the broker until stopped (SIGINT/SIGTERM);
-``balances``, ``history`` and ``verify`` read its SQLite file.
+``ivr ledger relay`` publishes its events from a process of its own, beside ``ivr ledger run
+--no-announce``; ``balances``, ``history`` and ``verify`` read its SQLite file.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import click
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
+from ivr.cli.relay import POLL, run_relay
 from ivr.directory.fixtures import load_world
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE
 from ivr.directory.sqlite import Directory
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import Entry, LedgerStore, VerifyReport
+from ivr.ledger.store import UNSENT, Entry, LedgerStore, VerifyReport
 from ivr.logs import LogFormat, configure
 from ivr.yamlsrc import SourceError
 
@@ -62,6 +65,12 @@ def ledger(ctx: click.Context, db: Path) -> None:
 @click.option("--client-id", default="ivr-ledger", show_default=True, help="Fixed MQTT client id (persistent session).")
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root the IVR publishes under.")
 @click.option("--source", default="ivr-ledger", show_default=True, help="This ledger's name in its events.")
+@click.option(
+    "--announce/--no-announce",
+    default=True,
+    show_default=True,
+    help="Publish the ledger events from this process, or leave them to `ivr ledger relay`.",
+)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_obj
@@ -73,6 +82,7 @@ def run(  # noqa: PLR0913 - one keyword per option
     client_id: str,
     root: str,
     source: str,
+    announce: bool,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -85,11 +95,18 @@ def run(  # noqa: PLR0913 - one keyword per option
     config = broker or parse_broker_url(_DEFAULT_BROKER)
     db.parent.mkdir(parents=True, exist_ok=True)
     opening = {c.id: c.incidents for c in world.contracts.values()}
-    asyncio.run(_consume(db, config, opening, client_id=client_id, root=root, source=source))
+    asyncio.run(_consume(db, config, opening, client_id=client_id, root=root, source=source, announce=announce))
 
 
 async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
-    db: Path, config: BrokerConfig, opening: dict[str, int | None], *, client_id: str, root: str, source: str
+    db: Path,
+    config: BrokerConfig,
+    opening: dict[str, int | None],
+    *,
+    client_id: str,
+    root: str,
+    source: str,
+    announce: bool,
 ) -> None:
     store = await LedgerStore.open(db)
     await store.load_opening(opening)
@@ -108,7 +125,8 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
         loop.add_signal_handler(sig, stop.set)
     try:
         async with bus:
-            consumer = LedgerConsumer(bus=bus, service=LedgerService(store=store, source=source), root=root)
+            service = LedgerService(store=store, source=source)
+            consumer = LedgerConsumer(bus=bus, service=service, root=root, announce=announce)
             task = asyncio.create_task(consumer.run())
             await stop.wait()
             task.cancel()
@@ -116,6 +134,40 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
                 await task
     finally:
         await store.close()
+
+
+@ledger.command(name="relay")
+@click.option(
+    "--progress",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"The relay's own file: how far the events are published [default: {LEDGER_PROGRESS_FILE} beside --db].",
+)
+@broker_option(help_text="Broker to publish to.", default=_DEFAULT_BROKER)
+@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
+@click.option("--instance", default="ivr-ledger-relay", show_default=True, help="Name of the retained status topic.")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_obj
+def relay_events(  # noqa: PLR0913 - one keyword per option
+    db: Path,
+    *,
+    progress: Path | None,
+    broker: BrokerConfig | None,
+    root: str,
+    instance: str,
+    log_format: LogFormat,
+    log_level: str,
+) -> None:
+    """Publish the ledger's events from a process of its own (beside `ivr ledger run --no-announce`).
+
+    It reads the ledger's file and never writes to it: what it has published is a high-water mark
+    in its own file, as `ivr relay` keeps for an IVR's outbox.
+    """
+    configure(fmt=log_format, level=log_level)
+    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    rows = UNSENT.format(after="rowid > ?")
+    where = progress or db.parent / LEDGER_PROGRESS_FILE
+    asyncio.run(run_relay(_existing(db), where, config, root=root, instance=instance, poll=POLL, rows=rows))
 
 
 @ledger.command()

@@ -22,16 +22,18 @@ from ivr.bus.mqtt import MqttBus
 from ivr.bus.publisher import OutboxPublisher
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
-from ivr.directory.relayed import PROGRESS_FILE, RelayedOutbox
+from ivr.directory.relayed import OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
 
-__all__ = ["relay"]
+__all__ = ["POLL", "RELAY_BATCH", "relay", "run_relay"]
 
 _DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 #: Outbox rows read, published and marked per round: published 100 in flight at a time (the bus's
 #: window, where aiomqtt's raw ceiling is highest too), marked sent in one transaction.
-_BATCH = 1000
+RELAY_BATCH = 1000
+#: Seconds between looks at an idle outbox, unless told otherwise.
+POLL = 0.005
 
 
 @click.command()
@@ -48,7 +50,7 @@ _BATCH = 1000
 @click.option("--instance", default="ivr-relay", show_default=True, help="Name of the retained status topic.")
 @click.option(
     "--poll",
-    default=0.005,
+    default=POLL,
     show_default=True,
     type=click.FloatRange(min=0.001),
     help="Seconds between looks at an idle outbox.",
@@ -72,13 +74,14 @@ def relay(  # noqa: PLR0913 - one keyword per option
         raise click.ClickException(msg)
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(_DEFAULT_BROKER)
-    asyncio.run(_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
+    asyncio.run(run_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
 
 
-async def _relay(  # noqa: PLR0913 - the options of `ivr relay`
-    db: Path, progress: Path, config: BrokerConfig, *, root: str, instance: str, poll: float
+async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledger relay`
+    db: Path, progress: Path, config: BrokerConfig, *, root: str, instance: str, poll: float, rows: str = OUTBOX_ROWS
 ) -> None:
-    directory = await RelayedOutbox.open(db, progress)
+    """Publish ``db``'s rows (read with ``rows``, see :class:`RelayedOutbox`) until SIGINT or SIGTERM."""
+    directory = await RelayedOutbox.open(db, progress, rows=rows)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,7 +89,7 @@ async def _relay(  # noqa: PLR0913 - the options of `ivr relay`
     try:
         async with (
             MqttBus(config=config, instance=instance, topic_root=root) as bus,
-            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=_BATCH) as publisher,
+            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=RELAY_BATCH) as publisher,
         ):
             # A publisher that died (not a broker outage: those it waits out) must not leave a
             # relay that looks alive and publishes nothing: its error ends the process.

@@ -8,17 +8,20 @@ The order is what makes it exactly-once over an at-least-once bus:
 3. dead-letter the malformed; a failure here stops before the acks;
 4. acknowledge the batch (paho's manual ack) — only after the commit, so a crash before it means
    redelivery, never loss;
-5. an announcer task publishes the committed, unannounced ledger events and marks them.
+5. the committed ledger events are announced by an outbox publisher over the store
+   (:class:`~ivr.bus.publisher.OutboxPublisher`, as the IVR's events are), or, with
+   ``announce=False``, by `ivr ledger relay`, a process of its own reading the same file.
 
 Announcing is apart from applying because it is bounded by the broker (a PUBACK per event), while
 applying is bounded by one SQLite transaction per batch: waiting for the announcements before the
 acks made the broker's round trips the ledger's pace. Nothing is lost by it: an announcement not
 yet made is in the store and goes out after a restart (at least once, with the same event id).
+In its own process it also takes its CPU off the ledger's: publishing and reading the PUBACKs was
+a third of the ledger's loop (docs/performance.md, round 5).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -28,16 +31,19 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from ivr.bus.base import BusError, deadletter_topic
+from ivr.bus.publisher import OutboxPublisher
 from ivr.events import TOPIC_ROOT, EventType, topic_for
 
 if TYPE_CHECKING:
     from ivr.bus.base import Bus, Delivery
     from ivr.ledger.service import DeadLetter, LedgerService
 
-__all__ = ["DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
+__all__ = ["ANNOUNCE_BATCH", "DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
 
 #: Deliveries committed in one transaction at most (~78,000 rows/s at 100 per transaction here).
 DEFAULT_BATCH: Final = 500
+#: Ledger events read, published (the bus's window at a time) and marked per round.
+ANNOUNCE_BATCH: Final = 1000
 
 log = structlog.get_logger("ivr.ledger")
 
@@ -55,16 +61,30 @@ def deadletter_payload(dead: DeadLetter, *, topic: str) -> bytes:
 class LedgerConsumer:
     """Consumes ``<root>/ticket/created`` from a bus with manual acknowledgement."""
 
-    def __init__(self, *, bus: Bus, service: LedgerService, root: str = TOPIC_ROOT, batch: int = DEFAULT_BATCH) -> None:
-        """Apply what ``bus`` delivers through ``service``; publish under ``root``."""
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        service: LedgerService,
+        root: str = TOPIC_ROOT,
+        batch: int = DEFAULT_BATCH,
+        announce: bool = True,
+    ) -> None:
+        """Apply what ``bus`` delivers through ``service``; publish under ``root``.
+
+        ``announce=False`` leaves the ledger events to `ivr ledger relay`.
+        """
         self._bus = bus
         self._service = service
         self._root = root
         self._batch = batch
+        self._announcer = (
+            OutboxPublisher(directory=service.store, bus=bus, topic_prefix=root, batch=ANNOUNCE_BATCH)
+            if announce
+            else None
+        )
         self.applied = 0  # deliveries committed and acked, for progress and tests
         self.dead = 0
-        self._unannounced = asyncio.Event()
-        self._unannounced.set()  # what a crash left committed but unannounced
 
     @staticmethod
     def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
@@ -72,20 +92,17 @@ class LedgerConsumer:
         return [topic_for(EventType.TICKET_CREATED, root=root)]
 
     async def run(self) -> None:
-        """Consume until cancelled or the bus is closed."""
-        announcer = asyncio.create_task(self._announce(), name="ledger-announce")
-        try:
+        """Consume until cancelled or the bus is closed (announcing what a crash left unannounced first)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._announcer is not None:
+                await stack.enter_async_context(self._announcer)
             async for batch in self._bus.batches(self._batch):
                 await self._apply(batch)
-        finally:
-            announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await announcer
 
     async def _apply(self, batch: list[Delivery]) -> None:
         handled = await self._service.handle(d.payload for d in batch)
-        if handled.events:
-            self._unannounced.set()
+        if handled.events and self._announcer is not None:
+            self._announcer.notify()
         try:
             dead_topic = deadletter_topic(root=self._root)
             by_payload = {d.payload: d.topic for d in batch}
@@ -101,23 +118,3 @@ class LedgerConsumer:
         self.applied += len(batch)
         self.dead += len(handled.dead)
         log.info("batch applied", size=len(batch), events=len(handled.events), dead=len(handled.dead))
-
-    async def _announce(self) -> None:
-        """Publish the committed ledger events not yet announced, whenever a batch adds some."""
-        while True:
-            await self._unannounced.wait()
-            self._unannounced.clear()
-            try:
-                await self._publish_pending()
-            except BusError as exc:
-                log.warning("ledger events not announced yet; retrying on reconnection", error=str(exc))
-                self._unannounced.set()
-                await asyncio.sleep(0.1)
-                await self._bus.wait_connected()
-
-    async def _publish_pending(self) -> None:
-        store = self._service.store
-        while pending := await store.unpublished():
-            # One batch: paho's in-flight window bounds it, and a single future waits for the PUBACKs.
-            await self._bus.publish_many([(topic_for(kind, root=self._root), event) for _, kind, event in pending])
-            await store.mark_published((key for key, _, _ in pending), datetime.now(UTC).isoformat())

@@ -2,7 +2,9 @@
 
 The ledger is a separate process in production, so a load run measures it as one (its own
 interpreter, its own SQLite file, a persistent MQTT session with manual acks) and the fault tests
-SIGKILL that very process (:class:`~ivr.load.process.ServiceProcess`).
+SIGKILL that very process (:class:`~ivr.load.process.ServiceProcess`). A load run also gives the
+ledger's announcements a process of their own, `ivr ledger relay`, as it gives the IVR's outbox
+`ivr relay`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ivr.bus.mqtt import forget_session
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
 from ivr.load.process import ServiceProcess
 
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["LedgerProcess", "VerifyResult", "verify_ledger"]
+__all__ = ["LedgerProcess", "LedgerProcesses", "LedgerRelayProcess", "VerifyResult", "start_ledger", "verify_ledger"]
 
 _VERIFY_LINE: Final = re.compile(
     r"ledger verify: (?P<verdict>\w+) \((?P<contracts>\d+) contracts, (?P<deductions>\d+) deductions, "
@@ -47,10 +50,15 @@ class LedgerProcess(ServiceProcess):
         log_file: Path | None = None,
         log_level: str = "warning",
         watch_config: BrokerConfig | None = None,
+        announce: bool = True,
     ) -> None:
-        """Describe the ledger on ``db``; its status topic is named by ``source``."""
+        """Describe the ledger on ``db``; its status topic is named by ``source``.
+
+        ``announce=False`` leaves its events to a :class:`LedgerRelayProcess` on the same file.
+        """
         command = ["ledger", "--db", str(db), "run", "--fixture", str(fixture), "--client-id", client_id]
         command += ["--root", root, "--source", source, "--log-level", log_level]
+        command += [] if announce else ["--no-announce"]
         super().__init__(
             config=config, command=command, instance=source, root=root, log_file=log_file, watch_config=watch_config
         )
@@ -58,6 +66,38 @@ class LedgerProcess(ServiceProcess):
         self.fixture = fixture
         self.client_id = client_id
         self.source = source
+
+
+class LedgerRelayProcess(ServiceProcess):
+    """`ivr ledger relay`: the events of the ledger on ``db`` published by a process of its own."""
+
+    def __init__(  # noqa: PLR0913 - every option is a keyword
+        self,
+        *,
+        config: BrokerConfig,
+        db: Path,
+        instance: str,
+        root: str = TOPIC_ROOT,
+        log_file: Path | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        """Describe the relay of ``db``; its status topic is named by ``instance``."""
+        command = ["ledger", "--db", str(db), "relay", "--root", root, "--instance", instance]
+        command += ["--log-level", log_level]
+        super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
+        self.progress = db.parent / LEDGER_PROGRESS_FILE
+
+    async def announced_up_to(self) -> int:
+        """The rowid of the last ledger entry whose event the broker acknowledged (its progress file)."""
+        return await relayed_up_to(self.progress)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerProcesses:
+    """A load run's ledger and the relay of its events."""
+
+    ledger: LedgerProcess
+    relay: LedgerRelayProcess
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +151,11 @@ async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ())
 
 async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keyword
     stack: contextlib.AsyncExitStack, *, config: BrokerConfig, db: Path, workdir: Path, source: str, root: str
-) -> LedgerProcess:
-    """Start `ivr ledger` for a load run on ``workdir/world.yaml``; ``stack`` stops it and drops its session."""
+) -> LedgerProcesses:
+    """Start `ivr ledger` and `ivr ledger relay` for a load run on ``workdir/world.yaml``.
+
+    ``stack`` stops both and drops the ledger's session.
+    """
     ledger = LedgerProcess(
         config=config,
         db=db,
@@ -121,8 +164,14 @@ async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keywo
         source=f"{source}-ledger",
         root=root,
         log_file=workdir / "ledger.log",
+        announce=False,
+    )
+    relay = LedgerRelayProcess(
+        config=config, db=db, instance=f"{source}-ledger-relay", root=root, log_file=workdir / "ledger-relay.log"
     )
     stack.push_async_callback(forget_session, config, ledger.client_id)
+    stack.push_async_callback(relay.stop)
     stack.push_async_callback(ledger.stop)
-    await ledger.start()
-    return ledger
+    await ledger.start()  # creates the file the relay reads
+    await relay.start()
+    return LedgerProcesses(ledger, relay)

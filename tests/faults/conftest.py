@@ -183,6 +183,6 @@ async def assert_ledger_exact(db, world, expected: Counter[str]) -> None:
         assert len(entries) == sum(expected.values())
         assert len({(e.source, e.ticket_id) for e in entries}) == len(entries)
         assert all(e.outcome == "deducted" for e in entries)
-        assert await store.unpublished() == []
+        assert await store.unsent() == []
     finally:
         await store.close()

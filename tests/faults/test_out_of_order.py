@@ -133,7 +133,7 @@ async def test_the_consumer_on_a_shuffled_bus_gives_the_same_balances(ticket_str
                 await asyncio.sleep(0)
             total = sum(len(b) for b in batches)
             async with asyncio.timeout(60):
-                while consumer.applied < total or await consumed.unpublished():
+                while consumer.applied < total or await consumed.unsent():
                     await asyncio.sleep(0.01)  # every batch applied and announced: nothing in flight
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -13,7 +13,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.store import LedgerStore
-from ivr.load.ledger import LedgerProcess
+from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from tests.conftest import TUESDAY_10AM
 from tests.integration.conftest import CODE_CALL, WAIT, collector, run_call
 
@@ -62,7 +62,59 @@ async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(pr
         assert report.ok, report.problems
         assert (await store.deducted()) == {"K-BIG": calls}
         assert (await store.balances())["K-BIG"] == (100_000, 100_000 - calls)
-        assert await store.unpublished() == []
+        assert await store.unsent() == []
+    finally:
+        await store.close()
+
+
+async def test_a_relayed_ledger_and_its_relay_killed_mid_stream_deduct_once_and_announce_every_entry(
+    private_broker, big_world_file, tmp_path
+):
+    """The ledger (not announcing) and its relay SIGKILLed in turn during 300 calls: applied once, all announced."""
+    config = private_broker.config
+    db = tmp_path / "ledger.db"
+    ledger = LedgerProcess(
+        config=config, db=db, fixture=big_world_file, client_id="test-ledger", source="ivr-ledger", announce=False
+    )
+    relay = LedgerRelayProcess(config=config, db=db, instance="ivr-ledger-relay")
+    await ledger.start()
+    await relay.start()
+    world = load_world(big_world_file)
+    system = await build_system(world=world, workdir=tmp_path, broker=config, own_ledger=False, source="ivr-relayed")
+    calls = 300
+    rng = random.Random(11)
+    try:
+        async with collector(config, "ivr/v1/ledger/#", client_id="ledger-watch") as seen:
+
+            async def killer():
+                for process in (ledger, relay, ledger, relay):
+                    await asyncio.sleep(rng.uniform(0.2, 0.6))
+                    await process.restart(kill=True)
+
+            async def caller():
+                for batch in range(0, calls, 25):
+                    await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(batch, batch + 25)))
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(killer(), caller())
+            async with asyncio.timeout(WAIT):
+                await system.settle()  # the IVR has heard the ledger's answer to every ticket
+        announced = set(seen)
+    finally:
+        await system.close()
+        await relay.stop()
+        await ledger.stop()
+    store = await LedgerStore.open(db)
+    try:
+        tickets = [("ivr-relayed", f"{2_000_001 + i}") for i in range(calls)]
+        report = await store.verify(tickets)
+        assert report.ok, report.problems
+        assert (await store.deducted()) == {"K-BIG": calls}
+        assert await relay.announced_up_to() == await store.entries_end()
+        # The relay never marks the ledger's file: every entry is there with its event, and was heard.
+        in_file = {json.loads(payload)["id"] for _, _, payload in await store.unsent(10_000)}
+        assert len(in_file) == calls
+        assert in_file <= announced
     finally:
         await store.close()
 

@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, relayed_up_to
 from ivr.events import EventType
 from ivr.ledger.core import DeductionRequest
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import UNSENT, LedgerStore
 
 OPENING = {"K-FIVE": 5, "K-ONE": 1, "K-ZERO": 0, "K-UNLIMITED": None}
 NOW = "2026-11-17T15:00:00+00:00"
@@ -223,22 +224,27 @@ class TestLedgerStore:
         finally:
             await reopened.close()
 
-    async def test_unpublished_until_marked_published(self, store):
-        """Every ledger event stays unpublished, in order, until marked; marking survives a reopen."""
+    async def test_unsent_until_marked_sent(self, store):
+        """Each ledger event stays unsent, in commit order and on its topic, until marked; marking survives a reopen."""
         events = await self.apply(store, request("2000001"), request("2000002", contract="K-ZERO"))
-        waiting = await store.unpublished()
+        waiting = await store.unsent()
         assert [json.loads(payload)["id"] for _, _, payload in waiting] == [e.id for e in events]
         assert [json.loads(payload) for _, _, payload in waiting] == [json.loads(e.to_json()) for e in events]
-        assert [kind for _, kind, _ in waiting] == [e.type for e in events]
-        await store.mark_published([waiting[0][0]], NOW)
-        assert [key for key, _, _ in await store.unpublished()] == [waiting[1][0]]
-        await store.mark_published([waiting[1][0]], NOW)
-        assert await store.unpublished() == []
+        assert [topic for _, topic, _ in waiting] == [
+            "ivr/v1/ledger/incident_deducted",
+            "ivr/v1/ledger/deduction_rejected",
+        ]
+        assert [rowid for rowid, _, _ in waiting] == [1, 2]
+        await store.mark_sent([waiting[0][0]], NOW)
+        assert [rowid for rowid, _, _ in await store.unsent()] == [waiting[1][0]]
+        await store.mark_sent([waiting[1][0]], NOW)
+        assert await store.unsent() == []
+        assert await store.entries_end() == 2
 
-    async def test_unpublished_respects_its_limit(self, store):
-        """``unpublished(limit)`` gives the oldest ``limit`` events."""
+    async def test_unsent_respects_its_limit(self, store):
+        """``unsent(limit)`` gives the oldest ``limit`` events."""
         await self.apply(store, *(request(f"20000{i:02}") for i in range(5)))
-        assert len(await store.unpublished(limit=2)) == 2
+        assert len(await store.unsent(limit=2)) == 2
 
 
 class TestLedgerStoreAfterRestart(TestLedgerStore):
@@ -311,3 +317,30 @@ async def test_a_redelivery_racing_on_two_connections_leaves_the_file_writable(t
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_relay_reads_the_same_events_in_commit_order_and_keeps_its_place_in_its_own_file(tmp_path):
+    """`ivr ledger relay`'s view: the store's events from after its mark, the ledger's file never written."""
+    store = await open_fresh(tmp_path / "ledger.db")
+    progress = tmp_path / LEDGER_PROGRESS_FILE
+    rows = UNSENT.format(after="rowid > ?")
+    try:
+        await store.apply([request("2000001"), request("2000002", contract="K-ZERO")], source="ledger-1", now=NOW)
+        relayed = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=rows)
+        try:
+            first = await relayed.unsent(1000)
+            assert first == await store.unsent()
+            await relayed.mark_sent([first[0][0]], NOW)
+            await store.apply([request("2000003")], source="ledger-1", now=NOW)
+            assert [rowid for rowid, _, _ in await relayed.unsent(1000)] == [2, 3]
+        finally:
+            await relayed.close()
+        reopened = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=rows)
+        try:
+            assert [rowid for rowid, _, _ in await reopened.unsent(1000)] == [2, 3]
+        finally:
+            await reopened.close()
+        assert await relayed_up_to(progress) == 1
+        assert len(await store.unsent()) == 3
+    finally:
+        await store.close()
