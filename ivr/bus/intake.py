@@ -1,4 +1,4 @@
-"""Incoming PUBLISH packets taken off the wire in bulk, before paho reads the rest, and their PUBACKs sent together.
+"""Incoming PUBLISHes and PUBACKs taken off the wire in bulk, before paho reads the rest; PUBACKs sent together.
 
 paho handles each incoming message in Python of its own: its type byte, each length byte and its
 body each a read, then a decoded packet, an ``MQTTMessage``, a debug-log call, the topic matched
@@ -8,10 +8,11 @@ round 5), for a packet whose whole meaning is four fields.
 
 So the read-ahead socket (:mod:`ivr.bus.readahead`) hands each chunk it reads to an
 :class:`Intake` first. Every complete MQTT 3.1.1 PUBLISH at QoS 0 or 1 in it is decoded here, in
-one pass, and handed to ``deliver``; every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, a
-PUBLISH at QoS 2, one whose topic is not UTF-8) is passed on to paho whole and in order, so paho's
-state machine sees a stream of complete packets and keeps its own handling of them. A packet cut
-by the end of a read is held until the rest arrives.
+one pass, and handed to ``deliver``, and the PUBACK of each publish the bus wrote itself
+(:mod:`ivr.bus.outbound`) is handed to ``acked``; every other packet (CONNACK, SUBACK, the PUBACK
+of paho's own publishes, PINGRESP, a PUBLISH at QoS 2, one whose topic is not UTF-8) is passed on
+to paho whole and in order, so paho's state machine sees a stream of complete packets and keeps
+its own handling of them. A packet cut by the end of a read is held until the rest arrives.
 
 :class:`PubackQueue` collects the message ids acknowledged during one turn of the event loop and
 queues their PUBACKs to paho as one packet entry, where ``paho.ack`` queued one entry per message.
@@ -40,13 +41,20 @@ _MAX_LENGTH_BYTES: Final = 4
 
 
 class Intake:
-    """Splits what a connection reads into PUBLISHes (delivered here) and the bytes paho must read."""
+    """Splits what a connection reads into PUBLISHes and PUBACKs (taken here) and the bytes paho must read."""
 
-    __slots__ = ("_deliver", "_held")
+    __slots__ = ("_acked", "_deliver", "_held")
 
-    def __init__(self, deliver: Callable[[str, bytes, int, int, bool], None]) -> None:
-        """``deliver(topic, payload, mid, qos, retain)`` is called for each PUBLISH taken, in order."""
+    def __init__(
+        self, deliver: Callable[[str, bytes, int, int, bool], None], acked: Callable[[int], bool] | None = None
+    ) -> None:
+        """``deliver(topic, payload, mid, qos, retain)`` is called for each PUBLISH taken, in order.
+
+        ``acked(mid)`` is offered each PUBACK: ``True`` takes it (a publish of
+        :mod:`ivr.bus.outbound`), ``False`` leaves it to paho (one of paho's own publishes).
+        """
         self._deliver = deliver
+        self._acked = acked
         self._held = b""
 
     @property
@@ -61,7 +69,7 @@ class Intake:
         size = len(data)
         at = 0
         kept: list[bytes] = []
-        deliver = self._deliver
+        deliver, acked = self._deliver, self._acked
         while at < size:
             first = data[at]
             # Lengths of one or two bytes (packets under 16 KiB: every event) read here, the rest in a call.
@@ -76,7 +84,11 @@ class Intake:
             end = body + length
             if end > size:
                 break  # the body is cut: wait for more
-            if first & 0xF0 != _PUBLISH or first & _QOS_MASK > _QOS1 or not _take(data, first, body, end, deliver):
+            if first & 0xF0 == _PUBLISH:
+                taken = first & _QOS_MASK <= _QOS1 and _take(data, first, body, end, deliver)
+            else:
+                taken = first == PUBACK and length == 2 and acked is not None and acked(_U16.unpack_from(data, body)[0])  # noqa: PLR2004 - a 3.1.1 PUBACK is its id
+            if not taken:
                 kept.append(data[at:end])
             at = end
         self._held = data[at:]

@@ -15,10 +15,11 @@ needs, each for a reason we measured or were bitten by:
   fixed client id) the broker sends an unacked message again after a reconnect.
 - **Status.** ``ivr/v1/status/<instance>`` is retained ``online`` once connected; the Last Will
   makes it ``offline`` when the connection dies, and a clean close says ``offline`` itself.
-- **Batches without a coroutine per message.** :meth:`MqttBus.publish_many` hands a window of
-  messages to paho and waits on one future that their PUBACKs resolve. aiomqtt's ``publish``
-  costs a task, an ``asyncio.Event`` and a ``wait_for`` per message: the outbox relay spent
-  ~130 µs of CPU per event that way (docs/performance.md).
+- **Batches without a coroutine per message.** :meth:`MqttBus.publish_many` writes a window of
+  messages as one packet entry (:mod:`ivr.bus.outbound`) and waits on one future that their
+  PUBACKs resolve, taken off the wire by the intake. aiomqtt's ``publish`` costs a task, an
+  ``asyncio.Event`` and a ``wait_for`` per message (the outbox relay spent ~130 µs of CPU per
+  event that way), and paho's own another ~four objects and a lock (docs/performance.md).
 - **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's ``on_message``, taken
   one at a time or in batches, instead of through aiomqtt's iterator (a task per message).
 - **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets, and
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import PUBLISH
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ivr.bus.base import (
@@ -58,6 +60,7 @@ from ivr.bus.base import (
 from ivr.bus.coalesce import coalesced_writes
 from ivr.bus.inbox import Inbox
 from ivr.bus.intake import Intake, PubackQueue
+from ivr.bus.outbound import encode_publishes
 from ivr.bus.puback import lean_pubacks
 from ivr.bus.readahead import read_ahead
 from ivr.events import TOPIC_ROOT
@@ -303,22 +306,19 @@ class MqttBus:
         if self._manual_ack:
             # Set before connecting: a persistent session's queued messages arrive with the CONNACK.
             client._client.manual_ack_set(on=True)  # noqa: SLF001 - aiomqtt exposes no manual ack (#345)
-        aiomqtt_on_publish: Callable[..., None] = client._on_publish  # noqa: SLF001 - see publish_many
-        batched = self._batched
-
-        def on_publish(paho: Any, userdata: Any, mid: int, *rest: Any) -> None:  # noqa: ANN401 - paho's callback
-            place = batched.pop(mid, None)
-            if place is None:
-                aiomqtt_on_publish(paho, userdata, mid, *rest)
-            else:
-                place[0].ack(place[1])
-
-        client._client.on_publish = on_publish  # noqa: SLF001 - see publish_many
         deliver, client._client.on_message = self._receivers(generation, client._client)  # noqa: SLF001 - see ivr.bus.inbox
-        read_ahead(client._client, Intake(deliver))  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
+        read_ahead(client._client, Intake(deliver, self._acked))  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
         lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
         coalesced_writes(client._client)  # noqa: SLF001 - see ivr.bus.coalesce
         return client
+
+    def _acked(self, mid: int) -> bool:
+        """A PUBACK came: ``True`` if it is for a message of :meth:`publish_many` (then it is counted)."""
+        place = self._batched.pop(mid, None)
+        if place is None:
+            return False
+        place[0].ack(place[1])
+        return True
 
     def _receivers(
         self,
@@ -451,25 +451,20 @@ class MqttBus:
         if client is None or lost is None or lost.done():
             raise PartlyPublishedError(0, BusUnavailableError(f"not connected to {self._config}"))
         batch = _Batch(len(messages), asyncio.get_running_loop().create_future())
-        mids: list[int] = []
+        paho = client._client  # noqa: SLF001 - see ivr.bus.outbound
+        mids, packets = encode_publishes(paho, messages)
         try:
-            for index, (topic, payload) in enumerate(messages):
-                info = client._client.publish(topic, payload, qos=1)  # noqa: SLF001 - see the module's docstring
-                if info.rc != 0:
-                    refused = BusUnavailableError(f"paho refused the publish on {topic!r}: rc {info.rc}")
-                    batch.done.set_exception(refused)
-                    break
-                mids.append(info.mid)
-                self._batched[info.mid] = (batch, index)
+            for index, mid in enumerate(mids):
+                self._batched[mid] = (batch, index)
+            paho._packet_queue(PUBLISH, packets, 0, 1)  # noqa: SLF001 - one entry for the window; see ivr.bus.outbound
             await asyncio.wait((batch.done, lost), timeout=self._publish_timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for mid in mids:
                 self._batched.pop(mid, None)
-        if batch.done.done() and batch.done.exception() is None:
-            return
         if batch.done.done():
-            cause: BusError = batch.done.exception()  # type: ignore[assignment]  # set above, always a BusError
-        elif lost.done():
+            return
+        cause: BusError
+        if lost.done():
             cause = BusUnavailableError(f"connection to {self._config} lost before every PUBACK")
         else:
             cause = PublishTimeoutError(messages[batch.prefix()][0], self._publish_timeout)
