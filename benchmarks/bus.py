@@ -6,11 +6,12 @@ Three measurements on a private broker (Debian's mosquitto on a free loopback po
    (QoS 1, marked sent on PUBACK) - events/s published;
 2. end to end: the same number of calls with the publisher, the ledger and the follower all
    running - calls/s and events/s, until the ledger has answered every ticket;
-3. ledger: ``--calls`` ticket events queued in the ledger's persistent session while it is away,
-   then the consumer started - deductions/s applied (validate, batch commit, ack), with its
-   events announced by `ivr ledger relay` in a process of its own, as `ivr load` runs them.
+3. ledger: ``--calls`` ticket events queued in the persistent session of each of ``--ledgers``
+   `ivr ledger` processes (more than one: on a shared subscription, one file) while they are
+   away, then the processes started - deductions/s applied (validate, batch commit, ack) from
+   their first batch to their last, with the events announced by `ivr ledger relay`.
 
-    .venv/bin/python benchmarks/bus.py --calls 5000 [--only ledger]
+    .venv/bin/python benchmarks/bus.py --calls 5000 [--only ledger] [--ledgers 2]
 """
 
 # A script that prints its figures, outside any package.
@@ -20,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+
+import aiosqlite
 
 from ivr.bootstrap import build_system
 from ivr.bus.broker import EmbeddedBroker
@@ -31,12 +36,10 @@ from ivr.bus.publisher import OutboxPublisher
 from ivr.callers import Press, ScriptedCaller
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
-from ivr.directory.relayed import LEDGER_PROGRESS_FILE, relayed_up_to
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.consumer import LedgerConsumer
-from ivr.ledger.service import LedgerService
 from ivr.ledger.store import LedgerStore
-from ivr.load.process import ServiceProcess
+from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from ivr.logs import configure
 
 WORLD = """\
@@ -53,8 +56,6 @@ STEPS = [Press("2"), Press("1"), Press("2"), Press("9000000001#"), Press("3")]
 
 async def run_calls(system, calls: int, concurrency: int = 200) -> None:  # noqa: ANN001
     """``calls`` support-code calls, ``concurrency`` at a time, each on its own virtual clock."""
-    from datetime import datetime  # noqa: PLC0415 - benchmark script
-
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
@@ -97,86 +98,106 @@ async def end_to_end(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: 
     )
 
 
-async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: Path) -> str:
-    """Queue ``calls`` ticket events in the ledger's persistent session, then time the consumer."""
+async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: Path, *, ledgers: int = 1) -> str:
+    """Queue ``calls`` ticket events for ``ledgers`` persistent sessions, then start the ledgers and time them."""
+    db = tmp / "ledger.db"
     world = load_world(world_file)
-    store = await LedgerStore.open(tmp / "ledger.db")
+    store = await LedgerStore.open(db)  # the file the relay reads exists before any ledger starts
     await store.load_opening({c.id: c.incidents for c in world.contracts.values()})
-    subs = LedgerConsumer.subscriptions()
-    ledger_bus = {
-        "config": broker.config,
-        "client_id": "bench-ledger",
-        "subscriptions": subs,
-        "persistent": True,
-        "manual_ack": True,
-    }
-    async with MqttBus(**ledger_bus) as bus:  # create the session, then go away
-        await bus.wait_connected()
+    names = [f"bench-ledger-{k}" for k in range(ledgers)]
+    share = "bench-ledger" if ledgers > 1 else None
+    for name in names:  # create each session, then go away: the broker shares the events among them
+        session = MqttBus(
+            config=broker.config,
+            client_id=name,
+            subscriptions=LedgerConsumer.subscriptions(share=share),
+            persistent=True,
+            manual_ack=True,
+        )
+        async with session:
+            await session.wait_connected()
     async with MqttBus(config=broker.config, client_id="bench-feeder") as feeder:
         await feeder.wait_connected()
-        payloads = [
-            CloudEvent(
-                type=EventType.TICKET_CREATED.value,
-                source="bench-ivr",
-                subject=f"call-{i}",
-                time=START,
-                sequence=3,
-                data={
-                    "ticket": f"{3_000_000 + i}",
-                    "method": "support_code",
-                    "caller_kind": "consumer",
-                    "purpose": "technical",
-                    "severity": "C",
-                    "customer": "C-BIG",
-                    "contract": "K-BIG",
-                    "rule": "R4",
-                    "deduct": True,
-                },
-            ).to_json()
-            for i in range(calls)
-        ]
-        for start in range(0, calls, 500):
-            await asyncio.gather(*(feeder.publish("ivr/v1/ticket/created", p) for p in payloads[start : start + 500]))
-    service = LedgerService(store=store, source="bench-ledger")
-    relay = ServiceProcess(
-        config=broker.config,
-        command=["ledger", "--db", str(tmp / "ledger.db"), "relay", "--instance", "bench-ledger-relay"],
-        instance="bench-ledger-relay",
-        log_file=tmp / "relay.log",
-    )
+        await feeder.publish_many([("ivr/v1/ticket/created", ticket_event(i)) for i in range(calls)])
+    relay = LedgerRelayProcess(config=broker.config, db=db, instance="bench-ledger-relay", log_file=tmp / "relay.log")
+    processes = [
+        LedgerProcess(
+            config=broker.config,
+            db=db,
+            fixture=world_file,
+            client_id=name,
+            source=name,
+            announce=False,
+            share=share,
+            log_file=tmp / f"{name}.log",
+        )
+        for name in names
+    ]
     try:
         await relay.start()
-        async with MqttBus(**ledger_bus) as bus:
-            consumer = LedgerConsumer(bus=bus, service=service, announce=False)
-            started = time.perf_counter()
-            task = asyncio.create_task(consumer.run())
-            async with asyncio.timeout(600):
-                while consumer.applied < calls:  # noqa: ASYNC110 - the consumer has no event to wait on
-                    await asyncio.sleep(0.01)
-                applied = time.perf_counter() - started
-                # Wait for the announcements too, so none is cut short.
-                end = await store.entries_end()
-                while await relayed_up_to(tmp / LEDGER_PROGRESS_FILE) < end:  # noqa: ASYNC110 - another process's file
-                    await asyncio.sleep(0.01)
-            announced = time.perf_counter() - started
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*(process.start() for process in processes))
+        async with asyncio.timeout(600):
+            while await store.entries_end() < calls:  # noqa: ASYNC110 - the ledgers' progress is in the file
+                await asyncio.sleep(0.01)
+            applied = time.perf_counter()
+            while await relay.announced_up_to() < calls:  # noqa: ASYNC110 - the relay's progress is in its file
+                await asyncio.sleep(0.01)
+            announced = time.perf_counter() - applied
+        first, last, after_first = await _applied_span(db)
         report = await store.verify()
         deducted = (await store.deducted()).get("K-BIG", 0)
     finally:
+        for process in processes:
+            await process.stop()
         await relay.stop()
         await store.close()  # an open aiosqlite thread would keep the process alive
+    span = (last - first).total_seconds()
     return (
-        f"ledger: {deducted:,} deductions applied in {applied:.2f}s = {deducted / applied:,.0f} deductions/s "
-        f"(validated, committed in batches, acked; all announced by `ivr ledger relay` after {announced:.2f}s = "
-        f"{deducted / announced:,.0f}/s); verify {'OK' if report.ok else report.problems}"
+        f"ledger: {deducted:,} deductions applied by {ledgers} `ivr ledger` process(es), "
+        f"{after_first:,} of them in the {span:.2f}s after the first batch = {after_first / span:,.0f} deductions/s "
+        f"(validated, committed in batches, acked; all announced by `ivr ledger relay` {announced:.2f}s after "
+        f"the last was applied); verify {'OK' if report.ok else report.problems}"
     )
+
+
+def ticket_event(i: int) -> str:
+    """The ``i``-th deductible ticket event of the ledger's measurement."""
+    return CloudEvent(
+        type=EventType.TICKET_CREATED.value,
+        source="bench-ivr",
+        subject=f"call-{i}",
+        time=START,
+        sequence=3,
+        data={
+            "ticket": f"{3_000_000 + i}",
+            "method": "support_code",
+            "caller_kind": "consumer",
+            "purpose": "technical",
+            "severity": "C",
+            "customer": "C-BIG",
+            "contract": "K-BIG",
+            "rule": "R4",
+            "deduct": True,
+        },
+    ).to_json()
+
+
+async def _applied_span(db: Path) -> tuple[datetime, datetime, int]:
+    """When the first and the last batch were applied, and how many entries came after the first.
+
+    Each batch's entries carry the time it was applied: counting from the first batch leaves the
+    processes' start out of the rate, and covers the ledgers when there are several.
+    """
+    async with aiosqlite.connect(db) as conn:
+        [(first, last)] = list(await conn.execute_fetchall("SELECT MIN(applied_at), MAX(applied_at) FROM entries"))
+        [(after,)] = list(await conn.execute_fetchall("SELECT COUNT(*) FROM entries WHERE applied_at > ?", (first,)))
+    return datetime.fromisoformat(first), datetime.fromisoformat(last), int(after)
 
 
 MEASURES = {"publisher": publisher_rate, "e2e": end_to_end, "ledger": ledger_rate}
 
 
-async def main(calls: int, only: list[str]) -> None:
+async def main(calls: int, only: list[str], ledgers: int) -> None:
     """Run the measurements (all three, or ``only`` those) on one private broker."""
     configure(level="error")
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -189,6 +210,8 @@ async def main(calls: int, only: list[str]) -> None:
                     continue
                 work = tmp / name
                 work.mkdir()
+                if measure is ledger_rate:
+                    measure = functools.partial(ledger_rate, ledgers=ledgers)  # noqa: PLW2901 - its one option
                 print(await measure(broker, world_file, calls, work), flush=True)
 
 
@@ -196,5 +219,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--only", action="append", choices=sorted(MEASURES), help="run only this (repeatable)")
+    parser.add_argument("--ledgers", type=int, default=1, help="`ivr ledger` processes sharing the ticket events")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.calls, arguments.only or []))
+    asyncio.run(main(arguments.calls, arguments.only or [], arguments.ledgers))

@@ -66,6 +66,12 @@ def ledger(ctx: click.Context, db: Path) -> None:
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root the IVR publishes under.")
 @click.option("--source", default="ivr-ledger", show_default=True, help="This ledger's name in its events.")
 @click.option(
+    "--share",
+    metavar="GROUP",
+    help="Take a share of the ticket events with the other ledgers of GROUP (an MQTT shared subscription), "
+    "all on the same --db; each needs its own --client-id and --source.",
+)
+@click.option(
     "--announce/--no-announce",
     default=True,
     show_default=True,
@@ -82,6 +88,7 @@ def run(  # noqa: PLR0913 - one keyword per option
     client_id: str,
     root: str,
     source: str,
+    share: str | None,
     announce: bool,
     log_format: LogFormat,
     log_level: str,
@@ -95,7 +102,9 @@ def run(  # noqa: PLR0913 - one keyword per option
     config = broker or parse_broker_url(_DEFAULT_BROKER)
     db.parent.mkdir(parents=True, exist_ok=True)
     opening = {c.id: c.incidents for c in world.contracts.values()}
-    asyncio.run(_consume(db, config, opening, client_id=client_id, root=root, source=source, announce=announce))
+    asyncio.run(
+        _consume(db, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce)
+    )
 
 
 async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
@@ -106,6 +115,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
     client_id: str,
     root: str,
     source: str,
+    share: str | None,
     announce: bool,
 ) -> None:
     store = await LedgerStore.open(db)
@@ -114,7 +124,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
         config=config,
         client_id=client_id,
         instance=source,
-        subscriptions=LedgerConsumer.subscriptions(root),
+        subscriptions=LedgerConsumer.subscriptions(root, share),
         persistent=True,
         manual_ack=True,
         topic_root=root,

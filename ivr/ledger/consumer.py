@@ -87,9 +87,14 @@ class LedgerConsumer:
         self.dead = 0
 
     @staticmethod
-    def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
-        """The topic filters the ledger's bus must subscribe to."""
-        return [topic_for(EventType.TICKET_CREATED, root=root)]
+    def subscriptions(root: str = TOPIC_ROOT, share: str | None = None) -> list[str]:
+        """The topic filters the ledger's bus must subscribe to.
+
+        With ``share``, a shared subscription (``$share/<share>/...``): the broker gives each
+        message to one of the ledgers subscribed under that name, all applying to one file.
+        """
+        topic = topic_for(EventType.TICKET_CREATED, root=root)
+        return [f"$share/{share}/{topic}" if share else topic]
 
     async def run(self) -> None:
         """Consume until cancelled or the bus is closed (announcing what a crash left unannounced first)."""

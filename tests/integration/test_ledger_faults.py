@@ -12,6 +12,8 @@ from ivr.bootstrap import build_system
 from ivr.bus.mqtt import MqttBus
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
+from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.service import LedgerService
 from ivr.ledger.store import LedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from tests.conftest import TUESDAY_10AM
@@ -239,3 +241,72 @@ async def test_redelivered_and_malformed_messages_over_the_bus(private_broker, w
             assert any("contract" in r for r in reasons), reasons
     finally:
         await system.close()
+
+
+async def test_two_ledgers_on_a_shared_subscription_deduct_each_ticket_once_from_one_file(
+    private_broker, big_world_file, tmp_path
+):
+    """`--share`: the broker splits 400 tickets between two ledgers on one file; each deducted once, both took some."""
+    config = private_broker.config
+    db = tmp_path / "ledger.db"
+    opening = {c.id: c.incidents for c in load_world(big_world_file).contracts.values()}
+    stores = [await LedgerStore.open(db) for _ in range(2)]
+    tickets = 400
+    try:
+        for store in stores:
+            await store.load_opening(opening)
+        buses = [
+            MqttBus(
+                config=config,
+                client_id=f"shared-ledger-{k}",
+                subscriptions=LedgerConsumer.subscriptions(share="ledgers"),
+                persistent=True,
+                manual_ack=True,
+            )
+            for k in range(2)
+        ]
+        async with buses[0], buses[1], MqttBus(config=config, client_id="shared-feeder") as feeder:
+            await asyncio.gather(*(bus.wait_connected() for bus in (*buses, feeder)))
+            consumers = [
+                LedgerConsumer(bus=bus, service=LedgerService(store=store, source=f"ledger-{k}"), announce=False)
+                for k, (bus, store) in enumerate(zip(buses, stores, strict=True))
+            ]
+            tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+            await feeder.publish_many([("ivr/v1/ticket/created", ticket_created(i)) for i in range(tickets)])
+            async with asyncio.timeout(WAIT):
+                while sum(consumer.applied for consumer in consumers) < tickets:
+                    await asyncio.sleep(0.01)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        report = await stores[0].verify([("ivr-shared", f"{2_000_001 + i}") for i in range(tickets)])
+        assert report.ok, report.problems
+        assert (await stores[0].deducted()) == {"K-BIG": tickets}
+        applied = [consumer.applied for consumer in consumers]
+        assert sum(applied) == tickets, applied  # each message went to one ledger
+        assert all(applied), applied
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def ticket_created(i: int) -> str:
+    """The ``i``-th deductible ticket of IVR ``ivr-shared`` on K-BIG."""
+    return CloudEvent(
+        type=EventType.TICKET_CREATED.value,
+        source="ivr-shared",
+        subject=f"call-{i}",
+        time="2026-11-17T10:00:00-05:00",
+        sequence=3,
+        data={
+            "ticket": f"{2_000_001 + i}",
+            "method": "support_code",
+            "caller_kind": "consumer",
+            "purpose": "technical",
+            "severity": "C",
+            "customer": "C-BIG",
+            "contract": "K-BIG",
+            "rule": "R4",
+            "deduct": True,
+        },
+    ).to_json()
