@@ -344,3 +344,26 @@ async def test_a_relay_reads_the_same_events_in_commit_order_and_keeps_its_place
         assert len(await store.unsent()) == 3
     finally:
         await store.close()
+
+
+async def test_a_batch_cancelled_while_waiting_for_the_write_lock_leaves_nothing_half_done(tmp_path):
+    """Cancelled at BEGIN (another writer holds the file): no entry, the file unlocked, the store usable."""
+    path = tmp_path / "ledger.db"
+    store = await open_fresh(path)
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.ensure_future(store.apply([request("2000001")], source="ledger", now=NOW))
+            await asyncio.sleep(0.2)
+            waiting.cancel()
+            await asyncio.sleep(0.1)
+            holder.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await store.entries_end() == 0
+        with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as probe:
+            probe.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the store kept its transaction
+            probe.execute("ROLLBACK")
+        assert len(await store.apply([request("2000002")], source="ledger", now=NOW)) == 1
+    finally:
+        await store.close()
