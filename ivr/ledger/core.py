@@ -22,6 +22,7 @@ __all__ = [
     "Verdict",
     "decide",
     "ledger_event",
+    "ledger_event_id",
     "request_from",
 ]
 
@@ -98,8 +99,17 @@ def decide(request: DeductionRequest, balance: int | None, *, known: bool) -> Ve
     return Verdict(request=request, outcome=Outcome.DEDUCTED, balance_after=balance - 1)
 
 
-def ledger_event(verdict: Verdict, *, source: str, time: str) -> CloudEvent:
-    """The event announcing a verdict; its id is derived from the request, so a re-send is the same event."""
+def ledger_event_id(request: DeductionRequest) -> str:
+    """The id of the event announcing ``request``'s verdict: derived from its key, so a re-send is the same event."""
+    return stable_id(_LEDGER_NS, request.key)
+
+
+def ledger_event(verdict: Verdict, *, event_id: str, source: str, time: str) -> CloudEvent:
+    """The event announcing a verdict, with the id :func:`ledger_event_id` gave its request.
+
+    The id is made apart because it needs no decision: the store makes it before it takes the
+    file's write lock, and everything done under that lock is time other ledgers wait.
+    """
     request = verdict.request
     deducted = verdict.outcome is Outcome.DEDUCTED
     data: dict[str, Any] = {
@@ -112,7 +122,7 @@ def ledger_event(verdict: Verdict, *, source: str, time: str) -> CloudEvent:
     if not deducted:
         data["reason"] = verdict.reason
     return CloudEvent(
-        id=stable_id(_LEDGER_NS, request.key),
+        id=event_id,
         type=EventType.LEDGER_INCIDENT_DEDUCTED if deducted else EventType.LEDGER_DEDUCTION_REJECTED,
         source=source,
         subject=request.call_id,
