@@ -194,9 +194,11 @@ class LedgerStore:
         rows: list[tuple[Any, ...]] = []
         events: list[CloudEvent] = []
         for request, event_id in zip(batch, ids, strict=True):
-            if request.key in seen or (request.source, request.ticket_id) in seen:
+            key, ticket = request.key, (request.source, request.ticket_id)
+            if key in seen or ticket in seen:
                 continue
-            seen.update({request.key, (request.source, request.ticket_id)})
+            seen.add(key)
+            seen.add(ticket)
             verdict = decide(request, balances.get(request.contract_id), known=request.contract_id in known)
             if verdict.outcome is Outcome.DEDUCTED:
                 balances[request.contract_id] = verdict.balance_after
