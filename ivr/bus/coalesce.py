@@ -13,6 +13,10 @@ entry as it writes any packet, a partial ``send`` included (it keeps the entry's
 nothing about the stream changes but how it is cut. A PUBLISH at QoS 0, whose write is its
 completion, a DISCONNECT, which closes the socket once written, and a packet already partly
 written stay entries of their own, in their place.
+
+Since round 5 a window of publishes (:mod:`ivr.bus.outbound`) and a loop turn's PUBACKs
+(:mod:`ivr.bus.intake`) are queued as one entry each already; what is still merged here are those
+entries and paho's own packets queued beside them.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ needs, each for a reason we measured or were bitten by:
   PUBACKs resolve, taken off the wire by the intake. aiomqtt's ``publish`` costs a task, an
   ``asyncio.Event`` and a ``wait_for`` per message (the outbox relay spent ~130 µs of CPU per
   event that way), and paho's own another ~four objects and a lock (docs/performance.md).
-- **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's ``on_message``, taken
-  one at a time or in batches, instead of through aiomqtt's iterator (a task per message).
+- **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from the intake (below), taken one
+  at a time or in batches, instead of through aiomqtt's iterator (a task per message).
 - **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets, and
   **PUBLISHes taken off the wire** there (:mod:`ivr.bus.intake`) without paho's per-message work,
   their PUBACKs sent together.
