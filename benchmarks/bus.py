@@ -140,7 +140,7 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             while await store.entries_end() < calls:  # noqa: ASYNC110 - the ledgers' progress is in the file
                 await asyncio.sleep(0.01)
             applied = time.perf_counter()
-            while await relay.announced_up_to() < calls:  # noqa: ASYNC110 - the relay's progress is in its file
+            while await relay.relayed_up_to() < calls:  # noqa: ASYNC110 - the relay's progress is in its file
                 await asyncio.sleep(0.01)
             announced = time.perf_counter() - applied
         first, last, after_first = await _applied_span(db)

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ivr.bus.mqtt import forget_session
-from ivr.directory.relayed import LEDGER_PROGRESS_FILE, relayed_up_to
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
-from ivr.load.process import ServiceProcess
+from ivr.load.process import RelayProcess, ServiceProcess
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,28 +71,14 @@ class LedgerProcess(ServiceProcess):
         self.source = source
 
 
-class LedgerRelayProcess(ServiceProcess):
+class LedgerRelayProcess(RelayProcess):
     """`ivr ledger relay`: the events of the ledger on ``db`` published by a process of its own."""
 
-    def __init__(  # noqa: PLR0913 - every option is a keyword
-        self,
-        *,
-        config: BrokerConfig,
-        db: Path,
-        instance: str,
-        root: str = TOPIC_ROOT,
-        log_file: Path | None = None,
-        log_level: str = "warning",
-    ) -> None:
-        """Describe the relay of ``db``; its status topic is named by ``instance``."""
-        command = ["ledger", "--db", str(db), "relay", "--root", root, "--instance", instance]
-        command += ["--log-level", log_level]
-        super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
-        self.progress = db.parent / LEDGER_PROGRESS_FILE
+    progress_file = LEDGER_PROGRESS_FILE
 
-    async def announced_up_to(self) -> int:
-        """The rowid of the last ledger entry whose event the broker acknowledged (its progress file)."""
-        return await relayed_up_to(self.progress)
+    def relay_command(self) -> list[str]:
+        """`ivr ledger --db DB relay`."""
+        return ["ledger", "--db", str(self.db), "relay"]
 
 
 @dataclass(frozen=True, slots=True)

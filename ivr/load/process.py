@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 from ivr.bus.base import ONLINE, status_topic
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import ENV_VAR
-from ivr.directory.relayed import PROGRESS_FILE
+from ivr.directory.relayed import PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
 from ivr.subprocesses import end_process
 
@@ -138,6 +138,9 @@ class ServiceProcess:
 class RelayProcess(ServiceProcess):
     """`ivr relay`: the outbox of the IVR's directory ``db`` published by a process of its own."""
 
+    #: The progress file the relay keeps beside ``db``.
+    progress_file = PROGRESS_FILE
+
     def __init__(  # noqa: PLR0913 - every option is a keyword
         self,
         *,
@@ -149,7 +152,16 @@ class RelayProcess(ServiceProcess):
         log_level: str = "warning",
     ) -> None:
         """Describe the relay of ``db``; its status topic is named by ``instance``."""
-        command = ["relay", "--db", str(db), "--progress", str(db.parent / PROGRESS_FILE), "--root", root]
+        self.db = db
+        self.progress = db.parent / self.progress_file
+        command = [*self.relay_command(), "--progress", str(self.progress), "--root", root]
         command += ["--instance", instance, "--log-level", log_level]
         super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
-        self.db = db
+
+    def relay_command(self) -> list[str]:
+        """The `ivr` command that relays ``db``, before its common options."""
+        return ["relay", "--db", str(self.db)]
+
+    async def relayed_up_to(self) -> int:
+        """How far the relay has published (the last row the broker acknowledged), from its progress file."""
+        return await relayed_up_to(self.progress)

@@ -29,6 +29,22 @@ def ledger_process(config, db, fixture, *, watch_config=None):
     )
 
 
+async def calls_under_kills(system, kills, *, calls, rng, pause):
+    """``calls`` support-code calls, 25 at a time, while each of ``kills`` in turn is SIGKILLed and restarted."""
+
+    async def killer():
+        for process in kills:
+            await asyncio.sleep(rng.uniform(*pause))
+            await process.restart(kill=True)
+
+    async def caller():
+        for _ in range(0, calls, 25):
+            await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(25)))
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(killer(), caller())
+
+
 async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(private_broker, big_world_file, tmp_path):
     """SIGKILL the `ivr ledger` process 3 times while 300 calls deduct: every ticket applied once."""
     config = private_broker.config
@@ -40,18 +56,7 @@ async def test_ledger_killed_with_sigkill_mid_stream_ends_with_exact_balances(pr
     calls, kills = 300, 3
     rng = random.Random(7)
     try:
-
-        async def killer():
-            for _ in range(kills):
-                await asyncio.sleep(rng.uniform(0.2, 0.8))
-                await ledger.restart(kill=True)
-
-        async def caller():
-            for batch in range(0, calls, 25):
-                await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(batch, batch + 25)))
-                await asyncio.sleep(0.05)
-
-        await asyncio.gather(killer(), caller())
+        await calls_under_kills(system, [ledger] * kills, calls=calls, rng=rng, pause=(0.2, 0.8))
         async with asyncio.timeout(WAIT):
             await system.settle()
     finally:
@@ -87,18 +92,7 @@ async def test_a_relayed_ledger_and_its_relay_killed_mid_stream_deduct_once_and_
     rng = random.Random(11)
     try:
         async with collector(config, "ivr/v1/ledger/#", client_id="ledger-watch") as seen:
-
-            async def killer():
-                for process in (ledger, relay, ledger, relay):
-                    await asyncio.sleep(rng.uniform(0.2, 0.6))
-                    await process.restart(kill=True)
-
-            async def caller():
-                for batch in range(0, calls, 25):
-                    await asyncio.gather(*(run_call(system, CODE_CALL) for _ in range(batch, batch + 25)))
-                    await asyncio.sleep(0.05)
-
-            await asyncio.gather(killer(), caller())
+            await calls_under_kills(system, [ledger, relay, ledger, relay], calls=calls, rng=rng, pause=(0.2, 0.6))
             async with asyncio.timeout(WAIT):
                 await system.settle()  # the IVR has heard the ledger's answer to every ticket
         announced = set(seen)
@@ -112,7 +106,7 @@ async def test_a_relayed_ledger_and_its_relay_killed_mid_stream_deduct_once_and_
         report = await store.verify(tickets)
         assert report.ok, report.problems
         assert (await store.deducted()) == {"K-BIG": calls}
-        assert await relay.announced_up_to() == await store.entries_end()
+        assert await relay.relayed_up_to() == await store.entries_end()
         # The relay never marks the ledger's file: every entry is there with its event, and was heard.
         in_file = {json.loads(payload)["id"] for _, _, payload in await store.unsent(10_000)}
         assert len(in_file) == calls
@@ -189,12 +183,12 @@ async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one
             await system.close()
 
 
-def ticket_event(ticket, *, event_id, contract="K-ANNA-STD"):
-    """A valid ivr.ticket.created event asking for one deduction, as IVR "ivr-dup" would send it."""
+def ticket_event(ticket, *, event_id=None, contract="K-ANNA-STD", customer="C-ANNA", source="ivr-dup"):
+    """A valid ivr.ticket.created event asking for one deduction, as IVR ``source`` would send it."""
     return CloudEvent(
-        id=event_id,
+        **({"id": event_id} if event_id else {}),
         type=EventType.TICKET_CREATED.value,
-        source="ivr-dup",
+        source=source,
         subject=f"call-{ticket}",
         time=TUESDAY_10AM.isoformat(),
         sequence=3,
@@ -204,7 +198,7 @@ def ticket_event(ticket, *, event_id, contract="K-ANNA-STD"):
             "caller_kind": "consumer",
             "purpose": "technical",
             "severity": "C",
-            "customer": "C-ANNA",
+            "customer": customer,
             "contract": contract,
             "rule": "R4",
             "deduct": True,
@@ -272,7 +266,11 @@ async def test_two_ledgers_on_a_shared_subscription_deduct_each_ticket_once_from
                 for k, (bus, store) in enumerate(zip(buses, stores, strict=True))
             ]
             tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
-            await feeder.publish_many([("ivr/v1/ticket/created", ticket_created(i)) for i in range(tickets)])
+            events = [
+                ticket_event(f"{2_000_001 + i}", contract="K-BIG", customer="C-BIG", source="ivr-shared").to_json()
+                for i in range(tickets)
+            ]
+            await feeder.publish_many([("ivr/v1/ticket/created", event) for event in events])
             async with asyncio.timeout(WAIT):
                 while sum(consumer.applied for consumer in consumers) < tickets:
                     await asyncio.sleep(0.01)
@@ -288,25 +286,3 @@ async def test_two_ledgers_on_a_shared_subscription_deduct_each_ticket_once_from
     finally:
         for store in stores:
             await store.close()
-
-
-def ticket_created(i: int) -> str:
-    """The ``i``-th deductible ticket of IVR ``ivr-shared`` on K-BIG."""
-    return CloudEvent(
-        type=EventType.TICKET_CREATED.value,
-        source="ivr-shared",
-        subject=f"call-{i}",
-        time="2026-11-17T10:00:00-05:00",
-        sequence=3,
-        data={
-            "ticket": f"{2_000_001 + i}",
-            "method": "support_code",
-            "caller_kind": "consumer",
-            "purpose": "technical",
-            "severity": "C",
-            "customer": "C-BIG",
-            "contract": "K-BIG",
-            "rule": "R4",
-            "deduct": True,
-        },
-    ).to_json()
