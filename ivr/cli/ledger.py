@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ivr.bus.base import wait_unless_ended
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
@@ -138,10 +139,13 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
             service = LedgerService(store=store, source=source)
             consumer = LedgerConsumer(bus=bus, service=service, root=root, announce=announce)
             task = asyncio.create_task(consumer.run())
-            await stop.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                # Until stopped; a consumer that dies (its announcer, its bus) ends the process with its error.
+                await wait_unless_ended(stop, task)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         await store.close()
 

@@ -22,6 +22,7 @@ a third of the ledger's loop (docs/performance.md, round 5).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -99,12 +100,28 @@ class LedgerConsumer:
         return [f"$share/{share}/{topic}" if share else topic]
 
     async def run(self) -> None:
-        """Consume until cancelled or the bus is closed (announcing what a crash left unannounced first)."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._announcer is not None:
-                await stack.enter_async_context(self._announcer)
-            async for batch in self._bus.batches(self._batch):
-                await self._apply(batch)
+        """Consume until cancelled or the bus is closed, announcing as it goes (what a crash left first).
+
+        An announcer that dies of anything but a broker outage (which it waits out) ends the run
+        with its error: a ledger that applies and never announces must not look alive.
+        """
+        if self._announcer is None:
+            await self._consume()
+            return
+        async with self._announcer:
+            consuming = asyncio.create_task(self._consume(), name="ledger-consume")
+            consumed = asyncio.Event()
+            consuming.add_done_callback(lambda _: consumed.set())
+            try:
+                await self._announcer.until_stopped(consumed)
+            finally:
+                consuming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consuming
+
+    async def _consume(self) -> None:
+        async for batch in self._bus.batches(self._batch):
+            await self._apply(batch)
 
     async def _apply(self, batch: list[Delivery]) -> None:
         handled = await self._service.handle(d.payload for d in batch)
