@@ -2,9 +2,9 @@
 
 The ledger is a separate process in production, so a load run measures it as one (its own
 interpreter, its own SQLite file, a persistent MQTT session with manual acks) and the fault tests
-SIGKILL that very process (:class:`~ivr.load.process.ServiceProcess`). A load run also gives the
-ledger's announcements a process of their own, `ivr ledger relay`, as it gives the IVR's outbox
-`ivr relay`.
+SIGKILL that very process (:class:`~ivr.load.process.ServiceProcess`). `ivr ledger relay`, the
+ledger's announcements from a process of their own, runs here too for the ledger's benchmark and
+tests.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["LedgerProcess", "LedgerProcesses", "LedgerRelayProcess", "VerifyResult", "start_ledger", "verify_ledger"]
+__all__ = ["LedgerProcess", "LedgerRelayProcess", "VerifyResult", "start_ledger", "verify_ledger"]
 
 _VERIFY_LINE: Final = re.compile(
     r"ledger verify: (?P<verdict>\w+) \((?P<contracts>\d+) contracts, (?P<deductions>\d+) deductions, "
@@ -81,14 +81,6 @@ class LedgerRelayProcess(RelayProcess):
         return ["ledger", "--db", str(self.db), "relay"]
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerProcesses:
-    """A load run's ledger and the relay of its events."""
-
-    ledger: LedgerProcess
-    relay: LedgerRelayProcess
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyResult:
     """What `ivr ledger verify --directory` said, and its exit status."""
@@ -140,10 +132,11 @@ async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ())
 
 async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keyword
     stack: contextlib.AsyncExitStack, *, config: BrokerConfig, db: Path, workdir: Path, source: str, root: str
-) -> LedgerProcesses:
-    """Start `ivr ledger` and `ivr ledger relay` for a load run on ``workdir/world.yaml``.
+) -> LedgerProcess:
+    """Start `ivr ledger` for a load run on ``workdir/world.yaml``; ``stack`` stops it and drops its session.
 
-    ``stack`` stops both and drops the ledger's session.
+    It announces its events itself: with the IVRs' processes holding both cores, a separate
+    `ivr ledger relay` measured ~4 % fewer calls/s end to end (docs/performance.md, round 5).
     """
     ledger = LedgerProcess(
         config=config,
@@ -153,14 +146,8 @@ async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keywo
         source=f"{source}-ledger",
         root=root,
         log_file=workdir / "ledger.log",
-        announce=False,
-    )
-    relay = LedgerRelayProcess(
-        config=config, db=db, instance=f"{source}-ledger-relay", root=root, log_file=workdir / "ledger-relay.log"
     )
     stack.push_async_callback(forget_session, config, ledger.client_id)
-    stack.push_async_callback(relay.stop)
     stack.push_async_callback(ledger.stop)
-    await ledger.start()  # creates the file the relay reads
-    await relay.start()
-    return LedgerProcesses(ledger, relay)
+    await ledger.start()
+    return ledger

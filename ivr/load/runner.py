@@ -35,7 +35,7 @@ from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
 from ivr.events import TOPIC_ROOT
 from ivr.load.launch import Launcher
-from ivr.load.ledger import LedgerProcesses, start_ledger, verify_ledger
+from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
 from ivr.load.mix import default_mix
 from ivr.load.plan import Planner
@@ -139,7 +139,7 @@ class _LoadRun:
         options, report = self.options, self.report
         source = f"load-{uuid.uuid4().hex[:8]}"
         ledger_db = options.ledger_db or self.workdir / "ledger.db"
-        ledger: LedgerProcesses | None = None
+        ledger: LedgerProcess | None = None
         if not options.ledger_running:
             ledger = await start_ledger(
                 stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.root
@@ -199,8 +199,7 @@ class _LoadRun:
         await answers.wait_answered(len(deductible), _ANSWER_WAIT)
         report.rss_mb = {
             "ivr": peak_rss_mb(),
-            "ledger": vm_hwm_mb(ledger.ledger.pid) if ledger else None,
-            "ledger_relay": vm_hwm_mb(ledger.relay.pid) if ledger else None,
+            "ledger": vm_hwm_mb(ledger.pid) if ledger else None,
             "relay": vm_hwm_mb(relay.pid) if relay else None,
             "broker": vm_hwm_mb(listener_pid(self.config.host, self.config.port))
             if self.config.host == LOOPBACK
@@ -210,8 +209,7 @@ class _LoadRun:
         if relay is not None:
             await relay.stop()
         if ledger is not None:
-            await ledger.relay.stop()
-            await ledger.ledger.stop()
+            await ledger.stop()
         if ledger is not None or options.ledger_db is not None:
             verdict = await verify_ledger(ledger_db, directory=self.workdir / "ivr.db")
             report.verify = verdict.for_report(own_ledger=ledger is not None)

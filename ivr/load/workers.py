@@ -72,12 +72,10 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
             )
         )
         report = _combine(options, config, reports)
-        report.rss_mb["ledger"] = vm_hwm_mb(ledger.ledger.pid) if ledger else None
-        report.rss_mb["ledger_relay"] = vm_hwm_mb(ledger.relay.pid) if ledger else None
+        report.rss_mb["ledger"] = vm_hwm_mb(ledger.pid) if ledger else None
         report.rss_mb["broker"] = vm_hwm_mb(listener_pid(config.host, config.port)) if config.host == LOOPBACK else None
         if ledger is not None:
-            await ledger.relay.stop()
-            await ledger.ledger.stop()
+            await ledger.stop()
         if ledger is not None or options.ledger_db is not None:
             [first, *others] = [run / "ivr.db" for run in runs]
             verdict = await verify_ledger(ledger_db, directory=first, more=others)
