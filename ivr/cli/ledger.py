@@ -76,7 +76,8 @@ def ledger(ctx: click.Context, db: Path) -> None:
     "--announce/--no-announce",
     default=True,
     show_default=True,
-    help="Publish the ledger events from this process, or leave them to `ivr ledger relay`.",
+    help="Publish the ledger events from this process, or leave them to `ivr ledger relay`. A file "
+    "announced by a relay and then by its ledger again gets everything announced again (same event ids).",
 )
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="info", show_default=True)
@@ -100,6 +101,10 @@ def run(  # noqa: PLR0913 - one keyword per option
         world = load_world(fixture)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        LedgerConsumer.subscriptions(root, share)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--share") from exc
     config = broker or parse_broker_url(_DEFAULT_BROKER)
     db.parent.mkdir(parents=True, exist_ok=True)
     opening = {c.id: c.incidents for c in world.contracts.values()}

@@ -97,7 +97,12 @@ class LedgerConsumer:
         message to one of the ledgers subscribed under that name, all applying to one file.
         """
         topic = topic_for(EventType.TICKET_CREATED, root=root)
-        return [f"$share/{share}/{topic}" if share else topic]
+        if share is None:
+            return [topic]
+        if not share or any(c in share for c in "/+#"):
+            msg = f"a share name is one topic level, not {share!r}"
+            raise ValueError(msg)
+        return [f"$share/{share}/{topic}"]
 
     async def run(self) -> None:
         """Consume until cancelled or the bus is closed, announcing as it goes (what a crash left first).

@@ -36,3 +36,12 @@ async def test_an_announcer_that_dies_ends_the_run_with_its_error(tmp_path, monk
                 running.result()
     finally:
         await store.close()
+
+
+def test_a_shared_subscription_is_one_topic_level_under_share():
+    """``--share GROUP`` subscribes to ``$share/GROUP/<topic>``; a name that is not one topic level is refused."""
+    assert LedgerConsumer.subscriptions("t/v1", "ledgers") == ["$share/ledgers/t/v1/ticket/created"]
+    assert LedgerConsumer.subscriptions("t/v1") == ["t/v1/ticket/created"]
+    for bad in ("", "a/b", "a+", "#"):
+        with pytest.raises(ValueError, match="one topic level"):
+            LedgerConsumer.subscriptions("t/v1", bad)
