@@ -76,6 +76,11 @@ class LedgerRelayProcess(RelayProcess):
 
     progress_file = LEDGER_PROGRESS_FILE
 
+    @property
+    def name(self) -> str:
+        """`ivr ledger relay`, as messages name it."""
+        return "`ivr ledger relay`"
+
     def relay_command(self) -> list[str]:
         """`ivr ledger --db DB relay`."""
         return ["ledger", "--db", str(self.db), "relay"]
