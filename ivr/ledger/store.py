@@ -99,10 +99,10 @@ class LedgerStore:
     """Balances and entries in one SQLite file; see the module docstring for the guarantees.
 
     The connection has a thread of its own for the long waits: the write lock (another ledger's
-    commit), each commit's sync, and the reads and small writes of the other methods. A batch's
-    reading, deciding and writing run on the loop's thread between its BEGIN and its COMMIT, as
-    the directory's writes do: sqlite3 gives the GIL up around every row, and a thread taking it
-    back from a busy loop waits for it each time. With aiosqlite a batch was eight hops, each
+    commit), each commit's sync, and the reads of the other methods. Every write transaction's
+    work (a batch's reading, deciding and writing) runs on the loop's thread between its BEGIN and
+    its COMMIT, as the directory's writes do: sqlite3 gives the GIL up around every row, and a
+    thread taking it back from a busy loop waits for it each time. With aiosqlite a batch was eight hops, each
     waiting for the loop to finish whatever it was doing: the write lock was held ~85 µs a
     deduction for ~40 µs of SQL (docs/performance.md, round 5). One lock makes every call run
     alone and in order, so the announcer's commit never lands inside a batch's transaction nor its
@@ -128,7 +128,7 @@ class LedgerStore:
         return cls(conn, thread)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401 - passed through to ``fn``
-        """``fn(*args)`` on the store's thread, alone (see :meth:`apply`)."""
+        """``fn(*args)`` on the store's thread, alone (see :meth:`_write`)."""
         async with self._lock:
             return await self._run(fn, *args)
 
@@ -144,7 +144,7 @@ class LedgerStore:
     async def load_opening(self, incidents: Mapping[str, int | None]) -> None:
         """Opening balances by contract (``None``: unlimited); contracts already known keep theirs."""
         rows = [(c, n, n) for c, n in incidents.items()]
-        await self._call(self._transaction, lambda: self._conn.executemany(_OPENING, rows))
+        await self._write(lambda: self._conn.executemany(_OPENING, rows))
 
     async def apply(self, requests: Iterable[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
         """Apply a batch in one transaction; return the ledger events of what was new.
@@ -157,34 +157,30 @@ class LedgerStore:
         if not batch:
             return []
         ids = [ledger_event_id(r) for r in batch]  # before the write lock: see ledger_event
+        return await self._write(lambda: self._apply_locked(batch, ids, source=source, now=now))
+
+    async def _write(self, work: Callable[[], T]) -> T:
+        """``work()`` in one write transaction; anything that fails rolls back.
+
+        Waiting for the write lock (another ledger's commit) and the commit's sync are the long
+        waits: on the store's thread, each seen through to its end even if the caller is cancelled
+        meanwhile. ``work`` (reading, deciding, writing) runs here, on the loop's thread. The write
+        lock is taken before reading: two ledgers on one file must not both read the last incident
+        as available.
+        """
         async with self._lock:
-            # Waiting for the write lock (another ledger's commit) and the commit's sync are the
-            # long waits: on the store's thread, each seen through to its end even if the caller
-            # is cancelled meanwhile. Reading, deciding and writing run here, on the loop's thread.
             try:
                 await _whole(self._run(self._conn.execute, "BEGIN IMMEDIATE"))
-                events = self._apply_locked(batch, ids, source=source, now=now)
+                done = work()
                 await _whole(self._run(self._conn.execute, "COMMIT"))
             except BaseException:
                 await _whole(self._run(self._rollback))
                 raise
-        return events
+        return done
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-
-    def _transaction(self, work: Callable[[], T]) -> T:
-        """``work()`` in one write transaction, on the store's thread; anything that fails rolls back."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = work()
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return done
 
     def _apply_locked(
         self, batch: list[DeductionRequest], ids: list[str], *, source: str, now: str
@@ -251,7 +247,7 @@ class LedgerStore:
     async def mark_sent(self, rowids: Iterable[int], at: str) -> None:
         """The broker acknowledged these ledger events."""
         rows = [(at, r) for r in rowids]
-        await self._call(self._transaction, lambda: self._conn.executemany(_MARK_SENT, rows))
+        await self._write(lambda: self._conn.executemany(_MARK_SENT, rows))
 
     async def entries_end(self) -> int:
         """The rowid of the newest entry (0 when none): how far a relay must get to have announced all."""
