@@ -37,10 +37,13 @@ if TYPE_CHECKING:
 
     from ivr.bus.base import Bus
 
-__all__ = ["DEFAULT_BATCH", "Outbox", "OutboxPublisher"]
+__all__ = ["BULK_BATCH", "DEFAULT_BATCH", "Outbox", "OutboxPublisher"]
 
 #: Rows published at once; matches the MQTT bus's default in-flight window.
 DEFAULT_BATCH: Final = 100
+#: Rows read, published and marked per round by a publisher that drains many at once (the relays,
+#: the ledger's announcer): published the bus's window at a time, marked in one transaction.
+BULK_BATCH: Final = 1000
 
 log = structlog.get_logger("ivr.bus.publisher")
 

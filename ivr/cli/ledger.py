@@ -20,7 +20,7 @@ from ivr.bus.base import wait_unless_ended
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
-from ivr.cli.relay import POLL, run_relay
+from ivr.cli.relay import POLL, relay_options, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE
 from ivr.directory.sqlite import Directory
@@ -156,14 +156,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
 
 
 @ledger.command(name="relay")
-@click.option(
-    "--progress",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help=f"The relay's own file: how far the events are published [default: {LEDGER_PROGRESS_FILE} beside --db].",
-)
-@broker_option(help_text="Broker to publish to.", default=_DEFAULT_BROKER)
-@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
-@click.option("--instance", default="ivr-ledger-relay", show_default=True, help="Name of the retained status topic.")
+@relay_options(progress_file=LEDGER_PROGRESS_FILE, instance="ivr-ledger-relay", broker_default=_DEFAULT_BROKER)
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_obj

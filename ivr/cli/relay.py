@@ -15,39 +15,56 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ivr.bus.mqtt import MqttBus
-from ivr.bus.publisher import OutboxPublisher
+from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
 from ivr.directory.relayed import OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
 
-__all__ = ["POLL", "RELAY_BATCH", "relay", "run_relay"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["POLL", "relay", "relay_options", "run_relay"]
 
 _DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
-#: Outbox rows read, published and marked per round: published 100 in flight at a time (the bus's
-#: window, where aiomqtt's raw ceiling is highest too), marked sent in one transaction.
-RELAY_BATCH = 1000
 #: Seconds between looks at an idle outbox, unless told otherwise.
 POLL = 0.005
+
+
+def relay_options(
+    *, progress_file: str, instance: str, broker_default: str | None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options every relay command takes: its progress file, the broker, the topic root, its status name."""
+    options = [
+        click.option(
+            "--progress",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help=f"The relay's own file: how far it has published [default: {progress_file} beside --db].",
+        ),
+        broker_option(help_text="Broker to publish to.", default=broker_default),
+        click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under."),
+        click.option("--instance", default=instance, show_default=True, help="Name of the retained status topic."),
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @click.command()
 @click.option(
     "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The IVR's directory (ivr.db)."
 )
-@click.option(
-    "--progress",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help=f"The relay's own file: how far the outbox is published [default: {PROGRESS_FILE} beside --db].",
-)
-@broker_option(help_text="Broker to publish to.", default=None)
-@click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under.")
-@click.option("--instance", default="ivr-relay", show_default=True, help="Name of the retained status topic.")
+@relay_options(progress_file=PROGRESS_FILE, instance="ivr-relay", broker_default=None)
 @click.option(
     "--poll",
     default=POLL,
@@ -89,7 +106,7 @@ async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledg
     try:
         async with (
             MqttBus(config=config, instance=instance, topic_root=root) as bus,
-            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=RELAY_BATCH) as publisher,
+            OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=BULK_BATCH) as publisher,
         ):
             # A publisher that died (not a broker outage: those it waits out) must not leave a
             # relay that looks alive and publishes nothing: its error ends the process.

@@ -32,21 +32,19 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from ivr.bus.base import BusError, deadletter_topic
-from ivr.bus.publisher import OutboxPublisher
+from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
 from ivr.events import TOPIC_ROOT, EventType, topic_for
 
 if TYPE_CHECKING:
     from ivr.bus.base import Bus, Delivery
     from ivr.ledger.service import DeadLetter, LedgerService
 
-__all__ = ["ANNOUNCE_BATCH", "DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
+__all__ = ["DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
 
 #: Deliveries committed in one transaction at most. A commit's sync costs ~5 ms whatever its size:
 #: 20 µs a row at 500 rows, 12 µs at 2,000 (docs/performance.md, round 5). A batch is what has
 #: arrived, so a quiet ledger still commits each message at once.
 DEFAULT_BATCH: Final = 2000
-#: Ledger events read, published (the bus's window at a time) and marked per round.
-ANNOUNCE_BATCH: Final = 1000
 
 log = structlog.get_logger("ivr.ledger")
 
@@ -82,9 +80,7 @@ class LedgerConsumer:
         self._root = root
         self._batch = batch
         self._announcer = (
-            OutboxPublisher(directory=service.store, bus=bus, topic_prefix=root, batch=ANNOUNCE_BATCH)
-            if announce
-            else None
+            OutboxPublisher(directory=service.store, bus=bus, topic_prefix=root, batch=BULK_BATCH) if announce else None
         )
         self.applied = 0  # deliveries committed and acked, for progress and tests
         self.dead = 0
