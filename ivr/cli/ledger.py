@@ -22,12 +22,12 @@ from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
 from ivr.cli.relay import POLL, relay_options, run_relay
 from ivr.directory.fixtures import load_world
-from ivr.directory.relayed import LEDGER_PROGRESS_FILE
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
 from ivr.directory.sqlite import Directory
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import UNSENT, Entry, LedgerStore, VerifyReport
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerStore, VerifyReport
 from ivr.logs import LogFormat, configure
 from ivr.yamlsrc import SourceError
 
@@ -177,7 +177,7 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
     """
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(_DEFAULT_BROKER)
-    rows = UNSENT.format(after="rowid > ?")
+    rows = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
     where = progress or db.parent / LEDGER_PROGRESS_FILE
     asyncio.run(run_relay(_existing(db), where, config, root=root, instance=instance, poll=POLL, rows=rows))
 

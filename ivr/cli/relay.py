@@ -30,6 +30,8 @@ from ivr.logs import LogFormat, configure
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ivr.directory.relayed import RowsQuery
+
 __all__ = ["POLL", "relay", "relay_options", "run_relay"]
 
 _DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -95,7 +97,14 @@ def relay(  # noqa: PLR0913 - one keyword per option
 
 
 async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledger relay`
-    db: Path, progress: Path, config: BrokerConfig, *, root: str, instance: str, poll: float, rows: str = OUTBOX_ROWS
+    db: Path,
+    progress: Path,
+    config: BrokerConfig,
+    *,
+    root: str,
+    instance: str,
+    poll: float,
+    rows: RowsQuery = OUTBOX_ROWS,
 ) -> None:
     """Publish ``db``'s rows (read with ``rows``, see :class:`RelayedOutbox`) until SIGINT or SIGTERM."""
     directory = await RelayedOutbox.open(db, progress, rows=rows)

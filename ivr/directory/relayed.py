@@ -11,32 +11,44 @@ publisher marks only an unbroken prefix of the outbox, in order.
 The IVR's own ``sent_at`` column stays empty for a relayed outbox; the progress file is the record.
 
 The ledger's file is relayed the same way (`ivr ledger relay`): its entries are an outbox in
-rowid order, read with :data:`ivr.ledger.store.UNSENT`.
+rowid order, read with :data:`ivr.ledger.store.UNSENT` and the SQL functions it calls.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
 
 import aiosqlite
 
-from ivr.events import topic_for
-
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from ivr.directory.sqlite import OutboxRow
 
-__all__ = ["LEDGER_PROGRESS_FILE", "OUTBOX_ROWS", "PROGRESS_FILE", "RelayedOutbox", "relayed_up_to"]
+__all__ = ["LEDGER_PROGRESS_FILE", "OUTBOX_ROWS", "PROGRESS_FILE", "RelayedOutbox", "RowsQuery", "relayed_up_to"]
 
 #: The relay's progress file, beside the directory it relays, unless told otherwise.
 PROGRESS_FILE = "relay.db"
 #: `ivr ledger relay`'s progress file, beside the ledger's file unless told otherwise.
 LEDGER_PROGRESS_FILE = "ledger-relay.db"
 
+
+@dataclass(frozen=True, slots=True)
+class RowsQuery:
+    """How a relay reads the rows after its high-water mark.
+
+    ``sql`` gives ``(seq, topic, payload)`` in order (parameters: the mark, the limit); it may call
+    ``functions``, ``(name, arguments, function)``, registered on the relay's connection.
+    """
+
+    sql: str
+    functions: tuple[tuple[str, int, Callable[..., Any]], ...] = ()
+
+
 #: The IVR's outbox after the high-water mark, in order.
-OUTBOX_ROWS = "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+OUTBOX_ROWS = RowsQuery("SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
 
 _PROGRESS = "CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, at TEXT)"
 
@@ -44,7 +56,9 @@ _PROGRESS = "CREATE TABLE IF NOT EXISTS progress (id INTEGER PRIMARY KEY CHECK (
 class RelayedOutbox:
     """The :class:`~ivr.bus.publisher.Outbox` of `ivr relay`: rows after the high-water mark, in order."""
 
-    def __init__(self, outbox: aiosqlite.Connection, progress: aiosqlite.Connection, high: int, rows: str) -> None:
+    def __init__(
+        self, outbox: aiosqlite.Connection, progress: aiosqlite.Connection, high: int, rows: RowsQuery
+    ) -> None:
         """Wrap the open connections; use :meth:`open`."""
         self._outbox = outbox
         self._progress = progress
@@ -52,14 +66,11 @@ class RelayedOutbox:
         self._rows = rows
 
     @classmethod
-    async def open(cls, directory: Path, progress: Path, *, rows: str = OUTBOX_ROWS) -> Self:
-        """Read ``directory``'s outbox; keep what was published in ``progress`` (created if need be).
-
-        ``rows`` is the query of the rows after a high-water mark, ``(seq, topic, payload)`` in
-        order (parameters: the mark, the limit); it may call :func:`ivr.events.topic_for`.
-        """
+    async def open(cls, directory: Path, progress: Path, *, rows: RowsQuery = OUTBOX_ROWS) -> Self:
+        """Read ``directory``'s outbox with ``rows``; keep what was published in ``progress`` (created if need be)."""
         outbox = await aiosqlite.connect(_read_only(directory), uri=True)
-        await outbox.create_function("topic_for", 1, topic_for, deterministic=True)
+        for name, arguments, function in rows.functions:
+            await outbox.create_function(name, arguments, function, deterministic=True)
         store = await aiosqlite.connect(str(progress))
         await store.execute("PRAGMA journal_mode=WAL")
         await store.execute(_PROGRESS)
@@ -74,7 +85,7 @@ class RelayedOutbox:
 
     async def unsent(self, limit: int) -> list[OutboxRow]:
         """The oldest rows after the last one the broker acknowledged."""
-        rows = await self._outbox.execute_fetchall(self._rows, (self._high, limit))
+        rows = await self._outbox.execute_fetchall(self._rows.sql, (self._high, limit))
         return [(row[0], row[1], row[2]) for row in rows]
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:

@@ -4,7 +4,7 @@ The order is what makes it exactly-once over an at-least-once bus:
 
 1. take every delivery that has arrived (up to ``batch``) — one transaction for all of them;
 2. commit the batch (:class:`~ivr.ledger.service.LedgerService`): a redelivered event finds its
-   entry and changes nothing; each entry keeps the ledger event that announces it;
+   entry and changes nothing; each entry keeps what the ledger event that announces it is made of;
 3. dead-letter the malformed; a failure here stops before the acks;
 4. acknowledge the batch (paho's manual ack) — only after the commit, so a crash before it means
    redelivery, never loss;
@@ -126,7 +126,7 @@ class LedgerConsumer:
 
     async def _apply(self, batch: list[Delivery]) -> None:
         handled = await self._service.handle(d.payload for d in batch)
-        if handled.events and self._announcer is not None:
+        if handled.verdicts and self._announcer is not None:
             self._announcer.notify()
         try:
             dead_topic = deadletter_topic(root=self._root)
@@ -142,4 +142,4 @@ class LedgerConsumer:
             delivery.ack()
         self.applied += len(batch)
         self.dead += len(handled.dead)
-        log.info("batch applied", size=len(batch), events=len(handled.events), dead=len(handled.dead))
+        log.info("batch applied", size=len(batch), new=len(handled.verdicts), dead=len(handled.dead))

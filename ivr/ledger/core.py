@@ -21,6 +21,7 @@ __all__ = [
     "Outcome",
     "Verdict",
     "decide",
+    "event_type",
     "ledger_event",
     "ledger_event_id",
     "request_from",
@@ -104,11 +105,16 @@ def ledger_event_id(request: DeductionRequest) -> str:
     return stable_id(_LEDGER_NS, request.key)
 
 
-def ledger_event(verdict: Verdict, *, event_id: str, source: str, time: str) -> CloudEvent:
-    """The event announcing a verdict, with the id :func:`ledger_event_id` gave its request.
+def event_type(outcome: Outcome) -> EventType:
+    """The type of the event announcing a verdict of this outcome."""
+    return EventType.LEDGER_INCIDENT_DEDUCTED if outcome is Outcome.DEDUCTED else EventType.LEDGER_DEDUCTION_REJECTED
 
-    The id is made apart because it needs no decision: the store makes it before it takes the
-    file's write lock, and everything done under that lock is time other ledgers wait.
+
+def ledger_event(verdict: Verdict, *, source: str, time: str) -> CloudEvent:
+    """The event announcing a verdict: ``source`` names the ledger, ``time`` when it applied it.
+
+    Everything in it comes from the verdict, its request and those two, which is why the store
+    keeps only them and builds the event when it is announced (:mod:`ivr.ledger.store`).
     """
     request = verdict.request
     deducted = verdict.outcome is Outcome.DEDUCTED
@@ -122,8 +128,8 @@ def ledger_event(verdict: Verdict, *, event_id: str, source: str, time: str) -> 
     if not deducted:
         data["reason"] = verdict.reason
     return CloudEvent(
-        id=event_id,
-        type=EventType.LEDGER_INCIDENT_DEDUCTED if deducted else EventType.LEDGER_DEDUCTION_REJECTED,
+        id=ledger_event_id(request),
+        type=event_type(verdict.outcome),
         source=source,
         subject=request.call_id,
         time=time,

@@ -1,8 +1,8 @@
 """The ledger's work on a batch of incoming messages, whatever carried them.
 
 Transport-free: the MQTT consumer (`ivr ledger`) and the in-process link used by unit tests both
-hand raw payloads to :meth:`LedgerService.handle` and act on its answer: publish the ledger events,
-dead-letter the malformed, and only then acknowledge the batch.
+hand raw payloads to :meth:`LedgerService.handle` and act on its answer: dead-letter the malformed,
+then acknowledge the batch; the ledger events announcing the verdicts are read from the store.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ivr.events import CloudEvent
+    from ivr.ledger.core import Verdict
     from ivr.ledger.store import LedgerStore
 
 __all__ = ["DeadLetter", "Handled", "LedgerService"]
@@ -36,7 +36,7 @@ class DeadLetter:
 class Handled:
     """What one batch produced."""
 
-    events: list[CloudEvent] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)  # of the requests new to the ledger, in order
     dead: list[DeadLetter] = field(default_factory=list)
     ignored: int = 0  # well-formed events that ask for no deduction, or not from our IVR
 
@@ -70,5 +70,5 @@ class LedgerService:
             else:
                 requests.append(request)
         now = datetime.now(UTC).isoformat()
-        handled.events = await self.store.apply(requests, source=self.source, now=now)
+        handled.verdicts = await self.store.apply(requests, source=self.source, now=now)
         return handled

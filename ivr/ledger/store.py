@@ -4,10 +4,16 @@ One writer task owns a store (the ledger is a single consumer), and applies requ
 the measured cost here is ~2,800 commits/s one row at a time against ~78,000 rows/s at 100 rows
 per transaction, so a batch is decided in memory and committed at once. An entry is keyed by the
 triggering event's ``source`` + ``id``, and a ticket can hold one deduction at most, so a
-redelivered or re-sent event finds its entry and changes nothing. The entry also keeps the ledger
-event that announces it, so a crash between commit and publish is repaired by publishing, on
-restart, what was not yet published: marked on the entry when the ledger announces in its own
-process, or one high-water mark in the file of `ivr ledger relay` when that process announces.
+redelivered or re-sent event finds its entry and changes nothing. The entry also holds everything
+the ledger event that announces it is made of (the request, the verdict, the ledger's name, the
+time), so a crash between commit and publish is repaired by publishing, on restart, what was not
+yet published: marked on the entry when the ledger announces in its own process, or one
+high-water mark in the file of `ivr ledger relay` when that process announces.
+
+The announcement is built when it is read to be published (:data:`UNSENT`, by SQL functions of
+:data:`ANNOUNCEMENT_FUNCTIONS`), not stored with the entry: its ~450 bytes of JSON, made and
+written inside the batch's transaction, were ~30 % of the time the file's write lock was held,
+the lock two ledgers on one file take turns at (docs/performance.md, round 6).
 """
 
 from __future__ import annotations
@@ -20,45 +26,97 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from ivr.events import topic_for
-from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, ledger_event, ledger_event_id
+from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, event_type, ledger_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
 
-    from ivr.events import CloudEvent
-
-__all__ = ["UNSENT", "Entry", "LedgerStore", "VerifyReport"]
+__all__ = ["ANNOUNCEMENT_FUNCTIONS", "UNSENT", "Entry", "LedgerStore", "VerifyReport"]
 
 T = TypeVar("T")
 
-_SCHEMA: Final = """
+_ENTRIES: Final = """
+CREATE TABLE IF NOT EXISTS {name} (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL, call_id TEXT NOT NULL,
+    contract_id TEXT NOT NULL, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    balance_after INTEGER, applied_at TEXT NOT NULL, ledger TEXT NOT NULL, published_at TEXT);
+"""
+
+_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS contracts (
     id TEXT PRIMARY KEY, opening INTEGER, balance INTEGER,
     CHECK (balance IS NULL OR balance >= 0));
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL, call_id TEXT NOT NULL,
-    contract_id TEXT NOT NULL, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
-    balance_after INTEGER, applied_at TEXT NOT NULL, event TEXT NOT NULL, published_at TEXT);
+"""
+    + _ENTRIES.format(name="entries")
+    + """
 CREATE UNIQUE INDEX IF NOT EXISTS entries_ticket ON entries (source, ticket_id);
 -- entries_contract (contract_id, applied_at), made until round 5: no query used it, and every
 -- insert paid for it under the write lock.
 DROP INDEX IF EXISTS entries_contract;
 CREATE INDEX IF NOT EXISTS entries_unpublished ON entries (applied_at) WHERE published_at IS NULL;
 """
+)
 
+#: Files made before round 6 kept each entry's announcement whole, in ``event``: the entries move
+#: to a table of today's shape, rowids kept (a relay's high-water mark is one), the ledger's name
+#: taken from the stored announcement. One transaction: a crash leaves the old table as it was.
+_MIGRATE_EVENT_COLUMN: Final = (
+    _ENTRIES.format(name="entries_new")  # noqa: S608 - constant text: no value is interpolated
+    + """
+INSERT INTO entries_new (rowid, key, source, event_id, call_id, contract_id, ticket_id, outcome, reason,
+                         balance_after, applied_at, ledger, published_at)
+    SELECT rowid, key, source, event_id, call_id, contract_id, ticket_id, outcome, reason, balance_after,
+           applied_at, json_extract(event, '$.source'), published_at
+    FROM entries ORDER BY rowid;
+DROP TABLE entries;
+ALTER TABLE entries_new RENAME TO entries;
+"""
+)
+
+
+def _announcement_topic(outcome: str) -> str:
+    return topic_for(event_type(Outcome(outcome)))
+
+
+def _announcement(  # noqa: PLR0913, PLR0917 - SQLite passes one positional argument per column
+    source: str,
+    event_id: str,
+    call_id: str,
+    contract_id: str,
+    ticket_id: str,
+    outcome: str,
+    reason: str | None,
+    balance_after: int | None,
+    applied_at: str,
+    ledger: str,
+) -> str:
+    request = DeductionRequest(
+        source=source, event_id=event_id, call_id=call_id, contract_id=contract_id, ticket_id=ticket_id
+    )
+    verdict = Verdict(request=request, outcome=Outcome(outcome), balance_after=balance_after, reason=reason)
+    return ledger_event(verdict, source=ledger, time=applied_at).to_json()
+
+
+#: The SQL functions :data:`UNSENT` calls, ``(name, arguments, function)``: registered on every
+#: connection that reads it, the store's own and `ivr ledger relay`'s.
+ANNOUNCEMENT_FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., str]], ...]] = (
+    ("announcement_topic", 1, _announcement_topic),
+    ("announcement", 10, _announcement),
+)
 
 #: The ledger events to announce, in commit order (rowid: entries are only ever inserted, one
-#: writer at a time), with their topics. ``{after}`` says which: not yet marked published here, or
-#: after a relay's high-water mark (`ivr ledger relay`). ``topic_for`` is
-#: :func:`ivr.events.topic_for`, registered on each connection that reads this.
+#: writer at a time), with their topics, built from the entries' columns. ``{after}`` says which:
+#: not yet marked published here, or after a relay's high-water mark (`ivr ledger relay`).
 UNSENT: Final = (
-    "SELECT rowid, topic_for(json_extract(event, '$.type')), event FROM entries WHERE {after} ORDER BY rowid LIMIT ?"
+    "SELECT rowid, announcement_topic(outcome), announcement(source, event_id, call_id, contract_id, ticket_id, "
+    "outcome, reason, balance_after, applied_at, ledger) FROM entries WHERE {after} ORDER BY rowid LIMIT ?"
 )
 
 _INSERT: Final = (
     "INSERT INTO entries (key, source, event_id, call_id, contract_id, ticket_id, outcome, reason, balance_after, "
-    "applied_at, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "applied_at, ledger) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OPENING: Final = "INSERT OR IGNORE INTO contracts VALUES (?, ?, ?)"
 _MARK_SENT: Final = "UPDATE entries SET published_at = ? WHERE rowid = ?"
@@ -146,18 +204,18 @@ class LedgerStore:
         rows = [(c, n, n) for c, n in incidents.items()]
         await self._write(lambda: self._conn.executemany(_OPENING, rows))
 
-    async def apply(self, requests: Iterable[DeductionRequest], *, source: str, now: str) -> list[CloudEvent]:
-        """Apply a batch in one transaction; return the ledger events of what was new.
+    async def apply(self, requests: Iterable[DeductionRequest], *, source: str, now: str) -> list[Verdict]:
+        """Apply a batch in one transaction; return the verdicts of what was new, in order.
 
         A request whose key, or whose ticket, already has an entry is a duplicate: no change, no
-        event. Requests racing for a contract's last incident are decided in arrival order, so the
-        first is deducted and the others rejected.
+        verdict. Requests racing for a contract's last incident are decided in arrival order, so
+        the first is deducted and the others rejected. ``source`` names this ledger in the events
+        that will announce the verdicts, ``now`` is when it applied them.
         """
         batch = list(requests)
         if not batch:
             return []
-        ids = [ledger_event_id(r) for r in batch]  # before the write lock: see ledger_event
-        return await self._write(lambda: self._apply_locked(batch, ids, source=source, now=now))
+        return await self._write(lambda: self._apply_locked(batch, source=source, now=now))
 
     async def _write(self, work: Callable[[], T]) -> T:
         """``work()`` in one write transaction; anything that fails rolls back.
@@ -182,14 +240,12 @@ class LedgerStore:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def _apply_locked(
-        self, batch: list[DeductionRequest], ids: list[str], *, source: str, now: str
-    ) -> list[CloudEvent]:
+    def _apply_locked(self, batch: list[DeductionRequest], *, source: str, now: str) -> list[Verdict]:
         balances, known = self._balances_for({r.contract_id for r in batch})
         seen = self._existing(batch)
         rows: list[tuple[Any, ...]] = []
-        events: list[CloudEvent] = []
-        for request, event_id in zip(batch, ids, strict=True):
+        verdicts: list[Verdict] = []
+        for request in batch:
             key, ticket = request.key, (request.source, request.ticket_id)
             if key in seen or ticket in seen:
                 continue
@@ -198,15 +254,14 @@ class LedgerStore:
             verdict = decide(request, balances.get(request.contract_id), known=request.contract_id in known)
             if verdict.outcome is Outcome.DEDUCTED:
                 balances[request.contract_id] = verdict.balance_after
-            event = ledger_event(verdict, event_id=event_id, source=source, time=now)
-            events.append(event)
-            rows.append(_entry_row(verdict, now, event))
+            verdicts.append(verdict)
+            rows.append(_entry_row(verdict, now, source))
         self._conn.executemany(_INSERT, rows)
         self._conn.executemany(
             "UPDATE contracts SET balance = ? WHERE id = ?",
             [(b, c) for c, b in balances.items() if c in known],
         )
-        return events
+        return verdicts
 
     def _balances_for(self, contracts: set[str]) -> tuple[dict[str, int | None], set[str]]:
         marks = ",".join("?" * len(contracts))
@@ -327,12 +382,14 @@ async def _whole(done: asyncio.Future[T]) -> T:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    """The store's connection, made on its thread: WAL, a sync per commit, the schema, ``topic_for``."""
+    """The store's connection, made on its thread: WAL, a sync per commit, the schema, the announcement's functions."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        conn.create_function("topic_for", 1, topic_for, deterministic=True)
+        for name, arguments, function in ANNOUNCEMENT_FUNCTIONS:
+            conn.create_function(name, arguments, function, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a deduction acked to the broker must survive a crash
+        _migrate(conn)
         conn.executescript(_SCHEMA)
     except BaseException:
         conn.close()
@@ -340,7 +397,22 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _entry_row(verdict: Verdict, now: str, event: CloudEvent) -> tuple[Any, ...]:
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file of an earlier shape to today's (:data:`_MIGRATE_EVENT_COLUMN`); a new file is left to the schema."""
+    conn.execute("BEGIN IMMEDIATE")  # two ledgers opening one old file: the second finds it migrated
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+        if "event" in columns:
+            for statement in _MIGRATE_EVENT_COLUMN.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _entry_row(verdict: Verdict, now: str, ledger: str) -> tuple[Any, ...]:
     request = verdict.request
     return (
         request.key,
@@ -353,5 +425,5 @@ def _entry_row(verdict: Verdict, now: str, event: CloudEvent) -> tuple[Any, ...]
         verdict.reason,
         verdict.balance_after,
         now,
-        event.to_json(),
+        ledger,
     )

@@ -100,12 +100,13 @@ async def test_ledger_events_are_valid(tmp_path):
             )
             for n, contract in enumerate(["K-ONE", "K-ONE", "K-NOWHERE", "K-UNLIMITED"])
         ]
-        events = await store.apply(requests, source="ivr-1-ledger", now=datetime.now(UTC).isoformat())
+        await store.apply(requests, source="ivr-1-ledger", now=datetime.now(UTC).isoformat())
+        events = [json.loads(payload) for _, _, payload in await store.unsent()]  # as the announcer reads them
     finally:
         await store.close()
     for event in events:
-        validate(json.loads(event.to_json()))
-    assert {e.type for e in events} == {EventType.LEDGER_INCIDENT_DEDUCTED, EventType.LEDGER_DEDUCTION_REJECTED}
+        validate(event)
+    assert {e["type"] for e in events} == {EventType.LEDGER_INCIDENT_DEDUCTED, EventType.LEDGER_DEDUCTION_REJECTED}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ivr.events import EventType
+from ivr.ledger.core import Outcome
 from ivr.ledger.service import LedgerService
 from ivr.ledger.store import LedgerStore
 
@@ -100,9 +101,9 @@ async def test_a_malformed_payload_is_a_dead_letter_and_the_good_ones_still_appl
     handled = await service.handle([good[0], payload, good[1]])
     assert [d.payload for d in handled.dead] == [payload]
     assert reason_part in handled.dead[0].reason
-    assert [(e.type, e.data["ticket"]) for e in handled.events] == [
-        (EventType.LEDGER_INCIDENT_DEDUCTED, "2000001"),
-        (EventType.LEDGER_INCIDENT_DEDUCTED, "2000002"),
+    assert [(v.outcome, v.request.ticket_id) for v in handled.verdicts] == [
+        (Outcome.DEDUCTED, "2000001"),
+        (Outcome.DEDUCTED, "2000002"),
     ]
     assert await service.store.deducted() == {"K-FIVE": 1, "K-ONE": 1}
 
@@ -113,14 +114,14 @@ async def test_every_malformed_payload_at_once(service):
     handled = await service.handle(payloads)
     assert [d.payload for d in handled.dead] == payloads
     assert all(d.reason for d in handled.dead)
-    assert handled.events == []
+    assert handled.verdicts == []
     assert await service.store.deducted() == {}
 
 
 async def test_an_event_asking_no_deduction_is_counted_as_ignored(service):
     """A well-formed ``ticket.created`` with ``deduct: false`` (unlimited contract) is neither applied nor dead."""
     handled = await service.handle([encode(ticket_created("2000001", deduct=False))])
-    assert (handled.events, handled.dead, handled.ignored) == ([], [], 1)
+    assert (handled.verdicts, handled.dead, handled.ignored) == ([], [], 1)
     assert await service.store.history("K-FIVE") == []
 
 
@@ -130,7 +131,7 @@ async def test_extra_attributes_are_accepted(service):
     raw["data"]["note"] = "extra"
     handled = await service.handle([encode(raw)])
     assert handled.dead == []
-    assert len(handled.events) == 1
+    assert len(handled.verdicts) == 1
 
 
 async def test_a_redelivered_batch_is_applied_once(service):
@@ -138,8 +139,8 @@ async def test_a_redelivered_batch_is_applied_once(service):
     batch = [encode(ticket_created("2000001")), encode(ticket_created("2000002"))]
     first = await service.handle(batch)
     again = await service.handle(batch)
-    assert len(first.events) == 2
-    assert again.events == []
+    assert len(first.verdicts) == 2
+    assert again.verdicts == []
     assert again.dead == []
     assert await service.store.deducted() == {"K-FIVE": 2}
 
@@ -147,25 +148,30 @@ async def test_a_redelivered_batch_is_applied_once(service):
 async def test_the_last_incident_in_one_batch_goes_to_the_first_request(service):
     """Two tickets for K-ONE's last incident in one batch: the first is deducted, the second rejected."""
     handled = await service.handle([encode(ticket_created(t, contract="K-ONE")) for t in ("2000001", "2000002")])
-    assert [(e.type, e.data.get("reason")) for e in handled.events] == [
-        (EventType.LEDGER_INCIDENT_DEDUCTED, None),
-        (EventType.LEDGER_DEDUCTION_REJECTED, "no_incidents_left"),
+    assert [(v.outcome, v.reason) for v in handled.verdicts] == [
+        (Outcome.DEDUCTED, None),
+        (Outcome.REJECTED, "no_incidents_left"),
     ]
-    assert [e.source for e in handled.events] == ["ledger-1", "ledger-1"]
+    announced = [json.loads(payload) for _, _, payload in await service.store.unsent()]
+    assert [(e["type"], e["source"], e["data"].get("reason")) for e in announced] == [
+        (EventType.LEDGER_INCIDENT_DEDUCTED, "ledger-1", None),
+        (EventType.LEDGER_DEDUCTION_REJECTED, "ledger-1", "no_incidents_left"),
+    ]
     assert (await service.store.balances())["K-ONE"] == (1, 0)
 
 
 async def test_an_empty_batch_is_handled(service):
     """Nothing in, nothing out."""
     handled = await service.handle([])
-    assert (handled.events, handled.dead, handled.ignored) == ([], [], 0)
+    assert (handled.verdicts, handled.dead, handled.ignored) == ([], [], 0)
 
 
 async def test_a_valid_event_of_another_type_is_a_dead_letter(service):
     """A well-formed event that is not ``ticket.created`` (the ledger's own answer) is dead-lettered."""
-    answer = (await service.handle([encode(ticket_created("2000001"))])).events[0]
-    handled = await service.handle([answer.to_json().encode(), encode(ticket_created("2000002"))])
+    await service.handle([encode(ticket_created("2000001"))])
+    [(_, _, answer)] = await service.store.unsent()
+    handled = await service.handle([answer.encode(), encode(ticket_created("2000002"))])
     assert len(handled.dead) == 1
     assert "ivr.ticket.created" in handled.dead[0].reason
-    assert [e.data["ticket"] for e in handled.events] == ["2000002"]
+    assert [v.request.ticket_id for v in handled.verdicts] == ["2000002"]
     assert await service.store.deducted() == {"K-FIVE": 2}

@@ -9,10 +9,12 @@ import sqlite3
 
 import pytest
 
-from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, relayed_up_to
-from ivr.events import EventType
-from ivr.ledger.core import DeductionRequest
-from ivr.ledger.store import UNSENT, LedgerStore
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, RowsQuery, relayed_up_to
+from ivr.events import CloudEvent, EventType
+from ivr.ledger.core import DeductionRequest, Outcome, ledger_event
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerStore
+
+RELAYED = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
 
 OPENING = {"K-FIVE": 5, "K-ONE": 1, "K-ZERO": 0, "K-UNLIMITED": None}
 NOW = "2026-11-17T15:00:00+00:00"
@@ -34,6 +36,11 @@ async def open_fresh(path):
     store = await LedgerStore.open(path)
     await store.load_opening(OPENING)
     return store
+
+
+async def announced(store):
+    """The ledger events the store has yet to publish, as the announcer reads them."""
+    return [CloudEvent.from_dict(json.loads(payload)) for _, _, payload in await store.unsent()]
 
 
 async def open_after_restart(path):
@@ -63,7 +70,7 @@ class TestLedgerStore:
         await store.close()
 
     async def apply(self, store, *requests):
-        """Apply ``requests`` as one batch."""
+        """Apply ``requests`` as one batch; the verdicts of those new to the store."""
         return await store.apply(list(requests), source="ledger-1", now=NOW)
 
     async def test_opening_balances(self, store):
@@ -72,8 +79,10 @@ class TestLedgerStore:
         assert await store.deducted() == {}
 
     async def test_a_request_deducts_one_and_announces_it(self, store):
-        """One request on a limited contract deducts one incident and returns the ledger's event for it."""
-        events = await self.apply(store, request("2000001"))
+        """One request on a limited contract deducts one incident; the ledger's event for it waits to be published."""
+        verdicts = await self.apply(store, request("2000001"))
+        assert [(v.outcome, v.balance_after) for v in verdicts] == [(Outcome.DEDUCTED, 4)]
+        events = await announced(store)
         assert [e.type for e in events] == [EventType.LEDGER_INCIDENT_DEDUCTED]
         event = events[0]
         assert event.data == {
@@ -110,7 +119,8 @@ class TestLedgerStore:
 
     async def test_two_requests_for_the_last_incident_deduct_one_and_reject_one(self, store):
         """A batch racing for the last incident: the first is deducted, the second rejected, balance 0."""
-        events = await self.apply(store, request("2000001", contract="K-ONE"), request("2000002", contract="K-ONE"))
+        await self.apply(store, request("2000001", contract="K-ONE"), request("2000002", contract="K-ONE"))
+        events = await announced(store)
         assert [e.type for e in events] == [EventType.LEDGER_INCIDENT_DEDUCTED, EventType.LEDGER_DEDUCTION_REJECTED]
         assert [e.data["balance_after"] for e in events] == [0, 0]
         assert events[1].data["reason"] == "no_incidents_left"
@@ -142,7 +152,8 @@ class TestLedgerStore:
     )
     async def test_unlimited_and_unknown_contracts_are_rejected(self, store, contract, reason):
         """Nothing is deducted from an unlimited or unknown contract; the rejection says why."""
-        events = await self.apply(store, request("2000001", contract=contract))
+        await self.apply(store, request("2000001", contract=contract))
+        events = await announced(store)
         assert [(e.type, e.data["reason"], e.data["balance_after"]) for e in events] == [
             (EventType.LEDGER_DEDUCTION_REJECTED, reason, None),
         ]
@@ -151,19 +162,21 @@ class TestLedgerStore:
         assert "K-NOBODY" not in await store.balances()
 
     async def test_an_empty_batch_does_nothing(self, store):
-        """Applying nothing returns no events."""
+        """Applying nothing returns no verdicts and announces nothing."""
         assert await self.apply(store) == []
+        assert await store.unsent() == []
 
     async def test_ledger_event_ids_are_stable_for_a_request(self, store, tmp_path):
         """A ledger event's id derives from its request, so a re-sent announcement is the same event."""
-        events = await self.apply(store, request("2000001"))
+        await self.apply(store, request("2000001"))
         other = await LedgerStore.open(tmp_path / "other.db")
         try:
             await other.load_opening(OPENING)
-            again = await other.apply([request("2000001")], source="ledger-1", now="later")
+            await other.apply([request("2000001")], source="ledger-1", now="later")
+            again = await announced(other)
         finally:
             await other.close()
-        assert events[0].id == again[0].id
+        assert [e.id for e in await announced(store)] == [e.id for e in again]
 
     async def test_verify_passes_after_deductions(self, store):
         """verify(): opening minus deductions equals every balance, and every expected ticket was applied."""
@@ -225,11 +238,16 @@ class TestLedgerStore:
             await reopened.close()
 
     async def test_unsent_until_marked_sent(self, store):
-        """Each ledger event stays unsent, in commit order and on its topic, until marked; marking survives a reopen."""
-        events = await self.apply(store, request("2000001"), request("2000002", contract="K-ZERO"))
+        """Each ledger event stays unsent, in commit order and on its topic, until marked; marking survives a reopen.
+
+        What is read is the event :func:`ledger_event` makes of the verdict, byte for byte, though
+        the store keeps only its parts.
+        """
+        verdicts = await self.apply(store, request("2000001"), request("2000002", contract="K-ZERO"))
         waiting = await store.unsent()
-        assert [json.loads(payload)["id"] for _, _, payload in waiting] == [e.id for e in events]
-        assert [json.loads(payload) for _, _, payload in waiting] == [json.loads(e.to_json()) for e in events]
+        assert [payload for _, _, payload in waiting] == [
+            ledger_event(v, source="ledger-1", time=NOW).to_json() for v in verdicts
+        ]
         assert [topic for _, topic, _ in waiting] == [
             "ivr/v1/ledger/incident_deducted",
             "ivr/v1/ledger/deduction_rejected",
@@ -287,8 +305,8 @@ async def test_sequential_connections_see_each_others_deductions(tmp_path):
     second = await LedgerStore.open(path)
     try:
         await first.apply([request("2000001", contract="K-ONE")], source="ledger", now=NOW)
-        events = await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)
-        assert [e.data.get("reason") for e in events] == ["no_incidents_left"]
+        verdicts = await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)
+        assert [v.reason for v in verdicts] == ["no_incidents_left"]
         assert await second.deducted() == {"K-ONE": 1}
     finally:
         await first.close()
@@ -323,10 +341,9 @@ async def test_a_relay_reads_the_same_events_in_commit_order_and_keeps_its_place
     """`ivr ledger relay`'s view: the store's events from after its mark, the ledger's file never written."""
     store = await open_fresh(tmp_path / "ledger.db")
     progress = tmp_path / LEDGER_PROGRESS_FILE
-    rows = UNSENT.format(after="rowid > ?")
     try:
         await store.apply([request("2000001"), request("2000002", contract="K-ZERO")], source="ledger-1", now=NOW)
-        relayed = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=rows)
+        relayed = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=RELAYED)
         try:
             first = await relayed.unsent(1000)
             assert first == await store.unsent()
@@ -335,7 +352,7 @@ async def test_a_relay_reads_the_same_events_in_commit_order_and_keeps_its_place
             assert [rowid for rowid, _, _ in await relayed.unsent(1000)] == [2, 3]
         finally:
             await relayed.close()
-        reopened = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=rows)
+        reopened = await RelayedOutbox.open(tmp_path / "ledger.db", progress, rows=RELAYED)
         try:
             assert [rowid for rowid, _, _ in await reopened.unsent(1000)] == [2, 3]
         finally:
@@ -365,5 +382,86 @@ async def test_a_batch_cancelled_while_waiting_for_the_write_lock_leaves_nothing
             probe.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the store kept its transaction
             probe.execute("ROLLBACK")
         assert len(await store.apply([request("2000002")], source="ledger", now=NOW)) == 1
+    finally:
+        await store.close()
+
+
+#: The entries table as files made before round 6 have it: each announcement stored whole.
+OLD_ENTRIES = """
+CREATE TABLE contracts (id TEXT PRIMARY KEY, opening INTEGER, balance INTEGER, CHECK (balance IS NULL OR balance >= 0));
+CREATE TABLE entries (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL, call_id TEXT NOT NULL,
+    contract_id TEXT NOT NULL, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    balance_after INTEGER, applied_at TEXT NOT NULL, event TEXT NOT NULL, published_at TEXT);
+CREATE UNIQUE INDEX entries_ticket ON entries (source, ticket_id);
+CREATE INDEX entries_unpublished ON entries (applied_at) WHERE published_at IS NULL;
+"""
+
+
+async def test_a_file_of_the_earlier_shape_is_migrated_announcing_what_it_stored(tmp_path):
+    """An old file (announcements stored whole): same rowids, the same bytes announced, duplicates still found."""
+    path = tmp_path / "ledger.db"
+    old = [
+        ledger_event(verdict, source="old-ledger", time=NOW)
+        for verdict in await _verdicts_of(
+            tmp_path / "scratch.db", [request("2000001"), request("2000002", contract="K-ZERO")]
+        )
+    ]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(OLD_ENTRIES)
+        conn.executemany("INSERT INTO contracts VALUES (?, ?, ?)", [("K-FIVE", 5, 4), ("K-ZERO", 0, 0)])
+        for rowid, (event, req) in enumerate(
+            zip(old, [request("2000001"), request("2000002", contract="K-ZERO")], strict=True), 1
+        ):
+            conn.execute(
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    req.key,
+                    req.source,
+                    req.event_id,
+                    req.call_id,
+                    req.contract_id,
+                    req.ticket_id,
+                    "deducted" if rowid == 1 else "rejected",
+                    None if rowid == 1 else "no_incidents_left",
+                    4 if rowid == 1 else 0,
+                    NOW,
+                    event.to_json(),
+                    NOW if rowid == 1 else None,
+                ),
+            )
+        conn.commit()
+    store = await LedgerStore.open(path)
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
+        assert "event" not in columns
+        assert "ledger" in columns
+        assert await store.unsent() == [(2, "ivr/v1/ledger/deduction_rejected", old[1].to_json())]
+        relayed = await RelayedOutbox.open(path, tmp_path / LEDGER_PROGRESS_FILE, rows=RELAYED)
+        try:
+            assert [payload for _, _, payload in await relayed.unsent(10)] == [e.to_json() for e in old]
+        finally:
+            await relayed.close()
+        assert (
+            await store.apply([request("2000001"), request("2000002", contract="K-ZERO")], source="new", now=NOW) == []
+        )
+        assert len(await store.apply([request("2000003")], source="new", now=NOW)) == 1
+        assert await store.entries_end() == 3
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+    again = await LedgerStore.open(path)  # a migrated file opens as any other
+    try:
+        assert await again.entries_end() == 3
+    finally:
+        await again.close()
+
+
+async def _verdicts_of(path, requests):
+    """The verdicts a fresh store gives ``requests``."""
+    store = await open_fresh(path)
+    try:
+        return await store.apply(requests, source="old-ledger", now=NOW)
     finally:
         await store.close()
