@@ -133,6 +133,12 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
 )
 @click.option("--shard", callback=_parse_shard, hidden=True, help="K/N: run as worker K of N (set by --workers).")
 @click.option(
+    "--calls-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    hidden=True,
+    help="The call file the workers take their calls from (set by --workers).",
+)
+@click.option(
     "--relay/--no-relay",
     default=None,
     help="Publish the IVR's outbox from `ivr relay`, a process of its own, or from a task in the IVR "
@@ -162,6 +168,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     root: str,
     workers: int,
     shard: tuple[int, int],
+    calls_from: Path | None,
     relay: bool | None,
     customers: int,
     progress: bool,
@@ -186,6 +193,9 @@ def load(  # noqa: PLR0913 - one keyword per option
         mix = load_mix(mix_file) if mix_file else default_mix()
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
+    if shard[1] > 1 and calls_from is None:
+        msg = "--shard needs --calls-from: the workers share one call file"
+        raise click.UsageError(msg)
     if ledger_running and broker is None:
         msg = "--ledger-running needs --broker: a private broker has no ledger on it"
         raise click.UsageError(msg)
@@ -204,6 +214,7 @@ def load(  # noqa: PLR0913 - one keyword per option
         customers=customers,
         relay=not realtime if relay is None else relay,
         shard=shard,
+        calls_from=calls_from,
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:

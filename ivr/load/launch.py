@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections import Counter
 from typing import TYPE_CHECKING, Final
 
@@ -17,13 +18,14 @@ from ivr.load.drive import ScriptDriver
 from ivr.load.metrics import KeyLatency
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from datetime import datetime
 
     from ivr.clock import TimerClock
     from ivr.engine import CallRecord, Engine
     from ivr.load.plan import CallPlan, Planner
 
-__all__ = ["Launcher"]
+__all__ = ["Launcher", "digests"]
 
 _MAX_ERRORS: Final = 5
 
@@ -65,12 +67,12 @@ class Launcher:
         #: Per call index: a digest of its plan, and its outcome, reason and number of events.
         self.signatures: dict[int, tuple[str, str]] = {}
 
-    async def run(
-        self, calls: int, *, rate: float = 0.0, concurrency: int = 500, first: int = 0, step: int = 1
-    ) -> None:
-        """Start ``calls`` calls, indices ``first``, ``first + step``, ...; return when every one has ended.
+    async def run(self, indices: Iterable[int], *, rate: float = 0.0, concurrency: int = 500) -> None:
+        """Start the calls of ``indices``, in order; return when every one has ended.
 
         ``rate`` calls start per second (0: no limit), and at most ``concurrency`` run at once.
+        The next index is asked for only once a call may start, so a worker taking its calls
+        from a shared :class:`~ivr.load.calls.CallFile` takes no more than it can run.
         """
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
@@ -81,13 +83,18 @@ class Launcher:
             gate.release()
 
         began = loop.time()
-        for n in range(calls):
+        pending = iter(indices)
+        for n in itertools.count():
             if rate > 0:
                 delay = began + n / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             await gate.acquire()
-            task = asyncio.create_task(self.call(first + n * step))
+            index = next(pending, None)
+            if index is None:
+                gate.release()
+                break
+            task = asyncio.create_task(self.call(index))
             running.add(task)
             task.add_done_callback(done)
         while running:
@@ -120,10 +127,7 @@ class Launcher:
 
     def digests(self) -> tuple[str, str]:
         """Digests of every call's plan and of every call's outcome, in index order."""
-        ordered = [s for _, s in sorted(self.signatures.items())]
-        plans = hashlib.blake2b("\n".join(p for p, _ in ordered).encode(), digest_size=16).hexdigest()
-        outcomes = hashlib.blake2b("\n".join(o for _, o in ordered).encode(), digest_size=16).hexdigest()
-        return plans, outcomes
+        return digests(self.signatures)
 
     async def _scripted(self, plan: CallPlan, call_id: str) -> CallRecord:
         clock = VirtualClock(start=self.start)
@@ -139,3 +143,11 @@ class Launcher:
             return await self.engine.run_call(timed, clock=self.clock, number=plan.number, call_id=call_id)
         finally:
             driver.cancel()
+
+
+def digests(signatures: Mapping[int, tuple[str, str]]) -> tuple[str, str]:
+    """Digests of the plans and of the outcomes of ``signatures`` (:attr:`Launcher.signatures`), in index order."""
+    ordered = [s for _, s in sorted(signatures.items())]
+    plans = hashlib.blake2b("\n".join(p for p, _ in ordered).encode(), digest_size=16).hexdigest()
+    outcomes = hashlib.blake2b("\n".join(o for _, o in ordered).encode(), digest_size=16).hexdigest()
+    return plans, outcomes

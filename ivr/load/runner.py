@@ -34,6 +34,7 @@ from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
 from ivr.events import TOPIC_ROOT
+from ivr.load.calls import CallFile
 from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
@@ -85,7 +86,8 @@ class LoadOptions:
     root: str = TOPIC_ROOT
     customers: int = 300
     relay: bool = True  # the outbox published by `ivr relay` (a process of its own), not by the IVR
-    shard: tuple[int, int] = (0, 1)  # this run is IVR k of n: calls k, k + n, ... (`ivr load --workers`)
+    shard: tuple[int, int] = (0, 1)  # this run is IVR k of n, numbering its tickets k modulo n (`--workers`)
+    calls_from: Path | None = None  # a CallFile shared with the other IVRs (`--workers`); None: every call
 
 
 async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], None] | None = None) -> LoadReport:
@@ -181,13 +183,15 @@ class _LoadRun:
             key_latency=self.key_latency,
         )
 
-        shard, shards = options.shard
+        calls = CallFile.open(options.calls_from) if options.calls_from else None
+        if calls is not None:
+            stack.callback(calls.close)
         t0 = time.perf_counter()
         report.started_at = time.time()
         ticker = asyncio.create_task(self._tick(on_progress, launcher, answers, t0)) if on_progress else None
         try:
-            mine = report.calls = len(range(shard, options.calls, shards))
-            await launcher.run(mine, rate=options.rate, concurrency=self.concurrency, first=shard, step=shards)
+            indices = calls.indices() if calls is not None else range(options.calls)
+            await launcher.run(indices, rate=options.rate, concurrency=self.concurrency)
             report.calls_seconds = round(time.perf_counter() - t0, 3)
             if not await _settle(system, answers):
                 report.errors.append("the ledger did not answer every deductible ticket")
@@ -214,10 +218,13 @@ class _LoadRun:
             verdict = await verify_ledger(ledger_db, directory=self.workdir / "ivr.db")
             report.verify = verdict.for_report(own_ledger=ledger is not None)
         self._fill(launcher, deductible, answers)
+        if calls is not None:
+            calls.record(launcher.signatures)
         return report
 
     def _fill(self, launcher: Launcher, deductible: list[str], answers: AnswerLatency) -> None:
         report = self.report
+        report.calls = launcher.started  # a worker's share: what it took from the call file
         report.completed, report.failed, report.peak_live = launcher.completed, launcher.failed, launcher.peak_live
         report.errors += launcher.errors
         report.kinds = dict(sorted(launcher.kinds.items()))

@@ -2,13 +2,15 @@
 
 One IVR process is one core: as fast as possible it runs at ~700 µs of CPU per call, all on its
 event loop, while the second core (the relay, the ledger, Mosquitto) has room. A call centre scales
-its IVR out, so the load can too: worker ``k`` is an ``ivr load --shard k/N`` process that places
-calls ``k``, ``k + N``, ... (each call has its own caller number, so a caller's lockout stays in one
-IVR), keeps a directory of its own and numbers its tickets ``k`` modulo ``N`` (the ledger deducts
-once per ticket ID). Every worker has its own `ivr relay`; the ledger and the broker are shared.
+its IVR out, so the load can too: worker ``k`` is an ``ivr load --shard k/N`` process that takes
+its calls a block at a time from a file the workers share (:class:`~ivr.load.calls.CallFile`: each
+call has its own caller number, so a caller's lockout stays in one IVR), keeps a directory of its
+own and numbers its tickets ``k`` modulo ``N`` (the ledger deducts once per ticket ID). Every
+worker has its own `ivr relay`; the ledger and the broker are shared.
 
 The combined report adds the workers' counts; its wall time runs from the first worker's first
-call to the last worker's last answer. Latency percentiles cannot be added, so each is the worst
+call to the last worker's last answer. Its digests are made over every call in index order from
+the call file, as one process's are. Latency percentiles cannot be added, so each is the worst
 worker's (an upper bound), and each worker's own report is kept under ``workers``.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.bus.url import ENV_VAR
+from ivr.load.calls import CallFile
+from ivr.load.launch import digests
 from ivr.load.ledger import start_ledger, verify_ledger
 from ivr.load.procs import listener_pid, vm_hwm_mb
 from ivr.load.report import LoadReport
@@ -65,13 +68,16 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
                 stack, config=config, db=ledger_db, workdir=workdir, source=source, root=options.root
             )
         runs = [workdir / f"worker-{k}" for k in range(workers)]
+        calls = CallFile.create(workdir / "calls.db", options.calls)
+        stack.callback(calls.close)
         reports = await asyncio.gather(
             *(
-                _worker(options, config=config, shard=(k, workers), workdir=run, mix_path=mix_path)
+                _worker(options, config=config, shard=(k, workers), calls=calls.path, workdir=run, mix_path=mix_path)
                 for k, run in enumerate(runs)
             )
         )
         report = _combine(options, config, reports)
+        report.plan_digest, report.outcome_digest = digests(calls.signatures())
         report.rss_mb["ledger"] = vm_hwm_mb(ledger.pid) if ledger else None
         report.rss_mb["broker"] = vm_hwm_mb(listener_pid(config.host, config.port)) if config.host == LOOPBACK else None
         if ledger is not None:
@@ -83,13 +89,20 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         return report
 
 
-async def _worker(
-    options: LoadOptions, *, config: BrokerConfig, shard: tuple[int, int], workdir: Path, mix_path: Path | None
+async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's command line
+    options: LoadOptions,
+    *,
+    config: BrokerConfig,
+    shard: tuple[int, int],
+    calls: Path,
+    workdir: Path,
+    mix_path: Path | None,
 ) -> dict[str, Any]:
     """One `ivr load --shard` process to its end; its JSON report."""
     shards = shard[1]
     argv = [sys.executable, "-m", "ivr", "load", "--json", "--no-progress", "--ledger-running"]
-    argv += ["--calls", str(options.calls), "--shard", f"{shard[0]}/{shards}", "--seed", str(options.seed)]
+    argv += ["--calls", str(options.calls), "--shard", f"{shard[0]}/{shards}", "--calls-from", str(calls)]
+    argv += ["--seed", str(options.seed)]
     argv += ["--rate", str(options.rate / shards), "--root", options.root, "--customers", str(options.customers)]
     argv += ["--workdir", str(workdir), "--relay" if options.relay else "--no-relay"]
     if options.concurrency:
@@ -138,8 +151,6 @@ def _combine(options: LoadOptions, config: BrokerConfig, reports: list[dict[str,
     for k, r in enumerate(reports):
         combined.rss_mb[f"ivr-{k}"] = r["rss_mb"].get("ivr")
         combined.rss_mb[f"relay-{k}"] = r["rss_mb"].get("relay")
-    combined.plan_digest = _digest(r["plan_digest"] for r in reports)
-    combined.outcome_digest = _digest(r["outcome_digest"] for r in reports)
     combined.workers = reports
     return combined
 
@@ -153,7 +164,3 @@ def _worst(each: Iterable[dict[str, Any]]) -> dict[str, float | int | None]:
             values = [s[key] for s in summaries if s[key] is not None]
             worst[key] = max(values) if values else None
     return worst
-
-
-def _digest(parts: Iterable[str]) -> str:
-    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()

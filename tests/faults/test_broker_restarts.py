@@ -57,7 +57,7 @@ async def test_broker_restarted_three_times_loses_no_event_and_calls_go_on(fault
                 await private_broker.start()
 
         async with asyncio.timeout(CALLS / RATE + 60):
-            await asyncio.gather(launcher.run(CALLS, rate=RATE, concurrency=100), restarter())
+            await asyncio.gather(launcher.run(range(CALLS), rate=RATE, concurrency=100), restarter())
         await settle(fault_system, timeout=120)
 
         assert launcher.completed == CALLS, launcher.errors

@@ -101,7 +101,7 @@ async def test_duplicates_deduct_once_and_every_malformed_message_is_dead_letter
                 await injector.publish(TOPIC, payload)
 
         async with asyncio.timeout(CALLS / 100 + 60):
-            await asyncio.gather(launcher.run(CALLS, rate=250, concurrency=100), inject())
+            await asyncio.gather(launcher.run(range(CALLS), rate=250, concurrency=100), inject())
             while duplicator.tasks:
                 await asyncio.wait(set(duplicator.tasks))
         await settle(fault_system, timeout=120)

@@ -34,7 +34,7 @@ async def test_the_ledger_killed_at_random_points_deducts_every_ticket_exactly_o
         kill instead of pushing it past the last call.
         """
         count = stretch if first + 2 * stretch <= CALLS else CALLS - first
-        calls = asyncio.create_task(launcher.run(count, rate=RATE, concurrency=100, first=first))
+        calls = asyncio.create_task(launcher.run(range(first, first + count), rate=RATE, concurrency=100))
         point = first + rng.randrange(count // 10, count * 2 // 3)
         while launcher.completed < point:
             await asyncio.sleep(0.005)

@@ -42,7 +42,7 @@ def ticket_stream(tight_world, tmp_path_factory):
         try:
             planner = Planner(seed=4, mix=DEDUCTING, catalog=Catalog.of(tight_world))
             launcher = Launcher(engine=system.engine, planner=planner, call_prefix="order", start=TUESDAY_10AM)
-            await launcher.run(CALLS, concurrency=200)
+            await launcher.run(range(CALLS), concurrency=200)
             assert launcher.completed == CALLS
             return await system.directory.unsent(10 * CALLS)
         finally:

@@ -50,7 +50,7 @@ async def test_the_relay_killed_at_random_points_loses_and_doubles_nothing(
                 await relay.restart(kill=True)
 
         async with asyncio.timeout(CALLS / RATE + KILLS * 10 + 60):
-            await asyncio.gather(launcher.run(CALLS, rate=RATE, concurrency=100), killer())
+            await asyncio.gather(launcher.run(range(CALLS), rate=RATE, concurrency=100), killer())
         await settle(system, timeout=120)  # the link waits for the relay's progress to reach the outbox's end
 
         assert launcher.completed == CALLS, launcher.errors

@@ -1,0 +1,107 @@
+"""`ivr load --workers`: the calls handed to the IVR processes a block at a time, from a file they share.
+
+Dealt out in advance (worker ``k`` placing calls ``k``, ``k + N``, ...), every worker had as many
+calls but not as much of the machine: one ended 0.4-1.2 s before the other in runs of 4-6 s
+(docs/performance.md, round 6), and a run lasts as long as its last worker. Taken a block at a
+time, a worker that runs ahead takes more, and the workers end together. Any call can go to any
+worker: each call has its own caller number (a caller's lockout stays in one IVR), and the workers
+number their tickets apart (:meth:`ivr.directory.sqlite.Directory.share_ticket_numbers`).
+
+The file also takes each call's signature (a digest of its plan; its outcome) from the worker
+that ran it, so the run's digests cover every call in index order, whichever worker ran it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING, Final, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from pathlib import Path
+
+__all__ = ["BLOCK", "CallFile"]
+
+#: Calls taken at once: a worker's last block is at most this much behind the others' at the end.
+BLOCK: Final = 20
+
+_SCHEMA: Final = """
+CREATE TABLE dealt (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL, calls INTEGER NOT NULL);
+CREATE TABLE signatures (call INTEGER PRIMARY KEY, plan TEXT NOT NULL, outcome TEXT NOT NULL);
+"""
+
+
+class CallFile:
+    """Call indices ``0 .. calls - 1`` handed out once each, in blocks, to whoever asks first.
+
+    Each worker holds its own connection; a block is taken in one short write transaction
+    (``BEGIN IMMEDIATE``: two workers never take the same block). It is called on the worker's
+    event loop: ~0.1 ms once per :data:`BLOCK` calls, less than a call costs. The file is a run's
+    scratch, so nothing is synced: a crashed run is run again.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        """Wrap an open connection; use :meth:`create` and :meth:`open`."""
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def create(cls, path: Path, calls: int) -> Self:
+        """A new file at ``path`` dealing ``calls`` calls."""
+        conn = _connect(path)
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO dealt VALUES (1, 0, ?)", (calls,))
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, path: Path) -> Self:
+        """The file :meth:`create` made, from another process."""
+        if not path.exists():
+            msg = f"{path}: no such call file"
+            raise FileNotFoundError(msg)
+        return cls(path, _connect(path))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def take(self, block: int = BLOCK) -> range:
+        """The next ``block`` call indices no one has taken; empty once all are."""
+        with self._transaction():
+            first, calls = self._conn.execute("SELECT next, calls FROM dealt").fetchone()
+            end = min(first + block, calls)
+            self._conn.execute("UPDATE dealt SET next = ?", (end,))
+        return range(first, end)
+
+    def indices(self) -> Iterator[int]:
+        """Every index this worker takes, a block at a time, as it asks for the next."""
+        while block := self.take():
+            yield from block
+
+    def record(self, signatures: Mapping[int, tuple[str, str]]) -> None:
+        """Keep the signatures of the calls this worker ran (see :meth:`ivr.load.launch.Launcher.digests`)."""
+        with self._transaction():
+            self._conn.executemany("INSERT INTO signatures VALUES (?, ?, ?)", [(i, *s) for i, s in signatures.items()])
+
+    def signatures(self) -> dict[int, tuple[str, str]]:
+        """Every call's signature, recorded by the workers that ran them."""
+        rows = self._conn.execute("SELECT call, plan, outcome FROM signatures").fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA synchronous=OFF")
+    return conn
