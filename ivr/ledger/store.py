@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from ivr.events import topic_for
 from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, event_type, ledger_event
+from ivr.transaction import immediate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -399,17 +400,12 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a file of an earlier shape to today's (:data:`_MIGRATE_EVENT_COLUMN`); a new file is left to the schema."""
-    conn.execute("BEGIN IMMEDIATE")  # two ledgers opening one old file: the second finds it migrated
-    try:
+    with immediate(conn):  # two ledgers opening one old file: the second finds it migrated
         columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
         if "event" in columns:
             for statement in _MIGRATE_EVENT_COLUMN.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _entry_row(verdict: Verdict, now: str, ledger: str) -> tuple[Any, ...]:

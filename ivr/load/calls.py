@@ -13,9 +13,10 @@ that ran it, so the run's digests cover every call in index order, whichever wor
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from typing import TYPE_CHECKING, Final, Self
+
+from ivr.transaction import immediate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -68,7 +69,7 @@ class CallFile:
 
     def take(self, block: int = BLOCK) -> range:
         """The next ``block`` call indices no one has taken; empty once all are."""
-        with self._transaction():
+        with immediate(self._conn):
             first, calls = self._conn.execute("SELECT next, calls FROM dealt").fetchone()
             end = min(first + block, calls)
             self._conn.execute("UPDATE dealt SET next = ?", (end,))
@@ -81,24 +82,13 @@ class CallFile:
 
     def record(self, signatures: Mapping[int, tuple[str, str]]) -> None:
         """Keep the signatures of the calls this worker ran (see :meth:`ivr.load.launch.Launcher.digests`)."""
-        with self._transaction():
+        with immediate(self._conn):
             self._conn.executemany("INSERT INTO signatures VALUES (?, ?, ?)", [(i, *s) for i, s in signatures.items()])
 
     def signatures(self) -> dict[int, tuple[str, str]]:
         """Every call's signature, recorded by the workers that ran them."""
         rows = self._conn.execute("SELECT call, plan, outcome FROM signatures").fetchall()
         return {row[0]: (row[1], row[2]) for row in rows}
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
