@@ -148,6 +148,13 @@ def test_the_command_refuses_a_ledger_running_without_a_broker():
     assert "--ledger-running needs --broker" in result.output
 
 
+def test_a_worker_without_a_call_file_is_refused():
+    """`--shard K/N` alone would have every worker run every call: a usage error, exit 2."""
+    result = CliRunner().invoke(main, ["load", "--calls", "10", "--shard", "1/2"])
+    assert result.exit_code == 2
+    assert "--shard needs --calls-from" in result.output
+
+
 async def test_a_work_folder_holding_an_earlier_run_is_refused(tmp_path):
     """A work folder with an ivr.db already in it is not overwritten."""
     (tmp_path / "ivr.db").write_bytes(b"")
