@@ -51,8 +51,8 @@ log = structlog.get_logger("ivr.bus.publisher")
 class Outbox(Protocol):
     """The part of the directory the publisher uses (``ivr.directory.sqlite.Directory``)."""
 
-    async def unsent(self, limit: int) -> list[tuple[int, str, str]]:
-        """The oldest unsent rows, ``(seq, topic, payload)``, in order."""
+    async def unsent(self, limit: int, *, after: int = 0) -> list[tuple[int, str, str]]:
+        """The oldest unsent rows after ``seq`` ``after``, ``(seq, topic, payload)``, in order."""
         ...
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
@@ -91,6 +91,7 @@ class OutboxPublisher:
         self._retry_delay = retry_delay
         self._clock = clock or RealClock()
         self._poll = poll
+        self._high = 0  # the last row acknowledged in this run, in order
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -181,6 +182,7 @@ class OutboxPublisher:
     async def run(self) -> None:
         """Drain whenever woken, until cancelled; errors of the bus are waited out, others raised."""
         self._wake.set()  # rows left by an earlier run
+        self._high = 0  # a new run reads from the oldest unsent row
         while True:
             if self._poll is None:
                 await self._wake.wait()
@@ -204,15 +206,16 @@ class OutboxPublisher:
     async def _drain(self) -> None:
         """Publish unsent rows in order until there are none; record acks behind the window.
 
-        Rows up to ``high`` have been handed to the bus in this pass and acknowledged (a failure
-        ends the pass), so the next batch is the unsent rows after it, skipping the batch whose
-        marking may still be in progress.
+        Rows up to ``_high`` have been acknowledged in this run, and are marked by the time a pass
+        ends (it waits for the marking; a marking that fails ends the run), so each batch is read
+        after it: not the batch whose marking may still be in progress, and not, at the start of
+        a pass, every row marked before it (the ledger's store finds its unsent rows by walking
+        its entries in rowid order: from the first, each pass walked every entry announced).
         """
-        high = 0
         marking: asyncio.Task[None] | None = None
         try:
             while True:
-                rows = [r for r in await self._outbox.unsent(2 * self._batch) if r[0] > high][: self._batch]
+                rows = await self._outbox.unsent(self._batch, after=self._high)
                 if not rows:
                     return
                 acked, error = await self._publish(rows)
@@ -220,7 +223,7 @@ class OutboxPublisher:
                     await marking
                     marking = None
                 if acked:
-                    high = acked[-1]
+                    self._high = acked[-1]
                     marking = asyncio.create_task(self._mark(acked))
                 if error is not None:
                     raise error

@@ -83,9 +83,9 @@ class RelayedOutbox:
         await self._outbox.close()
         await self._progress.close()
 
-    async def unsent(self, limit: int) -> list[OutboxRow]:
-        """The oldest rows after the last one the broker acknowledged."""
-        rows = await self._outbox.execute_fetchall(self._rows.sql, (self._high, limit))
+    async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        """The oldest rows after the last one the broker acknowledged (and after ``after``)."""
+        rows = await self._outbox.execute_fetchall(self._rows.sql, (max(self._high, after), limit))
         return [(row[0], row[1], row[2]) for row in rows]
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:

@@ -413,10 +413,11 @@ class Directory:
 
     # -- the outbox, for the publisher -----------------------------------------------------
 
-    async def unsent(self, limit: int) -> list[OutboxRow]:
-        """The oldest events not yet acknowledged by the broker, in order."""
+    async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        """The oldest events after ``seq`` ``after`` not yet acknowledged by the broker, in order."""
         rows = await self._scans.execute_fetchall(
-            "SELECT seq, topic, payload FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, topic, payload FROM outbox WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
         )
         return [(row[0], row[1], row[2]) for row in rows]
 

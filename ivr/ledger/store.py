@@ -291,13 +291,13 @@ class LedgerStore:
             seen.update({key, (source, ticket)})
         return seen
 
-    async def unsent(self, limit: int = 1000) -> list[tuple[int, str, str]]:
-        """Ledger events committed but not yet acknowledged by the broker, oldest first: (rowid, topic, JSON).
+    async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
+        """Ledger events after ``after`` committed but not acknowledged by the broker, oldest first: (rowid, topic, JSON).
 
         The store is the :class:`~ivr.bus.publisher.Outbox` of the ledger's own announcer (when
         it announces in its process); the rowid is the order of commits.
         """
-        rows = await self._read(UNSENT.format(after="published_at IS NULL"), (limit,))
+        rows = await self._read(UNSENT.format(after="published_at IS NULL AND rowid > ?"), (after, limit))
         return [(row[0], row[1], row[2]) for row in rows]
 
     async def mark_sent(self, rowids: Iterable[int], at: str) -> None:

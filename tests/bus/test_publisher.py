@@ -70,9 +70,9 @@ class CheckedOutbox:
         self.marked: list[int] = []
         self.before_mark = None  # an async hook run before the real mark, for fault injection
 
-    async def unsent(self, limit):
+    async def unsent(self, limit, *, after=0):
         """As the directory."""
-        return await self.directory.unsent(limit)
+        return await self.directory.unsent(limit, after=after)
 
     async def mark_sent(self, seqs, at):
         """Assert every row was acknowledged, run the fault hook, then mark."""
@@ -136,6 +136,44 @@ async def test_drains_in_order_and_marks_only_acked_rows(directory, calls, inbox
     assert outbox.marked == [seq for seq, *_ in rows]
 
 
+class ReadCounter:
+    """The real directory, counting how often each row is read by ``unsent``."""
+
+    def __init__(self, directory):
+        """Count reads of ``directory``'s outbox."""
+        self.directory = directory
+        self.reads: dict[int, int] = defaultdict(int)
+
+    async def unsent(self, limit, *, after=0):
+        """As the directory; each row returned counted once more."""
+        rows = await self.directory.unsent(limit, after=after)
+        for seq, _, _ in rows:
+            self.reads[seq] += 1
+        return rows
+
+    async def mark_sent(self, seqs, at):
+        """As the directory."""
+        await self.directory.mark_sent(seqs, at)
+
+
+async def test_each_row_is_read_once_across_batches_and_passes(directory, calls, inbox):
+    """Neither the batch being marked nor the rows marked in earlier passes are read again."""
+    first, later = calls(30, 5), calls(30, 5)
+    broker = LocalBroker()
+    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+        box = inbox(sub)
+        outbox = ReadCounter(directory)
+        async with OutboxPublisher(directory=outbox, bus=bus, batch=16) as publisher, asyncio.timeout(WAIT):
+            await directory.add_events(first)
+            await publisher.drained()
+            await directory.add_events(later)  # a second pass
+            await publisher.drained()
+        await box.count(len(first) + len(later))
+    assert ids(box.payloads) == [e.id for e in first + later]
+    assert sorted(outbox.reads) == [seq for seq, *_ in all_rows(directory)]
+    assert set(outbox.reads.values()) == {1}
+
+
 async def test_outage_keeps_rows_until_the_broker_is_back(directory, calls, inbox):
     """While the broker is down rows wait in the outbox; when it is back they all go, in order."""
     broker = LocalBroker()
@@ -196,7 +234,7 @@ async def test_drained_reports_a_dead_publisher(directory):
     """If the outbox itself fails, drained() raises that error instead of waiting forever."""
 
     class Broken:
-        async def unsent(self, _limit):
+        async def unsent(self, _limit, *, after=0):  # noqa: ARG002 - the Outbox protocol
             raise RuntimeError("disk gone")
 
         async def mark_sent(self, _seqs, _at):
@@ -307,7 +345,7 @@ async def test_a_publisher_that_dies_says_why_instead_of_idling(tmp_path):
     class BrokenOutbox:
         """An outbox whose file fails on the first read."""
 
-        async def unsent(self, _limit):
+        async def unsent(self, _limit, *, after=0):  # noqa: ARG002 - the Outbox protocol
             """Fail as a broken disk would."""
             raise sqlite3.OperationalError("disk I/O error")
 

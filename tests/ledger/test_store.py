@@ -264,6 +264,14 @@ class TestLedgerStore:
         await self.apply(store, *(request(f"20000{i:02}") for i in range(5)))
         assert len(await store.unsent(limit=2)) == 2
 
+    async def test_unsent_after_a_rowid_starts_after_it(self, store):
+        """``unsent(after=r)``: the oldest unannounced events after entry ``r`` (the announcer's place in a run)."""
+        await self.apply(store, *(request(f"20000{i:02}") for i in range(5)))
+        rowids = [rowid for rowid, _, _ in await store.unsent()]
+        assert [rowid for rowid, _, _ in await store.unsent(limit=2, after=rowids[1])] == rowids[2:4]
+        await store.mark_sent([rowids[3]], NOW)
+        assert [rowid for rowid, _, _ in await store.unsent(after=rowids[1])] == [rowids[2], rowids[4]]
+
 
 class TestLedgerStoreAfterRestart(TestLedgerStore):
     """Every guarantee holds for a store that was closed and opened again before use."""
