@@ -292,7 +292,7 @@ class LedgerStore:
         return seen
 
     async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
-        """Ledger events after ``after`` committed but not acknowledged by the broker, oldest first: (rowid, topic, JSON).
+        """Ledger events after entry ``after`` not yet acknowledged by the broker, oldest first: (rowid, topic, JSON).
 
         The store is the :class:`~ivr.bus.publisher.Outbox` of the ledger's own announcer (when
         it announces in its process); the rowid is the order of commits.

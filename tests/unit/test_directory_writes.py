@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 import structlog
 
+from ivr.auth.model import Purpose, Ticket, TicketStatus
 from ivr.directory.sqlite import CHECKPOINT_EVERY, Directory
 from ivr.events import CloudEvent, EventType
 
@@ -55,12 +55,17 @@ async def test_writes_queued_in_one_turn_share_one_transaction_and_keep_their_or
 
 
 async def test_a_failing_write_fails_its_whole_group_and_the_next_group_goes_in(directory, tmp_path):
-    """A duplicate event id breaks the group it is in: none of its rows are kept, every writer hears why."""
+    """A ticket ID already taken breaks the group it is in: none of its rows are kept, every writer hears why."""
+    at = datetime(2026, 11, 17, 15, tzinfo=UTC)
+    ticket = Ticket(
+        id="9000001", customer_id="C-1", contract_id="K-1", status=TicketStatus.OPEN, purpose=Purpose.TECHNICAL
+    )
     first = event("call-a")
-    await directory.add_events([first])
-    again = dataclasses.replace(event("call-b"), id=first.id)
+    await directory.create_ticket(ticket, call_id="call-a", at=at, events=[first])
     results = await asyncio.gather(
-        directory.add_events([event("call-c")]), directory.add_events([again]), return_exceptions=True
+        directory.add_events([event("call-c")]),
+        directory.create_ticket(ticket, call_id="call-b", at=at, events=[event("call-b")]),
+        return_exceptions=True,
     )
 
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
