@@ -29,6 +29,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,19 @@ def machine() -> dict[str, str]:
     }
 
 
+def speed_index() -> float:
+    """Seconds for a fixed pure-Python loop, lower is faster: how fast the machine runs right now.
+
+    The real-time row follows it more than any change of code (docs/performance.md, round 7):
+    timer p99 12-54 ms in 7 of 8 runs that started at 0.98-1.20 s, 100-525 ms in 10 of 12 that
+    started at 1.27-2.28 s, minutes apart. The loop is the same work every time.
+    """
+    started, total = time.perf_counter(), 0
+    for i in range(5_000_000):
+        total += i * i % 7
+    return round(time.perf_counter() - started, 2)
+
+
 def main(*, quick: bool, json_file: Path | None) -> None:
     """Measure, then print the table of targets."""
     scale = 10 if quick else 1
@@ -88,6 +102,8 @@ def main(*, quick: bool, json_file: Path | None) -> None:
     ceiling: dict[str, Any] = json.loads(
         run([sys.executable, "benchmarks/ceiling.py", "--calls", str(calls), "--json", "--workers", str(WORKERS)])
     )
+    speed = speed_index()
+    print(f"machine speed index before the real-time run: {speed} s", flush=True)
     realtime = ivr_load(
         "--realtime", "--calls", str(2 * calls), "--concurrency", str(calls), "--rate", str(2000 // scale)
     )
@@ -133,7 +149,7 @@ def main(*, quick: bool, json_file: Path | None) -> None:
         (
             "  ... no-input timer lateness, p99",
             f"<= {TIMER_MS} ms",
-            f"{realtime['timer_lateness_ms']['p99']} ms",
+            f"{realtime['timer_lateness_ms']['p99']} ms (speed index {speed} s)",
             (realtime["timer_lateness_ms"]["p99"] or 1e9) <= TIMER_MS,
         ),
         (
@@ -164,6 +180,7 @@ def main(*, quick: bool, json_file: Path | None) -> None:
             "machine": info,
             "ceiling": ceiling,
             "realtime": realtime,
+            "speed_index_before_realtime": speed,
             "ledger_rate": ledger_rate,
             "shared_ledger_rate": shared_rate,
         }
