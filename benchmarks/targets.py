@@ -29,7 +29,6 @@ import platform
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +78,28 @@ def machine() -> dict[str, str]:
     }
 
 
+#: The speed index's loop, run at a module's top level as ``python -c`` runs it (the scale of the
+#: figures in docs/performance.md: a function's local variables would make it ~2x faster).
+SPEED_LOOP = """
+import time
+started, total = time.perf_counter(), 0
+for i in range(5_000_000):
+    total += i * i % 7
+print(round(time.perf_counter() - started, 2))
+"""
+
+
 def speed_index() -> float:
     """Seconds for a fixed pure-Python loop, lower is faster: how fast the machine runs right now.
 
     The real-time row follows it more than any change of code (docs/performance.md, round 7):
-    timer p99 12-54 ms in 7 of 8 runs that started at 0.98-1.20 s, 100-525 ms in 10 of 12 that
+    timer p99 12-54 ms in 6 of 7 runs that started at 0.98-1.19 s, 100-525 ms in 10 of 12 that
     started at 1.27-2.28 s, minutes apart. The loop is the same work every time.
     """
-    started, total = time.perf_counter(), 0
-    for i in range(5_000_000):
-        total += i * i % 7
-    return round(time.perf_counter() - started, 2)
+    done = subprocess.run(  # noqa: S603 - our own interpreter on our own code
+        [sys.executable, "-c", SPEED_LOOP], capture_output=True, text=True, check=True, timeout=TIMEOUT
+    )
+    return float(done.stdout)
 
 
 def main(*, quick: bool, json_file: Path | None) -> None:
