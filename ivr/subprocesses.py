@@ -1,15 +1,37 @@
-"""Ending a child process we started (a private Mosquitto, `ivr ledger`, `ivr relay`)."""
+"""Starting and ending a child process we started (a private Mosquitto, `ivr ledger`, `ivr relay`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import signal
-from typing import Final
+import sys
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["STOP_TIMEOUT", "end_process"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DIE_WITH_PARENT", "STOP_TIMEOUT", "end_process"]
 
 #: How long a signalled child may take to exit before it is killed.
 STOP_TIMEOUT: Final = 10.0
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: Linux sends it SIGTERM when the process that started it dies.
+
+    Without it, a test, ``ivr replay`` or ``ivr load`` killed mid-run (SIGKILL, or a SIGTERM it
+    does not catch) leaves its broker holding a port, and its `ivr ledger` and `ivr relay` running.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+#: The ``preexec_fn`` of every long-lived child: :func:`_die_with_parent` on Linux (a ``prctl`` only,
+#: which takes no lock, so it is safe between fork and exec), nothing elsewhere.
+DIE_WITH_PARENT: Final[Callable[[], None] | None] = _die_with_parent if sys.platform == "linux" else None
 
 
 async def end_process(

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib
 import os
 import re
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import structlog
 
 from ivr.bus.url import BrokerConfig
-from ivr.subprocesses import end_process
+from ivr.subprocesses import DIE_WITH_PARENT, end_process
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,7 +52,6 @@ _STARTUP_TIMEOUT: Final = 10.0
 _PROBE_INTERVAL: Final = 0.02
 _PORT_ATTEMPTS: Final = 5
 _LOG_TAIL: Final = 2000
-_PR_SET_PDEATHSIG: Final = 1
 
 log = structlog.get_logger("ivr.bus.broker")
 
@@ -77,15 +74,6 @@ def find_mosquitto() -> Path | None:
     if found:
         return Path(found)
     return _DEBIAN_MOSQUITTO if os.access(_DEBIAN_MOSQUITTO, os.X_OK) else None
-
-
-def _die_with_parent() -> None:
-    """Run in the broker's process before exec: Linux stops it when the process that started it dies.
-
-    Without it a test or ``ivr replay`` killed mid-run leaves an orphan broker holding its port.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -310,7 +298,7 @@ class EmbeddedBroker:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # prctl only: takes no lock
+                preexec_fn=DIE_WITH_PARENT,
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._startup_timeout

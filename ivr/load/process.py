@@ -20,7 +20,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import ENV_VAR
 from ivr.directory.relayed import PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
-from ivr.subprocesses import end_process
+from ivr.subprocesses import DIE_WITH_PARENT, end_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,7 +88,7 @@ class ServiceProcess:
         with contextlib.ExitStack() as files:
             out = files.enter_context(self._log_file.open("ab")) if self._log_file else asyncio.subprocess.DEVNULL
             self._proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, preexec_fn=DIE_WITH_PARENT
             )
         self.starts += 1
         try:

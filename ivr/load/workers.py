@@ -35,6 +35,7 @@ from ivr.load.ledger import start_ledger, verify_ledger
 from ivr.load.procs import listener_pid, vm_hwm_mb
 from ivr.load.report import LoadReport
 from ivr.load.world import synthetic_world, write_fixture
+from ivr.subprocesses import DIE_WITH_PARENT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -114,7 +115,12 @@ async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's comma
     # The broker URL travels in the environment: a password in argv would show in `ps`.
     env = {**os.environ, ENV_VAR: config.secret_url()}
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        preexec_fn=DIE_WITH_PARENT,
     )
     out, err = await proc.communicate()
     try:

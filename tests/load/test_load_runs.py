@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -82,6 +86,53 @@ def test_the_command_prints_a_json_report(private_broker):
     assert all(report["rss_mb"][process] > 0 for process in ("ivr", "ledger", "relay", "broker"))
     assert report["verify"]["output"].endswith("problems)")
     assert "OK" in report["verify"]["output"]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes ``pid`` started, with their command lines (Linux's /proc)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_load_run_killed_mid_run_takes_its_ledger_and_relay_with_it(private_broker):
+    """SIGKILL to `ivr load` (no cleanup can run) still ends its `ivr ledger` and `ivr relay`."""
+    argv = [sys.executable, "-m", "ivr", "load", "--calls", "100000", "--rate", "100", "--customers", "40"]
+    load = subprocess.Popen(  # noqa: S603 - our own command
+        [*argv, "--broker", private_broker.config.url, "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: dict[int, str] = {}
+        while not any(" relay" in cmd for cmd in children.values()) and time.monotonic() < deadline:
+            assert load.poll() is None, "ivr load ended before it started its relay"
+            time.sleep(0.1)
+            children = _children(load.pid)
+        ledger = [pid for pid, cmd in children.items() if " ledger " in cmd and " run" in cmd]
+        relay = [pid for pid, cmd in children.items() if " relay" in cmd]
+        assert ledger, children
+        assert relay, children
+    finally:
+        load.kill()
+        load.wait()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in ledger + relay) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in ledger + relay if _running(pid)], "a child outlived its killed ivr load"
 
 
 async def test_the_publisher_inside_the_ivr_makes_the_same_calls_as_the_relay(private_broker, tmp_path):
