@@ -1,4 +1,4 @@
-"""Starting and ending a child process we started (a private Mosquitto, `ivr ledger`, `ivr relay`)."""
+"""The child processes we start (a private Mosquitto, `ivr ledger`, `ivr relay`): ended with us, and on demand."""
 
 from __future__ import annotations
 
