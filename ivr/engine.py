@@ -18,7 +18,7 @@ import structlog
 
 from ivr.auth import lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
-from ivr.auth.model import Method, Plan, Severity, SupportHours, Ticket, TicketStatus
+from ivr.auth.model import Method, Plan, Severity, Ticket, TicketStatus
 from ivr.auth.routing import SALES_QUEUE, priority, queue_for
 from ivr.callers import HangUp, Key, NoInput
 from ivr.directory.fixtures import US_EASTERN
@@ -39,8 +39,6 @@ __all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard", "Observer"]
 
 #: Seconds of silence at a prompt before it counts as no-input.
 NO_INPUT_TIMEOUT: Final = 5.0
-#: Weekday office hours, US Eastern: outside them premier phone support is in English only (R8).
-OFFICE_HOURS: Final = SupportHours(tz=US_EASTERN)
 _FALLBACK_OFFER: Final = ("web_form", "chat", "self_service")
 
 log = structlog.get_logger("ivr.engine")
@@ -180,7 +178,7 @@ class _Run:
             if kind is Kind.ACTION:
                 await self.engine.actions[call.state](self)
             elif kind is Kind.INFO:
-                self.fire("next")
+                self.fire("next", now=self.clock.now())  # routing may follow: R8's notice is judged now
             else:
                 await self.take_input(kind)
         await self.finish()
@@ -194,7 +192,6 @@ class _Run:
         elif isinstance(got, NoInput):
             self.retry("no_input", "no_input", Reason.NO_INPUT)
         elif got.key == "*":
-            call.digits = ""
             self.fire("replay")
             self.enter()
         elif kind is Kind.MENU:
@@ -253,11 +250,6 @@ class _Run:
         self.log.info("call ended", outcome=call.outcome, reason=call.reason, rule=call.rule)
 
 
-def english_only(contract: Contract, now: datetime) -> bool:
-    """R8: premier phone support outside weekday office hours (US Eastern) is in English only."""
-    return contract.plan is Plan.PREMIER and not OFFICE_HOURS.is_open(now)
-
-
 def _locked_until(run: _Run, now: datetime) -> datetime | None:
     """When the caller's number stops being locked out, or ``None`` when it is not."""
     failures = run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
@@ -292,14 +284,13 @@ def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     today = run.clock.now().astimezone(US_EASTERN).date()
     digits = call.digits
     if call.method is Method.TICKET:
-        found_ticket = directory.find_ticket(digits)
-        ticket, contract, balance = found_ticket or (None, None, None)
-        assert call.kind is not None  # noqa: S101 - chosen before any entry
+        found = directory.find_ticket(digits)
         assert call.purpose is not None  # noqa: S101 - chosen before any entry
-        decision = rules.authorize_ticket(
-            digits, ticket, contract, balance, kind=call.kind, purpose=call.purpose, today=today
-        )
-        return decision, contract, ticket
+        decision = rules.authorize_ticket(digits, found, purpose=call.purpose, today=today)
+        if found is None:
+            return decision, None, None
+        # The contract that qualified (R2 b may be another of the owner's): its hours and plan apply.
+        return decision, found.contract(decision.contract_id), found.ticket
     if call.method is Method.SUPPORT_CODE:
         found_code = directory.find_code(digits)
         code, contract, balance = found_code or (None, None, None)
@@ -347,7 +338,6 @@ async def _authorizing(run: _Run) -> None:
         run.fire("after_hours", reason=Reason.OUTSIDE_HOURS, rule=Rule.R8)
         return
     call.plan = contract.plan
-    call.english_only = english_only(contract, now)
     if ticket is not None:
         call.severity = ticket.severity
         _set_route(call)
@@ -361,7 +351,7 @@ async def _authorizing(run: _Run) -> None:
         detail=decision.detail,
     )
     await run.flush()
-    run.fire("grant", decision=decision)
+    run.fire("grant", decision=decision, now=run.clock.now())  # a joined ticket is routed now (R8's notice)
 
 
 async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, Any]) -> None:

@@ -40,17 +40,18 @@ class Rule(StrEnum):
 _SENTENCES: dict[Rule, str] = {
     Rule.R1: "A call for the online sales team needs no authorization and never deducts an incident.",
     Rule.R2: (
-        "Ticket ID: allowed when the ticket exists and is not closed, and its owner has an active "
-        "contract with phone support and incidents available; it never deducts an incident."
+        "Ticket ID: allowed when the ticket exists and is not closed, and its owner has an active contract "
+        "with phone support and incidents available (the ticket's own, else the owner's best plan, whose hours "
+        "and priority apply); it never deducts an incident."
     ),
-    Rule.R3: "A business caller whose call is about licensing skips R2's contract condition.",
+    Rule.R3: "A licensing call on a ticket whose owner is a business skips R2's contract condition.",
     Rule.R4: (
         "Support code: exactly 10 digits, exists, and its contract is active, includes phone support "
         "and has incidents available; a new ticket is created and one incident deducted if limited."
     ),
     Rule.R5: (
         "License key (business only): exactly 8 digits, exists, belongs to one of the six listed "
-        "business products, and its contract includes phone support with incidents available."
+        "business products, and its contract is active, includes phone support and has incidents available."
     ),
     Rule.R6: (
         "A per-incident purchase creates its ticket; every call about it authorizes by that ticket "
@@ -60,7 +61,8 @@ _SENTENCES: dict[Rule, str] = {
         "An incident is deducted once per ticket created under a limited contract, and a balance never goes below zero."
     ),
     Rule.R8: (
-        "A support call outside its contract's hours is told the hours and offered other channels; no ticket is made."
+        "A support call authorized outside its contract's hours is told the hours and offered other channels; "
+        "no ticket is made. Premier routed outside weekday office hours hears that support is in English only."
     ),
     Rule.R9: (
         "A new ticket asks for a severity, A to D; routing priority rises with severity and with the premier plan."
@@ -68,11 +70,13 @@ _SENTENCES: dict[Rule, str] = {
     Rule.R10: "A new ticket's ID is read back to the caller, who quotes it on later calls.",
     Rule.R11: ("A caller who cannot be authorized is offered the web form, chat or self-service before the call ends."),
     Rule.INPUT: (
-        "No input for 5 s or a key not accepted replays the prompt; the third failure in a row goes to the fallback."
+        "No input for 5 s or a key not accepted replays the prompt; the third failure in a row goes to the "
+        "fallback, and any accepted input, * included, starts the count over."
     ),
     Rule.ATTEMPTS: "A caller gets 3 authorization attempts per call; the third failure goes to the fallback.",
     Rule.LOCKOUT: (
-        "5 failed authorizations from one number within 15 minutes lock it out of authorization for 15 minutes."
+        "5 failed authorizations from one number within 15 minutes lock it out of authorization for 15 minutes; "
+        "when the fifth is also the call's third attempt, the lockout is what ends the call."
     ),
     Rule.HANGUP: "A hang-up ends the call where it stands, leaving nothing half-done.",
 }

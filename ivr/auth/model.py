@@ -9,27 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
+from typing import Final
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "BUSINESS_KEY_PRODUCTS",
+    "US_EASTERN",
     "CallerKind",
     "Channel",
     "Contract",
     "Customer",
     "LicenseKey",
     "Method",
+    "OwnedTicket",
     "Plan",
     "Purpose",
     "Severity",
+    "Standing",
     "SupportCode",
     "SupportHours",
     "Ticket",
     "TicketStatus",
 ]
+
+
+#: The support centre's time zone: validity days are its calendar days, office hours its clock.
+US_EASTERN: Final = ZoneInfo("America/New_York")
 
 
 class CallerKind(StrEnum):
@@ -200,3 +205,32 @@ class Ticket:
     status: TicketStatus
     purpose: Purpose
     severity: Severity = Severity.C
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Standing:
+    """A contract with its incidents left as the ledger last reported them (``None``: unlimited)."""
+
+    contract: Contract
+    balance: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnedTicket:
+    """A ticket as R2 and R3 read it: the contract it was opened under, and its owner's kind and other contracts.
+
+    R2 (b) is about the ticket's owner, not only the ticket's own contract (a customer who renewed
+    qualifies through the new one), and R3's "business" is the owner's kind in the directory.
+    """
+
+    ticket: Ticket
+    owner_kind: CallerKind
+    own: Standing
+    others: tuple[Standing, ...] = ()
+
+    def contract(self, contract_id: str | None) -> Contract | None:
+        """The ticket's own or its owner's contract with this ID, if there is one."""
+        for standing in (self.own, *self.others):
+            if standing.contract.id == contract_id:
+                return standing.contract
+        return None

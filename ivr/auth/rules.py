@@ -18,19 +18,22 @@ from ivr.auth.model import (
     Contract,
     LicenseKey,
     Method,
+    OwnedTicket,
     Plan,
     Purpose,
+    Standing,
     SupportCode,
-    Ticket,
     TicketStatus,
 )
 from ivr.secrets import mask
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import date, datetime
 
 __all__ = [
     "DIGITS",
+    "PLAN_RANK",
     "authorize_code",
     "authorize_key",
     "authorize_ticket",
@@ -42,6 +45,10 @@ __all__ = [
 #: How many digits each method takes. Ticket IDs are 7 digits (a fixture-world decision: the
 #: seeds give no length); codes are 10 (R4) and keys 8 (R5).
 DIGITS: dict[Method, int] = {Method.TICKET: 7, Method.SUPPORT_CODE: 10, Method.LICENSE_KEY: 8}
+
+#: R2 (b)'s order among an owner's qualifying contracts: premier, then standard, then per-incident
+#: (complimentary has no phone support, so it never qualifies; it is ranked only to be complete).
+PLAN_RANK: dict[Plan, int] = {Plan.PREMIER: 0, Plan.STANDARD: 1, Plan.PER_INCIDENT: 2, Plan.COMPLIMENTARY: 3}
 
 _LENGTH_RULE = {Method.TICKET: Rule.R2, Method.SUPPORT_CODE: Rule.R4, Method.LICENSE_KEY: Rule.R5}
 
@@ -94,49 +101,58 @@ def _contract_usable(
     return None
 
 
-def authorize_ticket(  # noqa: PLR0913 - R2 reads the ticket, its contract, the balance and the call
-    entered: str,
-    ticket: Ticket | None,
-    contract: Contract | None,
-    balance: int | None,
-    *,
-    kind: CallerKind,
-    purpose: Purpose,
-    today: date,
-) -> Decision:
-    """R2 (with R3 and R6): join an existing ticket; never deducts."""
-    if ticket is None or contract is None:
+def authorize_ticket(entered: str, found: OwnedTicket | None, *, purpose: Purpose, today: date) -> Decision:
+    """R2 (with R3 and R6): join an existing ticket; never deducts.
+
+    R2 (b) is about the ticket's owner: the ticket's own contract when it qualifies, otherwise the
+    owner's qualifying contract with the best plan. The decision names the contract that
+    qualified, whose hours (R8) and priority (R9) then apply.
+    """
+    if found is None:
         return Decision.deny(Rule.R2, Reason.UNKNOWN_TICKET, f"no ticket {entered}")
-    facts: dict[str, str | None] = {
-        "customer_id": ticket.customer_id,
-        "contract_id": contract.id,
-        "ticket_id": ticket.id,
-    }
+    ticket, own = found.ticket, found.own.contract
+    facts: dict[str, str | None] = {"customer_id": ticket.customer_id, "contract_id": own.id, "ticket_id": ticket.id}
     if ticket.status is TicketStatus.CLOSED:
         return Decision.deny(
             Rule.R2, Reason.TICKET_CLOSED, f"ticket {ticket.id} is closed and cannot be reopened", **facts
         )
-    if kind is CallerKind.BUSINESS and purpose is Purpose.LICENSING:
+    if found.owner_kind is CallerKind.BUSINESS and purpose is Purpose.LICENSING:
         return Decision.grant(
             Rule.R3,
-            f"ticket {ticket.id} is {ticket.status}; a business licensing call skips the contract check",
+            f"ticket {ticket.id} is {ticket.status} and its owner {ticket.customer_id} is a business; "
+            "a licensing call skips the contract check",
             customer_id=ticket.customer_id,
-            contract_id=contract.id,
+            contract_id=own.id,
             ticket_id=ticket.id,
         )
     # R6: a per-incident ticket *is* the incident bought; calls about it need no incident left.
-    per_incident = contract.plan is Plan.PER_INCIDENT
-    denial = _contract_usable(contract, balance, today, Rule.R2, need_incident=not per_incident)
-    if denial is not None:
+    per_incident = own.plan is Plan.PER_INCIDENT
+    denial = _contract_usable(own, found.own.balance, today, Rule.R2, need_incident=not per_incident)
+    if denial is None:
+        return Decision.grant(
+            Rule.R6 if per_incident else Rule.R2,
+            f"ticket {ticket.id} is {ticket.status} under active contract {own.id}",
+            customer_id=ticket.customer_id,
+            contract_id=own.id,
+            ticket_id=ticket.id,
+        )
+    other = _best_usable(found.others, today)
+    if other is None:
         return Decision.deny(denial.rule, denial.reason or Reason.NO_INCIDENTS, denial.detail, **facts)
-    rule = Rule.R6 if per_incident else Rule.R2
     return Decision.grant(
-        rule,
-        f"ticket {ticket.id} is {ticket.status} under active contract {contract.id}",
+        Rule.R2,
+        f"ticket {ticket.id} is {ticket.status}; {denial.detail}, but its owner {ticket.customer_id} "
+        f"has active contract {other.id} ({other.plan}) with phone support and incidents available",
         customer_id=ticket.customer_id,
-        contract_id=contract.id,
+        contract_id=other.id,
         ticket_id=ticket.id,
     )
+
+
+def _best_usable(standings: Iterable[Standing], today: date) -> Contract | None:
+    """The qualifying contract with the best plan (R2 b), a tie broken by ID so the choice is stable."""
+    usable = [s.contract for s in standings if _contract_usable(s.contract, s.balance, today, Rule.R2) is None]
+    return min(usable, key=lambda c: (PLAN_RANK[c.plan], c.id), default=None)
 
 
 def authorize_code(

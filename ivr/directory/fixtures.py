@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.auth.model import (
+    US_EASTERN,
     CallerKind,
     Channel,
     Contract,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["US_EASTERN", "Persona", "World", "load_world"]
 
-US_EASTERN: Final = ZoneInfo("America/New_York")
 _DAYS: Final = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _PLAN_CHANNELS: Final = {
     Plan.STANDARD: frozenset(Channel),

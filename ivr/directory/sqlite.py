@@ -34,12 +34,15 @@ import aiosqlite
 import structlog
 
 from ivr.auth.model import (
+    CallerKind,
     Channel,
     Contract,
     LicenseKey,
+    OwnedTicket,
     Plan,
     Purpose,
     Severity,
+    Standing,
     SupportCode,
     SupportHours,
     Ticket,
@@ -72,6 +75,7 @@ CREATE TABLE IF NOT EXISTS contracts (
     id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id), plan TEXT NOT NULL,
     channels TEXT NOT NULL, incidents INTEGER, valid_from TEXT NOT NULL, valid_until TEXT NOT NULL,
     hours TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS contracts_customer ON contracts (customer_id);
 CREATE TABLE IF NOT EXISTS balances (
     contract_id TEXT PRIMARY KEY REFERENCES contracts(id), balance INTEGER, as_of TEXT);
 CREATE TABLE IF NOT EXISTS support_codes (
@@ -306,10 +310,22 @@ class Directory:
         rows: list[sqlite3.Row] = self._db.execute(sql, args).fetchall()
         return rows[0] if rows else None
 
-    def find_ticket(self, ticket_id: str) -> tuple[Ticket, Contract, int | None] | None:
-        """A ticket with its contract and the contract's balance, in one read."""
-        row = self._one(_WITH_CONTRACT.format(table="tickets t", key="t.id"), ticket_id)
-        return (_ticket(row), _contract(row), row["balance"]) if row else None
+    def find_ticket(self, ticket_id: str) -> OwnedTicket | None:
+        """A ticket with its contract, its owner's kind and the owner's other contracts, with balances, in one read."""
+        rows: list[sqlite3.Row] = self._db.execute(_TICKET_WITH_OWNER, (ticket_id,)).fetchall()
+        if not rows:
+            return None
+        ticket = _ticket(rows[0])
+        standings = [Standing(contract=_contract(row), balance=row["balance"]) for row in rows]
+        own = next((s for s in standings if s.contract.id == ticket.contract_id), None)
+        if own is None:  # as for a code or key: a ticket whose contract is missing is not found
+            return None
+        return OwnedTicket(
+            ticket=ticket,
+            owner_kind=CallerKind(rows[0]["owner_kind"]),
+            own=own,
+            others=tuple(s for s in standings if s is not own),
+        )
 
     def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
         """A support code with its contract and the contract's balance, in one read."""
@@ -435,6 +451,15 @@ class Directory:
         await self._write(("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(at, s) for s in seqs]))
 
 
+#: A ticket's rows: one per contract of its owner (its own contract among them), with the balance
+#: and the owner's kind. An owner holds a handful of contracts, found through contracts_customer.
+_TICKET_WITH_OWNER: Final = (
+    "SELECT t.*, o.kind AS owner_kind, c.id AS c_id, c.customer_id AS c_customer_id, c.plan, c.channels, "
+    "c.incidents, c.valid_from, c.valid_until, c.hours, b.balance FROM tickets t "
+    "JOIN customers o ON o.id = t.customer_id "
+    "JOIN contracts c ON c.id = t.contract_id OR c.customer_id = t.customer_id "
+    "JOIN balances b ON b.contract_id = c.id WHERE t.id = ?"
+)
 _WITH_CONTRACT: Final = (
     "SELECT t.*, c.id AS c_id, c.customer_id AS c_customer_id, c.plan, c.channels, c.incidents, c.valid_from, "
     "c.valid_until, c.hours, b.balance FROM {table} JOIN contracts c ON c.id = t.contract_id "

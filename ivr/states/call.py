@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import CallerKind, Method, Plan, Purpose, Severity
+from ivr.auth.routing import english_only
 from ivr.states.flow import INITIAL, STATES, Kind
 
 if TYPE_CHECKING:
@@ -74,9 +75,12 @@ class Call:
         decision: Decision = event.kwargs["decision"]
         return decision.ticket_id is None
 
-    def needs_english_notice(self, _: EventData) -> bool:
-        """Premier support out of business hours is in English only, said before routing (R8)."""
-        return self.english_only
+    def needs_english_notice(self, event: EventData) -> bool:
+        """Premier support out of business hours is in English only, said before routing (R8).
+
+        Judged by the trigger that routes the call, at its ``now``: the moment of routing.
+        """
+        return self.plan is not None and english_only(self.plan, event.kwargs["now"])
 
     def last_attempt(self, _: EventData) -> bool:
         """Whether this denial uses the caller's last authorization attempt."""
@@ -117,6 +121,10 @@ class Call:
         self.rule = self.granted.rule if self.granted else None
         self.ticket_id = self.granted.ticket_id if self.granted else None
 
+    def set_english_only(self, _: EventData) -> None:
+        """The caller is told phone support is in English only; the routed call says so (R8)."""
+        self.english_only = True
+
     def count_attempt(self, _: EventData) -> None:
         """One authorization attempt used."""
         self.attempts += 1
@@ -132,6 +140,11 @@ class Call:
     def count_failure(self, _: EventData) -> None:
         """One more no-input or no-match at this prompt."""
         self.failures += 1
+        self.digits = ""
+
+    def start_over(self, _: EventData) -> None:
+        """``*``: an accepted input, so the failure row is broken; a half-typed entry is thrown away."""
+        self.failures = 0
         self.digits = ""
 
     def set_severity(self, event: EventData) -> None:

@@ -140,7 +140,7 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
         "source": "authorizing",
         "dest": "english_notice",
         "conditions": "needs_english_notice",
-        "before": "set_granted",
+        "before": ["set_granted", "set_english_only"],
     },
     {"trigger": "grant", "source": "authorizing", "dest": "routed", "before": "set_granted"},
     {
@@ -155,7 +155,13 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "after_hours", "source": "authorizing", "dest": "fallback", "before": "set_fallback"},
     {"trigger": "choose_severity", "source": "severity", "dest": "creating_ticket", "before": "set_severity"},
     {"trigger": "created", "source": "creating_ticket", "dest": "case_number", "before": "set_ticket"},
-    {"trigger": "next", "source": "case_number", "dest": "english_notice", "conditions": "needs_english_notice"},
+    {
+        "trigger": "next",
+        "source": "case_number",
+        "dest": "english_notice",
+        "conditions": "needs_english_notice",
+        "before": "set_english_only",
+    },
     {"trigger": "next", "source": "case_number", "dest": "routed"},
     {"trigger": "next", "source": "english_notice", "dest": "routed"},
     {
@@ -174,7 +180,7 @@ TRANSITIONS: Final[list[dict[str, Any]]] = [
         "before": "set_fallback",
     },
     {"trigger": "no_match", "source": _INPUT, "dest": None, "before": "count_failure"},
-    {"trigger": "replay", "source": _INPUT, "dest": None},
+    {"trigger": "replay", "source": _INPUT, "dest": None, "before": "start_over"},
     {"trigger": "hangup", "source": _LIVE, "dest": "abandoned", "before": "set_hangup"},
 ]
 

@@ -59,7 +59,9 @@ def branch_entry(call: Call, source: str, dest: str) -> Entry | None:
     if dest == "sales":
         return _branch(call, Rule.R1, "online sales chosen at the main menu: no authorization, nothing deducted")
     if dest == "english_notice":
-        return _branch(call, Rule.R8, f"{call.plan} plan outside weekday office hours (US Eastern): English only")
+        return _branch(
+            call, Rule.R8, f"{call.plan} plan routed outside weekday office hours (US Eastern): English only"
+        )
     if dest == "routed":
         return _branch(
             call,

@@ -10,13 +10,15 @@ import pytest
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import Press, ScriptedCaller
 from ivr.clock import VirtualClock
+from ivr.directory.fixtures import load_world
 from ivr.events import EventType
+from tests.conftest import DEFAULT_WORLD_PATH
 
 EST = timezone(timedelta(hours=-5))
 TUESDAY_10AM = datetime(2026, 11, 17, 10, 0, tzinfo=EST)
 SATURDAY_NOON = datetime(2026, 11, 21, 12, 0, tzinfo=EST)
 TUESDAY_9PM = datetime(2026, 11, 17, 21, 0, tzinfo=EST)
-FIXTURE_TICKETS = 10
+FIXTURE_TICKETS = len(load_world(DEFAULT_WORLD_PATH).tickets)
 
 ANNA, BEN, FAY = "+15550100001", "+15550100002", "+15550100006"
 ACME, GLOBEX, INITECH = "+15550200001", "+15550200002", "+15550200003"

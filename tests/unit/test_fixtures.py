@@ -18,11 +18,11 @@ CONTRACT = (
 
 def test_the_default_world_loads(world):
     """The shipped world has its customers, contracts, codes, keys and tickets, typed."""
-    assert len(world.customers) == 12
-    assert len(world.contracts) == 12
+    assert len(world.customers) == 14
+    assert len(world.contracts) == 16
     assert len(world.support_codes) == 9
-    assert len(world.license_keys) == 6
-    assert len(world.tickets) == 10
+    assert len(world.license_keys) == 7
+    assert len(world.tickets) == 13
     assert world.contracts["K-ACME-PREM"].unlimited
     assert world.contracts["K-ACME-PREM"].hours.always
     assert Channel.PHONE not in world.contracts["K-CARA-COMP"].channels

@@ -1,13 +1,15 @@
-"""R9: routing priority rises with severity and with the premier plan; queues by caller kind and purpose."""
+"""R8, R9: where a call is routed: queue, priority, and the English-only notice of premier outside office hours."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from ivr.auth.model import CallerKind, Plan, Purpose, Severity
-from ivr.auth.routing import SALES_QUEUE, priority, queue_for
+from ivr.auth.routing import SALES_QUEUE, english_only, priority, queue_for
 
 #: Most severe first.
 BY_SEVERITY = [Severity.A, Severity.B, Severity.C, Severity.D]
@@ -59,3 +61,24 @@ def test_one_queue_per_kind_and_purpose(kind, purpose):
 def test_queues_are_distinct():
     """The four support queues are four different queues."""
     assert len({queue_for(k, p) for k, p in itertools.product(CallerKind, Purpose)}) == 4
+
+
+EST = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("plan", "routed_at", "told"),
+    [
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 17, 19, 59, 59, tzinfo=EST), False, id="premier-19:59:59"),
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 17, 20, 0, tzinfo=EST), True, id="premier-20:00"),
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 17, 7, 59, 59, tzinfo=EST), True, id="premier-07:59:59"),
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 17, 8, 0, tzinfo=EST), False, id="premier-08:00"),
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 21, 12, 0, tzinfo=EST), True, id="premier-saturday"),
+        pytest.param(Plan.PREMIER, datetime(2026, 11, 18, 0, 30, tzinfo=UTC), False, id="premier-utc-is-19:30-est"),
+        pytest.param(Plan.STANDARD, datetime(2026, 11, 21, 12, 0, tzinfo=EST), False, id="standard-saturday"),
+        pytest.param(Plan.PER_INCIDENT, datetime(2026, 11, 17, 22, 0, tzinfo=EST), False, id="per-incident-22:00"),
+    ],
+)
+def test_english_only_is_premier_outside_weekday_office_hours(plan, routed_at, told):
+    """R8: only premier support, routed outside Monday-Friday 08:00-20:00 US Eastern, is in English only."""
+    assert english_only(plan, routed_at) is told

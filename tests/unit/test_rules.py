@@ -16,8 +16,10 @@ from ivr.auth.model import (
     Contract,
     LicenseKey,
     Method,
+    OwnedTicket,
     Plan,
     Purpose,
+    Standing,
     SupportCode,
     SupportHours,
     Ticket,
@@ -25,6 +27,7 @@ from ivr.auth.model import (
 )
 from ivr.auth.rules import (
     DIGITS,
+    PLAN_RANK,
     authorize_code,
     authorize_key,
     authorize_ticket,
@@ -107,9 +110,34 @@ USABLE = [
 ]
 
 
-def ticket_decision(ticket, contract, balance, *, kind=CallerKind.CONSUMER, purpose=Purpose.TECHNICAL) -> Decision:
-    """``authorize_ticket`` for the ticket ID everybody enters here."""
-    return authorize_ticket(TICKET_ID, ticket, contract, balance, kind=kind, purpose=purpose, today=TODAY)
+def ticket_decision(  # noqa: PLR0913 - the facts R2 reads, each overridable by name
+    ticket,
+    contract,
+    balance,
+    *,
+    owner_kind=CallerKind.CONSUMER,
+    purpose=Purpose.TECHNICAL,
+    others=(),
+) -> Decision:
+    """``authorize_ticket`` for the ticket ID everybody enters here; no ticket or contract is "not found"."""
+    found = None
+    if ticket is not None and contract is not None:
+        found = OwnedTicket(
+            ticket=ticket,
+            owner_kind=owner_kind,
+            own=Standing(contract=contract, balance=balance),
+            others=tuple(others),
+        )
+    return authorize_ticket(TICKET_ID, found, purpose=purpose, today=TODAY)
+
+
+def other(contract_id, balance=5, **changes) -> Standing:
+    """Another contract of the ticket's owner (``C-1``), usable unless ``changes`` say otherwise."""
+    return Standing(contract=make_contract(id=contract_id, **changes), balance=balance)
+
+
+EXPIRED = {"valid_until": date(2025, 12, 31)}
+PREMIER = {"plan": Plan.PREMIER, "incidents": None, "hours": SupportHours(tz=EASTERN, always=True)}
 
 
 class TestAuthorizeTicket:
@@ -123,10 +151,10 @@ class TestAuthorizeTicket:
             pytest.param(make_ticket(), None, id="ticket-without-contract"),
         ],
     )
-    @pytest.mark.parametrize("kind", list(CallerKind))
-    def test_unknown_ticket_is_denied_under_r2(self, ticket, contract, kind):
+    @pytest.mark.parametrize("owner_kind", list(CallerKind))
+    def test_unknown_ticket_is_denied_under_r2(self, ticket, contract, owner_kind):
         """A ticket that is not found (or has no contract) is an R2 ``unknown_ticket`` denial, for anyone."""
-        decision = ticket_decision(ticket, contract, 5, kind=kind, purpose=Purpose.LICENSING)
+        decision = ticket_decision(ticket, contract, 5, owner_kind=owner_kind, purpose=Purpose.LICENSING)
         assert not decision.granted
         assert decision.rule is Rule.R2
         assert decision.reason is Reason.UNKNOWN_TICKET
@@ -134,18 +162,19 @@ class TestAuthorizeTicket:
         assert not decision.deduct
 
     @pytest.mark.parametrize(
-        ("kind", "purpose"),
+        ("owner_kind", "purpose"),
         [(k, p) for k in CallerKind for p in Purpose],
     )
     @pytest.mark.parametrize("plan", [Plan.STANDARD, Plan.PER_INCIDENT, Plan.PREMIER])
-    def test_closed_ticket_is_denied_for_every_caller(self, kind, purpose, plan):
-        """A closed ticket can never be reopened: R2 ``ticket_closed``, even for R3 or R6 callers."""
+    def test_closed_ticket_is_denied_for_every_caller(self, owner_kind, purpose, plan):
+        """A closed ticket can never be reopened: R2 ``ticket_closed``, even for R3 or R6 callers or a renewal."""
         decision = ticket_decision(
             make_ticket(status=TicketStatus.CLOSED),
             make_contract(plan=plan),
             5,
-            kind=kind,
+            owner_kind=owner_kind,
             purpose=purpose,
+            others=[other("K-2", **PREMIER)],
         )
         assert (decision.granted, decision.rule, decision.reason) == (False, Rule.R2, Reason.TICKET_CLOSED)
         assert decision.ticket_id == TICKET_ID
@@ -154,10 +183,10 @@ class TestAuthorizeTicket:
 
     @pytest.mark.parametrize("status", [TicketStatus.OPEN, TicketStatus.PENDING])
     @pytest.mark.parametrize(("changes", "balance"), USABLE)
-    @pytest.mark.parametrize("kind", list(CallerKind))
-    def test_open_ticket_on_usable_contract_is_granted_without_deduction(self, status, changes, balance, kind):
+    @pytest.mark.parametrize("owner_kind", list(CallerKind))
+    def test_open_ticket_on_usable_contract_is_granted_without_deduction(self, status, changes, balance, owner_kind):
         """An open or pending ticket on an active phone contract with incidents is joined: R2, no deduction."""
-        decision = ticket_decision(make_ticket(status=status), make_contract(**changes), balance, kind=kind)
+        decision = ticket_decision(make_ticket(status=status), make_contract(**changes), balance, owner_kind=owner_kind)
         assert decision.granted
         assert decision.rule is Rule.R2
         assert decision.reason is None
@@ -166,16 +195,18 @@ class TestAuthorizeTicket:
 
     @pytest.mark.parametrize(("changes", "balance", "reason"), UNUSABLE)
     @pytest.mark.parametrize(
-        ("kind", "purpose"),
+        ("owner_kind", "purpose"),
         [
             pytest.param(CallerKind.CONSUMER, Purpose.TECHNICAL, id="consumer-technical"),
             pytest.param(CallerKind.CONSUMER, Purpose.LICENSING, id="consumer-licensing-no-r3"),
             pytest.param(CallerKind.BUSINESS, Purpose.TECHNICAL, id="business-technical"),
         ],
     )
-    def test_unusable_contract_denies_the_ticket_under_r2(self, changes, balance, reason, kind, purpose):
-        """R2 b: an expired, not-started, phoneless or empty contract denies the ticket (no R3 for these callers)."""
-        decision = ticket_decision(make_ticket(), make_contract(**changes), balance, kind=kind, purpose=purpose)
+    def test_unusable_contract_denies_the_ticket_under_r2(self, changes, balance, reason, owner_kind, purpose):
+        """R2 b: an expired, not-started, phoneless or empty contract, and nothing else, denies the ticket (no R3)."""
+        decision = ticket_decision(
+            make_ticket(), make_contract(**changes), balance, owner_kind=owner_kind, purpose=purpose
+        )
         assert (decision.granted, decision.rule, decision.reason) == (False, Rule.R2, reason)
         assert decision.ticket_id == TICKET_ID
         assert decision.contract_id == "K-1"
@@ -184,18 +215,18 @@ class TestAuthorizeTicket:
     @pytest.mark.parametrize(("changes", "balance", "_reason"), UNUSABLE)
     @pytest.mark.parametrize("status", [TicketStatus.OPEN, TicketStatus.PENDING])
     def test_business_licensing_call_skips_the_contract_check_under_r3(self, changes, balance, _reason, status):
-        """R3: a business licensing call by ticket passes whatever the contract's state, and deducts nothing."""
+        """R3: a licensing call on a business owner's ticket passes whatever the contract's state, deducting nothing."""
         decision = ticket_decision(
             make_ticket(status=status, purpose=Purpose.LICENSING),
             make_contract(**changes),
             balance,
-            kind=CallerKind.BUSINESS,
+            owner_kind=CallerKind.BUSINESS,
             purpose=Purpose.LICENSING,
         )
         assert decision.granted
         assert decision.rule is Rule.R3
         assert decision.deduct is False
-        assert decision.ticket_id == TICKET_ID
+        assert (decision.ticket_id, decision.contract_id) == (TICKET_ID, "K-1")
 
     def test_r3_looks_at_the_call_purpose_not_the_ticket_purpose(self):
         """R3 is about what the call is for: a business licensing call on a technical ticket still skips (b)."""
@@ -203,17 +234,28 @@ class TestAuthorizeTicket:
             make_ticket(purpose=Purpose.TECHNICAL),
             make_contract(valid_until=date(2025, 12, 31)),
             3,
-            kind=CallerKind.BUSINESS,
+            owner_kind=CallerKind.BUSINESS,
             purpose=Purpose.LICENSING,
         )
         assert (decision.granted, decision.rule) == (True, Rule.R3)
 
+    def test_r3_is_for_business_owners_only(self):
+        """A consumer's licensing ticket gets no R3 exception, whatever key the caller pressed: R2 b applies."""
+        decision = ticket_decision(
+            make_ticket(purpose=Purpose.LICENSING),
+            make_contract(**EXPIRED),
+            3,
+            owner_kind=CallerKind.CONSUMER,
+            purpose=Purpose.LICENSING,
+        )
+        assert (decision.granted, decision.rule, decision.reason) == (False, Rule.R2, Reason.CONTRACT_EXPIRED)
+
     @pytest.mark.parametrize("balance", [0, 1, None])
-    @pytest.mark.parametrize("kind", list(CallerKind))
-    def test_per_incident_ticket_passes_with_balance_zero_under_r6(self, balance, kind):
+    @pytest.mark.parametrize("owner_kind", list(CallerKind))
+    def test_per_incident_ticket_passes_with_balance_zero_under_r6(self, balance, owner_kind):
         """R6: the per-incident ticket *is* the incident bought; it authorizes with nothing left and deducts nothing."""
         decision = ticket_decision(
-            make_ticket(), make_contract(plan=Plan.PER_INCIDENT, incidents=0), balance, kind=kind
+            make_ticket(), make_contract(plan=Plan.PER_INCIDENT, incidents=0), balance, owner_kind=owner_kind
         )
         assert decision.granted
         assert decision.rule is Rule.R6
@@ -232,6 +274,100 @@ class TestAuthorizeTicket:
         contract = make_contract(plan=Plan.PER_INCIDENT, incidents=0, **changes)
         decision = ticket_decision(make_ticket(), contract, 0)
         assert (decision.granted, decision.rule, decision.reason) == (False, Rule.R2, reason)
+
+
+class TestTicketOwnersContracts:
+    """R2 b is about the ticket's owner: its own contract first, else the owner's best qualifying one."""
+
+    @pytest.mark.parametrize(("changes", "balance", "_reason"), UNUSABLE)
+    def test_owner_qualifies_through_another_contract(self, changes, balance, _reason):
+        """When the ticket's contract fails R2 b, the owner's other qualifying contract authorizes: R2, named."""
+        decision = ticket_decision(make_ticket(), make_contract(**changes), balance, others=[other("K-2")])
+        assert decision.granted
+        assert decision.rule is Rule.R2
+        assert (decision.ticket_id, decision.contract_id, decision.customer_id) == (TICKET_ID, "K-2", "C-1")
+        assert decision.deduct is False
+        assert "K-1" in decision.detail
+        assert "K-2" in decision.detail
+
+    def test_a_renewal_is_named_with_why_the_old_contract_failed(self):
+        """The grant's detail says why the ticket's contract failed and which contract qualified, with its plan."""
+        decision = ticket_decision(make_ticket(), make_contract(**EXPIRED), 5, others=[other("K-2", None, **PREMIER)])
+        assert decision.detail == (
+            f"ticket {TICKET_ID} is open; contract K-1 expired on 2025-12-31, but its owner C-1 has active "
+            "contract K-2 (premier) with phone support and incidents available"
+        )
+
+    def test_the_tickets_own_contract_wins_when_it_qualifies(self):
+        """A qualifying ticket contract is used even when the owner holds a better plan elsewhere."""
+        decision = ticket_decision(make_ticket(), make_contract(), 5, others=[other("K-2", None, **PREMIER)])
+        assert (decision.granted, decision.contract_id) == (True, "K-1")
+
+    @pytest.mark.parametrize(
+        ("others", "chosen"),
+        [
+            pytest.param(
+                [other("K-PPI", 1, plan=Plan.PER_INCIDENT), other("K-STD"), other("K-PREM", None, **PREMIER)],
+                "K-PREM",
+                id="premier-first",
+            ),
+            pytest.param(
+                [other("K-PREM", None, **PREMIER), other("K-STD"), other("K-PPI", 1, plan=Plan.PER_INCIDENT)],
+                "K-PREM",
+                id="order-does-not-matter",
+            ),
+            pytest.param([other("K-PPI", 1, plan=Plan.PER_INCIDENT), other("K-STD")], "K-STD", id="then-standard"),
+            pytest.param([other("K-PPI", 1, plan=Plan.PER_INCIDENT)], "K-PPI", id="then-per-incident"),
+            pytest.param([other("K-B"), other("K-A")], "K-A", id="tie-by-id"),
+        ],
+    )
+    def test_the_best_plan_qualifies(self, others, chosen):
+        """Among the owner's qualifying contracts: premier, then standard, then per-incident (a tie by ID)."""
+        decision = ticket_decision(make_ticket(), make_contract(**EXPIRED), 5, others=others)
+        assert (decision.granted, decision.rule, decision.contract_id) == (True, Rule.R2, chosen)
+
+    def test_a_better_plan_that_does_not_qualify_is_passed_over(self):
+        """An expired premier contract loses to an active standard one."""
+        others = [other("K-PREM", None, **PREMIER, **EXPIRED), other("K-STD")]
+        decision = ticket_decision(make_ticket(), make_contract(**EXPIRED), 5, others=others)
+        assert decision.contract_id == "K-STD"
+
+    @pytest.mark.parametrize(("changes", "balance", "_reason"), UNUSABLE)
+    def test_no_qualifying_contract_denies_with_the_tickets_own_reason(self, changes, balance, _reason):
+        """When none of the owner's contracts qualifies, the denial is the ticket's own contract's, naming it."""
+        decision = ticket_decision(
+            make_ticket(), make_contract(**EXPIRED), 5, others=[other("K-2", balance, **changes)]
+        )
+        assert (decision.granted, decision.rule, decision.reason) == (False, Rule.R2, Reason.CONTRACT_EXPIRED)
+        assert decision.contract_id == "K-1"
+
+    def test_another_per_incident_contract_needs_its_incident(self):
+        """R6's waiver is for the ticket's own per-incident contract: another one with nothing left does not qualify."""
+        others = [other("K-PPI", 0, plan=Plan.PER_INCIDENT, incidents=0)]
+        decision = ticket_decision(make_ticket(), make_contract(**EXPIRED), 5, others=others)
+        assert (decision.granted, decision.reason) == (False, Reason.CONTRACT_EXPIRED)
+
+    def test_owned_ticket_finds_the_contract_a_decision_names(self):
+        """``OwnedTicket.contract`` gives the ticket's own or another owner contract by ID, else ``None``."""
+        own, renewal = make_contract(), make_contract(id="K-2")
+        found = OwnedTicket(
+            ticket=make_ticket(),
+            owner_kind=CallerKind.CONSUMER,
+            own=Standing(contract=own, balance=5),
+            others=(Standing(contract=renewal, balance=5),),
+        )
+        assert (found.contract("K-1"), found.contract("K-2")) == (own, renewal)
+        assert found.contract("K-3") is None
+        assert found.contract(None) is None
+
+    def test_plan_rank_orders_every_plan(self):
+        """Every plan has a rank: premier, standard, per-incident, complimentary."""
+        assert sorted(Plan, key=PLAN_RANK.__getitem__) == [
+            Plan.PREMIER,
+            Plan.STANDARD,
+            Plan.PER_INCIDENT,
+            Plan.COMPLIMENTARY,
+        ]
 
 
 class TestAuthorizeCode:
