@@ -9,7 +9,9 @@ docker-compose would run.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,18 @@ def test_sessions_expire_and_queues_are_bounded():
     assert options["persistent_client_expiration"] == "7d"
     assert 60_000 * 3 <= int(options["max_queued_messages"]) < 1_000_000  # 3 x the load's largest backlog
     assert 0 < int(options["max_queued_bytes"]) <= 512 * 1024 * 1024
+
+
+async def test_ivr_events_runs_under_an_integrators_own_client_id(deployed):
+    """`ivr events --client-id` logs in as the integrator under its bound id and prints what the IVR published."""
+    event = {"type": "ivr.call.started", "subject": "call-1", "sequence": 1, "data": {}}
+    async with bus(deployed, "ivr") as ivr:
+        await connected(ivr)
+        await ivr.publish("ivr/v1/call/started", json.dumps(event), retain=True)  # whenever `ivr events` subscribes
+    url = f"mqtt://integrator:integrator-dev-only@{deployed.host}:{deployed.port}"
+    command = [sys.executable, "-m", "ivr", "events", "--broker", url, "--client-id", "integrator", "--count", "1"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        out, _ = await process.communicate()
+    assert process.returncode == 0
+    assert "ivr.call.started call=call-1 #1" in out.decode()

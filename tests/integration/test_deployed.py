@@ -18,7 +18,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
 from ivr.ledger.store import LedgerStore
 from tests.integration.conftest import WAIT, run_call
-from ivr.load.ledger import LedgerProcess
+from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -70,3 +70,41 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
         assert (await store.verify([("ivr-1", "2000001")])).ok
     finally:
         await store.close()
+
+
+async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
+    """`ivr ledger run --no-announce` (user ledger) and `ivr ledger relay` (user ledger-relay): the IVR hears the deduction."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+    async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
+        watch = as_user(broker.config, "ivr")  # neither service's account may read its own status
+        ledger_db = tmp_path / "ledger.db"
+        ledger = LedgerProcess(
+            config=as_user(broker.config, "ledger"),
+            db=ledger_db,
+            fixture=default_world_path,
+            client_id="ivr-ledger",
+            source="ivr-ledger",
+            watch_config=watch,
+            announce=False,
+        )
+        relay = LedgerRelayProcess(
+            config=as_user(broker.config, "ledger-relay"), db=ledger_db, instance="ivr-ledger-relay", watch_config=watch
+        )
+        await ledger.start()
+        await relay.start()
+        try:
+            system = await build_system(
+                world=world, workdir=tmp_path, broker=as_user(broker.config, "ivr"), own_ledger=False, source="ivr-1"
+            )
+            try:
+                record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number="+15550100001")
+                assert record.call.outcome == "routed"
+                async with asyncio.timeout(WAIT):
+                    await system.settle()  # the relay's announcement came back through the ACL
+                assert system.directory.balance("K-ANNA-STD") == 4
+            finally:
+                await system.close()
+        finally:
+            await relay.stop()
+            await ledger.stop()
