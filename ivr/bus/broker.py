@@ -110,9 +110,7 @@ def generated_config(*, port: int, persistence_dir: Path | None = None) -> str:
 
 _LISTENER = re.compile(r"^[ \t]*listener[ \t]+\S.*$", re.MULTILINE)
 _PERSISTENCE_LOCATION = re.compile(r"^[ \t]*persistence_location[ \t].*$", re.MULTILINE)
-_FILE_OPTION = re.compile(
-    r"^([ \t]*(?:password_file|acl_file|plugin_opt_config_file)[ \t]+)(\S+)[ \t]*$", re.MULTILINE
-)
+_FILE_OPTION = re.compile(r"^([ \t]*(?:password_file|acl_file|plugin_opt_config_file)[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
 _PLUGIN = re.compile(r"^([ \t]*plugin[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
 _LOG_DEST = re.compile(r"^[ \t]*log_dest[ \t].*$", re.MULTILINE)
 
@@ -136,7 +134,7 @@ def rewrite_config(text: str, *, base_dir: Path, port: int, persistence_dir: Pat
 
 
 def local_plugin(path: str) -> Path:
-    """This machine's copy of a Mosquitto plugin a config names by another machine's path.
+    """The local copy of a Mosquitto plugin that a config names by another machine's path.
 
     The deployment names the path in the eclipse-mosquitto image (``/usr/lib``); Debian puts the
     same library in its multiarch directory (``/usr/lib/x86_64-linux-gnu``).

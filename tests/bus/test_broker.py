@@ -53,7 +53,7 @@ def test_rewrite_moves_only_listener_persistence_and_logs(needs_mosquitto, tmp_p
 
 def test_rewrite_refuses_a_plugin_this_machine_lacks(tmp_path):
     """A plugin found neither where the config says nor in this machine's library directories: a clear error."""
-    with pytest.raises(ValueError, match="no-such-plugin.so is not installed"):
+    with pytest.raises(ValueError, match=r"no-such-plugin\.so is not installed"):
         rewrite_config(
             "listener 1883\nplugin /usr/lib/no-such-plugin.so\n", base_dir=tmp_path, port=1, persistence_dir=tmp_path
         )

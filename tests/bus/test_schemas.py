@@ -241,38 +241,43 @@ def _login(config: BrokerConfig, user: str) -> BrokerConfig:
     return BrokerConfig(host=config.host, port=config.port, username=user, password=f"{user}-dev-only")
 
 
-@pytest.mark.broker
-async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, capsys):
-    """The example, on the deployment's broker config, handles events, a dead letter, a status and garbage, and runs on."""
-    namespace: dict = {"__name__": "example"}
-    exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
-    handled: list[dict] = []
-    letters: list[dict] = []
-    changed = asyncio.Event()
+class _Calls:
+    """What the example handed its ``handle`` and ``dead_letter``, recorded as it goes."""
 
-    def record(into, original):
+    def __init__(self, namespace: dict) -> None:
+        """Wrap the example's two functions; main() looks them up in its namespace when called."""
+        self.handled: list[dict] = []
+        self.letters: list[dict] = []
+        self._changed = asyncio.Event()
+        namespace["handle"] = self._recording(self.handled, namespace["handle"])
+        namespace["dead_letter"] = self._recording(self.letters, namespace["dead_letter"])
+
+    def _recording(self, into: list[dict], original):
         def wrapper(body):
             original(body)
             into.append(body)
-            changed.set()
+            self._changed.set()
 
         return wrapper
 
-    # main() looks these up in its module's namespace when called: count what it hands them.
-    namespace["handle"] = record(handled, namespace["handle"])
-    namespace["dead_letter"] = record(letters, namespace["dead_letter"])
-
-    async def until(running: asyncio.Task, done) -> None:
+    async def until(self, running: asyncio.Task, done) -> None:
         """Wait until ``done()``, failing if the example stops first."""
         while not done():
-            changed.clear()
-            waiting = asyncio.create_task(changed.wait())
+            self._changed.clear()
+            waiting = asyncio.create_task(self._changed.wait())
             await asyncio.wait((running, waiting), return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
             assert not running.done(), f"the example stopped: {running.exception()!r}"
 
+
+@pytest.mark.broker
+async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, capsys):
+    """The example, on the deployed config, handles events, a dead letter, a status and garbage, and runs on."""
+    namespace: dict = {"__name__": "example"}
+    exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
+    calls = _Calls(namespace)
     conf = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
-    letter = {"reason": "not JSON", "topic": "ivr/v1/ticket/created", "received_at": "2026-11-17T15:02:11+00:00"}
+    letter = {"reason": "not JSON", "topic": "ivr/v1/ticket/created", "payload": "oops"}
     async with EmbeddedBroker(base_config=conf, persistence_dir=tmp_path / "data") as broker:
         config = broker.config
         ivr = MqttBus(config=_login(config, "ivr"))
@@ -281,24 +286,24 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
             await ivr.wait_connected()
             await ledger.wait_connected()
             # Retained, so the example gets them whenever its subscription lands (events never are).
-            await ledger.publish("ivr/v1/deadletter", json.dumps(letter | {"payload": "oops"}), retain=True)
+            await ledger.publish("ivr/v1/deadletter", json.dumps(letter), retain=True)
             await ivr.publish("ivr/v1/call/started", json.dumps(good()), retain=True)
             seen = set()
             args = (config.host, config.port, "integrator", "integrator-dev-only", "integrator", seen)
             running = asyncio.create_task(namespace["main"](*args))
             try:
-                await until(running, lambda: handled and letters)
+                await calls.until(running, lambda: calls.handled and calls.letters)
                 # Live now, in order on one connection: handling the last means the others came first.
                 await ivr.publish("ivr/v1/call/ended", b"\xff not an event")
                 await ivr.publish("ivr/v1/status/ivr-console", "online")
                 await ivr.publish("ivr/v1/call/started", json.dumps(good() | {"id": "e-2"}))
-                await until(running, lambda: len(handled) == 2)
+                await calls.until(running, lambda: len(calls.handled) == 2)
             finally:
                 running.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await running
     assert seen == {("ivr-1", "e-1"), ("ivr-1", "e-2")}
-    assert [letter["reason"] for letter in letters] == ["not JSON"]
+    assert [each["reason"] for each in calls.letters] == ["not JSON"]
     out = capsys.readouterr().out
     assert "ivr.call.started call-1 1" in out
     assert "dead letter from ivr/v1/ticket/created : not JSON" in out

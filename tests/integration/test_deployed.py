@@ -17,8 +17,8 @@ from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
 from ivr.ledger.store import LedgerStore
-from tests.integration.conftest import WAIT, run_call
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
+from tests.integration.conftest import WAIT, run_call
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -73,7 +73,7 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
 
 
 async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
-    """`ivr ledger run --no-announce` (user ledger) and `ivr ledger relay` (user ledger-relay): the IVR hears the deduction."""
+    """`ivr ledger run --no-announce` as ledger, `ivr ledger relay` as ledger-relay: the IVR hears the deduction."""
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
