@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ivr.bus.base import BusRefusedError
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import parse_broker_url
 from ivr.cli.common import broker_option
@@ -57,8 +58,12 @@ def events(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Print events as they cross the bus, until interrupted (or --count reached)."""
     config = broker or parse_broker_url("mqtt://127.0.0.1:1883")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))
+    except BusRefusedError as exc:
+        hint = "" if client_id else " (a login bound to a client id needs --client-id)"
+        raise click.ClickException(f"{exc}{hint}") from None
 
 
 async def _tail(  # noqa: PLR0913 - the options of `ivr events`

@@ -208,3 +208,16 @@ async def test_ivr_events_runs_under_an_integrators_own_client_id(deployed):
         out, _ = await process.communicate()
     assert process.returncode == 0
     assert "ivr.call.started call=call-1 #1" in out.decode()
+
+
+async def test_ivr_events_without_the_bound_client_id_is_a_clear_error(deployed):
+    """`ivr events` as the integrator under a made-up client id: refused, said in one line, no traceback."""
+    url = f"mqtt://integrator:integrator-dev-only@{deployed.host}:{deployed.port}"
+    command = [sys.executable, "-m", "ivr", "events", "--broker", url, "--count", "1"]
+    process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        _, err = await process.communicate()
+    assert process.returncode == 1
+    assert "refused the connection" in err.decode()
+    assert "needs --client-id" in err.decode()
+    assert "Traceback" not in err.decode()
