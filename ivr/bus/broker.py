@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import sysconfig
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "find_mosquitto",
     "free_port",
     "generated_config",
+    "local_plugin",
     "restart_broker",
     "rewrite_config",
 ]
@@ -108,16 +110,18 @@ def generated_config(*, port: int, persistence_dir: Path | None = None) -> str:
 
 _LISTENER = re.compile(r"^[ \t]*listener[ \t]+\S.*$", re.MULTILINE)
 _PERSISTENCE_LOCATION = re.compile(r"^[ \t]*persistence_location[ \t].*$", re.MULTILINE)
-_FILE_OPTION = re.compile(r"^([ \t]*(?:password_file|acl_file)[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
+_FILE_OPTION = re.compile(r"^([ \t]*(?:password_file|acl_file|plugin_opt_config_file)[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
+_PLUGIN = re.compile(r"^([ \t]*plugin[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
 _LOG_DEST = re.compile(r"^[ \t]*log_dest[ \t].*$", re.MULTILINE)
 
 
 def rewrite_config(text: str, *, base_dir: Path, port: int, persistence_dir: Path) -> str:
     """A deployment config moved to a free loopback port and a temporary persistence directory.
 
-    Only the listener, the persistence location and the log destination change; the password
-    and ACL files are read from ``base_dir`` (where the config lives), so a test exercises the
-    deployment's real authentication and ACLs.
+    Only the listener, the persistence location and the log destination change; the password,
+    ACL and dynamic-security files are read from ``base_dir`` (where the config lives), so a test
+    exercises the deployment's real authentication and ACLs, and a plugin is this machine's copy
+    (:func:`local_plugin`).
     """
     if len(_LISTENER.findall(text)) != 1:
         msg = "the config to rewrite must have exactly one listener"
@@ -125,7 +129,26 @@ def rewrite_config(text: str, *, base_dir: Path, port: int, persistence_dir: Pat
     text = _LISTENER.sub(f"listener {port} {LOOPBACK}", text)
     text = _replace_or_add(_PERSISTENCE_LOCATION, f"persistence_location {persistence_dir}/", text)
     text = _replace_or_add(_LOG_DEST, "log_dest stderr", text)
+    text = _PLUGIN.sub(lambda m: f"{m.group(1)}{local_plugin(m.group(2))}", text)
     return _FILE_OPTION.sub(lambda m: f"{m.group(1)}{(base_dir / Path(m.group(2)).name).resolve()}", text)
+
+
+def local_plugin(path: str) -> Path:
+    """The local copy of a Mosquitto plugin that a config names by another machine's path.
+
+    The deployment names the path in the eclipse-mosquitto image (``/usr/lib``); Debian puts the
+    same library in its multiarch directory (``/usr/lib/x86_64-linux-gnu``).
+    """
+    name = Path(path).name
+    directories = [Path(path).parent, Path("/usr/local/lib")]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch:
+        directories.insert(1, Path("/usr/lib") / multiarch)
+    for directory in directories:
+        if (directory / name).is_file():
+            return directory / name
+    msg = f"the Mosquitto plugin {name} is not installed (Debian: apt-get install mosquitto)"
+    raise ValueError(msg)
 
 
 def _replace_or_add(option: re.Pattern[str], line: str, text: str) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ivr.bus.base import BusRefusedError
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import parse_broker_url
 from ivr.cli.common import broker_option
@@ -46,19 +47,33 @@ def format_event(topic: str, payload: bytes) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print each event's JSON as received, one per line.")
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to listen under.")
 @click.option("--count", type=int, default=None, help="Stop after this many events.")
-def events(broker: BrokerConfig | None, pattern: str, *, as_json: bool, root: str, count: int | None) -> None:
+@click.option(
+    "--client-id",
+    default=None,
+    help="The client id your login is bound to (deploy/mosquitto binds one to each integrator's account); "
+    "default: one the broker makes up.",
+)
+def events(  # noqa: PLR0913 - one keyword per option
+    broker: BrokerConfig | None, pattern: str, *, as_json: bool, root: str, count: int | None, client_id: str | None
+) -> None:
     """Print events as they cross the bus, until interrupted (or --count reached)."""
     config = broker or parse_broker_url("mqtt://127.0.0.1:1883")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))
+    except BusRefusedError as exc:
+        hint = "" if client_id else " (a login bound to a client id needs --client-id)"
+        raise click.ClickException(f"{exc}{hint}") from None
 
 
-async def _tail(config: BrokerConfig, pattern: str, *, as_json: bool, root: str, count: int | None) -> None:
+async def _tail(  # noqa: PLR0913 - the options of `ivr events`
+    config: BrokerConfig, pattern: str, *, as_json: bool, root: str, count: int | None, client_id: str | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     seen = 0
-    async with MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root) as bus:
+    async with MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root) as bus:
         async for delivery in bus.deliveries():
             if "/status/" in delivery.topic or delivery.topic.endswith("/deadletter"):
                 if pattern == "*":

@@ -51,7 +51,12 @@ def relay_options(
         ),
         broker_option(help_text="Broker to publish to.", default=broker_default),
         click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under."),
-        click.option("--instance", default=instance, show_default=True, help="Name of the retained status topic."),
+        click.option(
+            "--instance",
+            default=instance,
+            show_default=True,
+            help="Name of the retained status topic, and the client id the relay connects with.",
+        ),
     ]
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
@@ -114,7 +119,9 @@ async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledg
         loop.add_signal_handler(sig, stop.set)
     try:
         async with (
-            MqttBus(config=config, instance=instance, topic_root=root) as bus,
+            # Its status name is its client id: a broker that binds each login to its client ids
+            # (deploy/mosquitto) knows the relay by it.
+            MqttBus(config=config, client_id=instance, instance=instance, topic_root=root) as bus,
             OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=BULK_BATCH) as publisher,
         ):
             # A publisher that died (not a broker outage: those it waits out) must not leave a

@@ -150,13 +150,16 @@ class RelayProcess(ServiceProcess):
         root: str = TOPIC_ROOT,
         log_file: Path | None = None,
         log_level: str = "warning",
+        watch_config: BrokerConfig | None = None,
     ) -> None:
-        """Describe the relay of ``db``; its status topic is named by ``instance``."""
+        """Describe the relay of ``db``; its status topic is named by ``instance`` (``watch_config``: see above)."""
         self.db = db
         self.progress = db.parent / self.progress_file
         command = [*self.relay_command(), "--progress", str(self.progress), "--root", root]
         command += ["--instance", instance, "--log-level", log_level]
-        super().__init__(config=config, command=command, instance=instance, root=root, log_file=log_file)
+        super().__init__(
+            config=config, command=command, instance=instance, root=root, log_file=log_file, watch_config=watch_config
+        )
 
     def relay_command(self) -> list[str]:
         """The `ivr` command that relays ``db``, before its common options."""

@@ -1,13 +1,17 @@
-"""The deployment's Mosquitto config (deploy/mosquitto): logins and ACLs, on a real broker.
+"""The deployment's Mosquitto config (deploy/mosquitto): logins, client ids and ACLs, on a real broker.
 
 Debian's mosquitto runs the repository's config with only the listener moved to a free loopback
-port and the persistence location to a temporary directory; the password and ACL files are the
-repository's own, so these tests check what docker-compose would run.
+port, the persistence location to a temporary directory and the dynamic-security plugin to
+Debian's copy; the accounts file is the repository's own, so these tests check what
+docker-compose would run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +20,20 @@ from ivr.bus.base import BusRefusedError
 from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.url import BrokerConfig
+from ivr.ledger.consumer import LedgerConsumer
 
 pytestmark = pytest.mark.broker
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-#: The dev-only passwords documented in deploy/mosquitto/mosquitto.conf.
-PASSWORDS = {"ivr": "ivr-dev-only", "ledger": "ledger-dev-only", "integrator": "integrator-dev-only"}
+#: The dev-only passwords documented in deploy/mosquitto/mosquitto.conf, and the client id each
+#: account is bound to (``None``: the ivr account, which may use any).
+ACCOUNTS = {
+    "ivr": ("ivr-dev-only", None),
+    "ledger": ("ledger-dev-only", "ivr-ledger"),
+    "ledger-2": ("ledger-2-dev-only", "ivr-ledger-2"),
+    "integrator": ("integrator-dev-only", "integrator"),
+}
+REFUSED = {5, 0x87}  # 3.1.1 "not authorised", as paho may report it
 WAIT = 20.0
 
 
@@ -36,61 +48,176 @@ def login(config: BrokerConfig, user: str | None, password: str | None = None) -
     """``config`` with a user and its dev password (or the one given)."""
     if user is None:
         return config
-    return BrokerConfig(host=config.host, port=config.port, username=user, password=password or PASSWORDS[user])
+    return BrokerConfig(host=config.host, port=config.port, username=user, password=password or ACCOUNTS[user][0])
 
 
-def bus(config, user, **kw):
-    """An MqttBus logged in as ``user`` that gives up at once when refused."""
-    return MqttBus(config=login(config, user), backoff=Backoff(initial=0.02, maximum=0.2), **kw)
+def bus(config, user, *, client_id: str | None = None, **kw):
+    """An MqttBus logged in as ``user`` (with its own client id unless told) that gives up at once when refused."""
+    own = ACCOUNTS[user][1] if user else None
+    return MqttBus(
+        config=login(config, user), client_id=client_id or own, backoff=Backoff(initial=0.02, maximum=0.2), **kw
+    )
+
+
+async def connected(*buses: MqttBus) -> None:
+    """Wait (bounded) until every bus is connected."""
+    async with asyncio.timeout(WAIT):
+        for each in buses:
+            await each.wait_connected()
+
+
+async def refused(candidate: MqttBus) -> int:
+    """The CONNACK code with which the broker refuses ``candidate`` (fails the test if it lets it in)."""
+    async with candidate:
+        with pytest.raises(BusRefusedError) as refusal:
+            async with asyncio.timeout(WAIT):
+                await candidate.wait_connected()
+    return refusal.value.code
 
 
 async def test_anonymous_connect_is_refused(deployed):
     """allow_anonymous false: a client without a login is refused, with the broker's reason."""
-    async with bus(deployed, None) as anonymous:
-        with pytest.raises(BusRefusedError) as refused:
-            async with asyncio.timeout(WAIT):
-                await anonymous.wait_connected()
-    assert refused.value.code in {5, 0x87}  # 3.1.1 "not authorised", as paho may report it
+    assert await refused(bus(deployed, None)) in REFUSED
 
 
 async def test_wrong_password_is_refused(deployed):
     """A known user with the wrong password is refused."""
-    async with MqttBus(config=login(deployed, "ivr", "not-the-password")) as intruder:
-        with pytest.raises(BusRefusedError):
-            async with asyncio.timeout(WAIT):
-                await intruder.wait_connected()
+    assert await refused(MqttBus(config=login(deployed, "ivr", "not-the-password"))) in REFUSED | {4, 0x86}
 
 
-async def test_integrator_publish_reaches_no_subscriber(deployed, inbox):
-    """An integrator may read everything but write nothing: its publish is dropped by the broker."""
+async def test_integrator_cannot_take_the_ledgers_session(deployed, inbox):
+    """An integrator connecting with the ledger's client id is refused; the ledger still gets its queued tickets."""
+    ledger_session = {"client_id": "ivr-ledger", "persistent": True, "manual_ack": True}
+    tickets = LedgerConsumer.subscriptions()
+    async with bus(deployed, "ledger", subscriptions=tickets, **ledger_session) as ledger:
+        await connected(ledger)  # the session and its subscription now exist on the broker
+    async with bus(deployed, "ivr") as ivr:
+        await connected(ivr)
+        await ivr.publish("ivr/v1/ticket/created", b"t-1")  # queued for the offline ledger
+    thief = bus(deployed, "integrator", subscriptions=["ivr/v1/status/#"], **ledger_session)
+    assert await refused(thief) in REFUSED
+    async with bus(deployed, "ledger", subscriptions=tickets, **ledger_session) as ledger:
+        [ticket] = await inbox(ledger).count(1)
+    assert ticket.payload == b"t-1"
+
+
+async def test_each_login_uses_only_its_own_client_id(deployed):
+    """A bound account is refused under another account's client id, or a made-up one, and let in under its own."""
+    assert await refused(bus(deployed, "ledger", client_id="ivr-ledger-2")) in REFUSED
+    assert await refused(bus(deployed, "integrator", client_id="crm-link")) in REFUSED
+    async with bus(deployed, "ledger-2") as second:
+        await connected(second)
+
+
+async def test_two_ledger_accounts_share_the_ticket_events(deployed, inbox):
+    """Multiple ledgers: two accounts, each with its own client id, split one shared subscription."""
+    shared = LedgerConsumer.subscriptions(share="ledgers")
     async with (
-        bus(deployed, "integrator", subscriptions=["ivr/v1/#"]) as watcher,
+        bus(deployed, "ledger", subscriptions=shared) as first,
+        bus(deployed, "ledger-2", subscriptions=shared) as second,
+        bus(deployed, "ivr") as ivr,
+    ):
+        await connected(first, second, ivr)
+        boxes = inbox(first), inbox(second)
+        sent = {f"t-{n}".encode() for n in range(20)}
+        for payload in sorted(sent):
+            await ivr.publish("ivr/v1/ticket/created", payload)
+        await boxes[0].until(lambda _: len(boxes[0].items) + len(boxes[1].items) >= len(sent))
+    received = boxes[0].payloads + boxes[1].payloads
+    assert sorted(received) == sorted(sent)
+
+
+async def test_integrator_publishes_nothing(deployed, inbox):
+    """An integrator may read everything but write nothing: each of its publishes is dropped by the broker."""
+    async with (
+        bus(deployed, "ivr", subscriptions=["ivr/v1/#"]) as watcher,
         bus(deployed, "integrator") as integrator,
         bus(deployed, "ivr") as ivr,
     ):
-        async with asyncio.timeout(WAIT):
-            for each in (watcher, integrator, ivr):
-                await each.wait_connected()
+        await connected(watcher, integrator, ivr)
         box = inbox(watcher)
-        await integrator.publish("ivr/v1/ticket/created", b"forged")  # acknowledged, then dropped
-        await ivr.publish("ivr/v1/call/started", b"marker")
+        for topic in ("ivr/v1/ticket/created", "ivr/v1/ledger/incident_deducted", "ivr/v1/deadletter"):
+            await integrator.publish(topic, b"forged")  # acknowledged, then dropped
+        await integrator.publish("ivr/v1/status/integrator", b"online", retain=True)
+        await ivr.publish("ivr/v1/call/started", b"marker")  # after the forgeries, on the broker's one path
         [first] = await box.count(1)
-    assert first.payload == b"marker", "the integrator's message was delivered"
+    assert first.payload == b"marker", "an integrator's message was delivered"
 
 
-async def test_ledger_reads_tickets_and_writes_its_verdicts(deployed, inbox):
-    """The ledger gets ticket events (not call events) and may publish ledger events others read."""
+async def test_ivr_cannot_forge_verdicts_dead_letters_or_others_status(deployed, inbox):
+    """The ivr account writes call, auth and ticket events and its own status; the ledger's topics are dropped."""
     async with (
-        bus(deployed, "ledger", subscriptions=["ivr/v1/ticket/#"]) as ledger,
-        bus(deployed, "integrator", subscriptions=["ivr/v1/ledger/#"]) as crm,
+        bus(deployed, "integrator", subscriptions=["ivr/v1/#"]) as crm,
         bus(deployed, "ivr") as ivr,
     ):
-        async with asyncio.timeout(WAIT):
-            for each in (ledger, crm, ivr):
-                await each.wait_connected()
-        tickets, verdicts = inbox(ledger), inbox(crm)
+        await connected(crm, ivr)
+        box = inbox(crm)
+        await ivr.publish("ivr/v1/ledger/incident_deducted", b"forged verdict")
+        await ivr.publish("ivr/v1/ledger/deduction_rejected", b"forged verdict")
+        await ivr.publish("ivr/v1/deadletter", b"forged dead letter")
+        await ivr.publish("ivr/v1/status/ivr-ledger", b"offline", retain=True)
+        await ivr.publish("ivr/v1/status/ivr-console", b"online", retain=True)  # its own
+        await ivr.publish("ivr/v1/auth/granted", b"a-1")
+        await ivr.publish("ivr/v1/ticket/created", b"t-1")
+        await ivr.publish("ivr/v1/call/started", b"c-1")
+        await box.count(4)
+    assert box.payloads == [b"online", b"a-1", b"t-1", b"c-1"]
+
+
+async def test_ledger_writes_its_verdicts_and_only_its_own_status(deployed, inbox):
+    """The ledger reads ticket events and publishes verdicts and dead letters; no ticket, no other process's status."""
+    async with (
+        bus(deployed, "ledger", subscriptions=["ivr/v1/ticket/#"]) as ledger,
+        bus(deployed, "integrator", subscriptions=["ivr/v1/#"]) as crm,
+        bus(deployed, "ivr") as ivr,
+    ):
+        await connected(ledger, crm, ivr)
+        tickets, seen = inbox(ledger), inbox(crm)
         await ivr.publish("ivr/v1/ticket/created", b"t-1")
         [ticket] = await tickets.count(1)
+        await ledger.publish("ivr/v1/ticket/created", b"forged ticket")
+        await ledger.publish("ivr/v1/status/ivr-console", b"offline", retain=True)
+        await ledger.publish("ivr/v1/status/ivr-ledger-2", b"online", retain=True)
         await ledger.publish("ivr/v1/ledger/incident_deducted", b"v-1")
-        [verdict] = await verdicts.count(1)
-    assert (ticket.payload, verdict.payload) == (b"t-1", b"v-1")
+        await ledger.publish("ivr/v1/deadletter", b"d-1")
+        await ledger.publish("ivr/v1/status/ivr-ledger", b"online", retain=True)
+        await seen.count(4)
+    assert ticket.payload == b"t-1"
+    assert seen.payloads == [b"t-1", b"v-1", b"d-1", b"online"]
+
+
+def test_sessions_expire_and_queues_are_bounded():
+    """Abandoned sessions expire after the documented week; one client's queue is capped below a million."""
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    options = dict(re.findall(r"^(\w+)[ \t]+(\S+)[ \t]*$", conf, re.MULTILINE))
+    assert options["persistent_client_expiration"] == "7d"
+    assert 60_000 * 3 <= int(options["max_queued_messages"]) < 1_000_000  # 3 x the load's largest backlog
+    assert 0 < int(options["max_queued_bytes"]) <= 512 * 1024 * 1024
+
+
+async def test_ivr_events_runs_under_an_integrators_own_client_id(deployed):
+    """`ivr events --client-id` logs in as the integrator under its bound id and prints what the IVR published."""
+    event = {"type": "ivr.call.started", "subject": "call-1", "sequence": 1, "data": {}}
+    async with bus(deployed, "ivr") as ivr:
+        await connected(ivr)
+        await ivr.publish("ivr/v1/call/started", json.dumps(event), retain=True)  # whenever `ivr events` subscribes
+    url = f"mqtt://integrator:integrator-dev-only@{deployed.host}:{deployed.port}"
+    command = [sys.executable, "-m", "ivr", "events", "--broker", url, "--client-id", "integrator", "--count", "1"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        out, _ = await process.communicate()
+    assert process.returncode == 0
+    assert "ivr.call.started call=call-1 #1" in out.decode()
+
+
+async def test_ivr_events_without_the_bound_client_id_is_a_clear_error(deployed):
+    """`ivr events` as the integrator under a made-up client id: refused, said in one line, no traceback."""
+    url = f"mqtt://integrator:integrator-dev-only@{deployed.host}:{deployed.port}"
+    command = [sys.executable, "-m", "ivr", "events", "--broker", url, "--count", "1"]
+    process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        _, err = await process.communicate()
+    assert process.returncode == 1
+    assert "refused the connection" in err.decode()
+    assert "needs --client-id" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -14,6 +14,7 @@ from ivr.bus.broker import (
     EmbeddedBroker,
     embedded_broker,
     generated_config,
+    local_plugin,
     restart_broker,
     rewrite_config,
 )
@@ -31,23 +32,31 @@ def test_generated_config_listens_on_loopback_only():
     assert "persistence false" in text
 
 
-def test_rewrite_moves_only_listener_persistence_and_logs(tmp_path):
-    """The deployment config keeps its auth and ACL settings; only where it listens and stores changes."""
+def test_rewrite_moves_only_listener_persistence_and_logs(needs_mosquitto, tmp_path):
+    """The deployment config keeps its auth and ACL settings; only where it listens, stores and finds files changes."""
     original = DEPLOY_CONF.read_text()
     text = rewrite_config(original, base_dir=DEPLOY_CONF.parent, port=23456, persistence_dir=tmp_path)
     lines = set(text.splitlines())
     assert f"listener 23456 {LOOPBACK}" in lines
     assert f"persistence_location {tmp_path}/" in lines
-    assert f"password_file {DEPLOY_CONF.parent / 'passwd'}" in lines
-    assert f"acl_file {DEPLOY_CONF.parent / 'acl'}" in lines
-    kept = {"allow_anonymous false", "set_tcp_nodelay true", "persistence true", "max_queued_messages 1000000"}
+    assert f"plugin_opt_config_file {DEPLOY_CONF.parent / 'dynamic-security.json'}" in lines
+    assert f"plugin {local_plugin('/usr/lib/mosquitto_dynamic_security.so')}" in lines
+    kept = {"allow_anonymous false", "set_tcp_nodelay true", "persistence true", "persistent_client_expiration 7d"}
     assert kept <= lines
     changed = {
         line
         for line in set(original.splitlines()) - lines
-        if not line.startswith(("listener", "persistence_location", "password_file", "acl_file", "log_dest"))
+        if not line.startswith(("listener", "persistence_location", "plugin", "log_dest"))
     }
     assert changed == set()
+
+
+def test_rewrite_refuses_a_plugin_this_machine_lacks(tmp_path):
+    """A plugin found neither where the config says nor in this machine's library directories: a clear error."""
+    with pytest.raises(ValueError, match=r"no-such-plugin\.so is not installed"):
+        rewrite_config(
+            "listener 1883\nplugin /usr/lib/no-such-plugin.so\n", base_dir=tmp_path, port=1, persistence_dir=tmp_path
+        )
 
 
 def test_rewrite_refuses_several_listeners(tmp_path):

@@ -232,41 +232,80 @@ def _example_code() -> str:
 def test_subscriber_example_is_valid_python():
     """The integrators' example parses, and is the code the next test runs."""
     tree = ast.parse(_example_code())
-    assert {n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)} == {"handle", "main"}
+    names = {n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)}
+    assert names == {"handle", "dead_letter", "main"}
 
 
-class _Seen(set):
-    """The example's ``seen`` set, which also says when something was added."""
+def _login(config: BrokerConfig, user: str) -> BrokerConfig:
+    """``config`` with one of the dev-only accounts of deploy/mosquitto (password ``<user>-dev-only``)."""
+    return BrokerConfig(host=config.host, port=config.port, username=user, password=f"{user}-dev-only")
 
-    def __init__(self):
-        super().__init__()
-        self.added = asyncio.Event()
 
-    def add(self, item):
-        super().add(item)
-        self.added.set()
+class _Calls:
+    """What the example handed its ``handle`` and ``dead_letter``, recorded as it goes."""
+
+    def __init__(self, namespace: dict) -> None:
+        """Wrap the example's two functions; main() looks them up in its namespace when called."""
+        self.handled: list[dict] = []
+        self.letters: list[dict] = []
+        self._changed = asyncio.Event()
+        namespace["handle"] = self._recording(self.handled, namespace["handle"])
+        namespace["dead_letter"] = self._recording(self.letters, namespace["dead_letter"])
+
+    def _recording(self, into: list[dict], original):
+        def wrapper(body):
+            original(body)
+            into.append(body)
+            self._changed.set()
+
+        return wrapper
+
+    async def until(self, running: asyncio.Task, done) -> None:
+        """Wait until ``done()``, failing if the example stops first."""
+        while not done():
+            self._changed.clear()
+            waiting = asyncio.create_task(self._changed.wait())
+            await asyncio.wait((running, waiting), return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            assert not running.done(), f"the example stopped: {running.exception()!r}"
 
 
 @pytest.mark.broker
 async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, capsys):
-    """The example, run against the deployment's broker config, handles an event the IVR published."""
+    """The example, on the deployed config, handles events, a dead letter, a status and garbage, and runs on."""
     namespace: dict = {"__name__": "example"}
     exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
+    calls = _Calls(namespace)
     conf = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
+    letter = {"reason": "not JSON", "topic": "ivr/v1/ticket/created", "payload": "oops"}
     async with EmbeddedBroker(base_config=conf, persistence_dir=tmp_path / "data") as broker:
         config = broker.config
-        ivr_login = BrokerConfig(host=config.host, port=config.port, username="ivr", password="ivr-dev-only")  # noqa: S106 - the documented dev login
-        async with MqttBus(config=ivr_login) as ivr, asyncio.timeout(20):
+        ivr = MqttBus(config=_login(config, "ivr"))
+        ledger = MqttBus(config=_login(config, "ledger"), client_id="ivr-ledger")
+        async with ivr, ledger, asyncio.timeout(20):
             await ivr.wait_connected()
-            # Retained, so the example gets it whenever its subscription lands (events never are).
+            await ledger.wait_connected()
+            # Retained, so the example gets them whenever its subscription lands (events never are).
+            await ledger.publish("ivr/v1/deadletter", json.dumps(letter), retain=True)
             await ivr.publish("ivr/v1/call/started", json.dumps(good()), retain=True)
-            seen = _Seen()
-            running = asyncio.create_task(namespace["main"](config.host, config.port, seen))
+            seen = set()
+            args = (config.host, config.port, "integrator", "integrator-dev-only", "integrator", seen)
+            running = asyncio.create_task(namespace["main"](*args))
             try:
-                await seen.added.wait()
+                await calls.until(running, lambda: calls.handled and calls.letters)
+                # Live now, in order on one connection: handling the last means the others came first.
+                await ivr.publish("ivr/v1/call/ended", b"\xff not an event")
+                await ivr.publish("ivr/v1/status/ivr-console", "online")
+                await ivr.publish("ivr/v1/call/started", json.dumps(good() | {"id": "e-2"}))
+                await calls.until(running, lambda: len(calls.handled) == 2)
             finally:
                 running.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await running
-    assert seen == {("ivr-1", "e-1")}
-    assert "ivr.call.started call-1 1" in capsys.readouterr().out
+    assert seen == {("ivr-1", "e-1"), ("ivr-1", "e-2")}
+    assert [each["reason"] for each in calls.letters] == ["not JSON"]
+    out = capsys.readouterr().out
+    assert "ivr.call.started call-1 1" in out
+    assert "dead letter from ivr/v1/ticket/created : not JSON" in out
+    assert "status ivr/v1/status/ivr-console online" in out
+    assert "unreadable message on ivr/v1/call/ended" in out
