@@ -31,6 +31,7 @@ MIN_PEPPER: Final = 16
 class PepperError(ValueError):
     """A pepper that cannot be used: too short, or not the one a directory file was made with."""
 
+
 _LONG_DIGIT_RUN = re.compile(r"(?<![+\d])\d{8,}")
 
 

@@ -336,9 +336,7 @@ class Directory:
         The file holds only keyed hashes, so the typed code is hashed and looked up by its hash.
         """
         row = self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.digest"), digest(self._pepper, code))
-        return (
-            (SupportCode(code=code, contract_id=row["contract_id"]), _contract(row), row["balance"]) if row else None
-        )
+        return (SupportCode(code=code, contract_id=row["contract_id"]), _contract(row), row["balance"]) if row else None
 
     def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
         """The license key the caller typed, with its contract and the contract's balance, in one read."""
@@ -471,7 +469,7 @@ def _file_pepper(db: sqlite3.Connection, given: bytes | None, path: Path | str) 
     agree on one pepper. A configured pepper is never written to the file, only its check value.
     """
     db.execute("BEGIN IMMEDIATE")
-    try:
+    with db:  # commits at the end, rolls back on an error
         meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         stored, check = meta.get("pepper"), meta.get("pepper_check")
         if given is None and stored is None and check is not None:
@@ -486,10 +484,6 @@ def _file_pepper(db: sqlite3.Connection, given: bytes | None, path: Path | str) 
         elif not hmac.compare_digest(check, digest(pepper, _PEPPER_CHECK)):
             msg = f"{path}: its codes and keys were hashed with another pepper than {PEPPER_ENV} gives"
             raise PepperError(msg)
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
     return pepper
 
 
