@@ -124,7 +124,7 @@ class Console:
                     "description": scrub(p.description),
                     "caller": p.caller,
                     # What the card's "show" control reveals (its kind only): None when nothing.
-                    "secret": next((x["kind"] for x in persona_secrets(self.world, p)), None),
+                    "reveals": next((x["kind"] for x in persona_secrets(self.world, p)), None),
                 }
                 for p in self.world.personas.values()
             ],

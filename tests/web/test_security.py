@@ -31,7 +31,7 @@ def test_the_page_gets_no_whole_code_until_a_card_asks_for_its_own(client, world
         assert leaked([hello, *seen, *ended], world) == []
         anna = next(p for p in hello["personas"] if p["id"] == "anna-code")
         assert "********01" in anna["description"]
-        assert anna["secret"] == "support code"
+        assert anna["reveals"] == "support code"
 
         ws.send_json({"type": "reveal", "persona": "anna-code"})
         secret = receive(ws)
@@ -47,7 +47,7 @@ def test_the_page_gets_no_whole_code_until_a_card_asks_for_its_own(client, world
     assert leaked([secret], world) == ["1234500001"]
     assert key["secrets"] == [{"kind": "license key", "digits": "40000002"}]
     assert nothing["secrets"] == []
-    assert next(p for p in hello["personas"] if p["id"] == "sales")["secret"] is None
+    assert next(p for p in hello["personas"] if p["id"] == "sales")["reveals"] is None
 
 
 def test_asking_for_an_unknown_personas_code_says_which_exist(client):

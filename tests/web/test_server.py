@@ -81,7 +81,7 @@ def test_hello_lists_every_persona_with_its_description(client, world):
         "id": "anna-code",
         "description": "consumer, support code ********01, 5 incidents (R4)",
         "caller": "+15550100001",
-        "secret": "support code",
+        "reveals": "support code",
     }
     assert hello["fixture"] == "fixtures/default.yaml"
     assert hello["diagram"].startswith("flowchart TD")

@@ -216,8 +216,8 @@ function describePersona() {
   // Codes and keys come masked; the whole one is asked for per persona, and forgotten on a change.
   const persona = personas.find((p) => p.id === $("persona").value);
   $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}` : "";
-  $("secret-row").hidden = !(persona && persona.secret);
-  $("reveal").textContent = persona && persona.secret ? `Show ${persona.secret}` : "Show code";
+  $("secret-row").hidden = !(persona && persona.reveals);
+  $("reveal").textContent = persona && persona.reveals ? `Show ${persona.reveals}` : "Show code";
   $("persona-secret").textContent = "";
 }
 
