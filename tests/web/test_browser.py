@@ -55,7 +55,9 @@ if (window.speechSynthesis) {
 #: Records every Content-Security-Policy violation, so a walk proves the page works under the policy.
 CSP_SPY = """
 window.__blocked = [];
-document.addEventListener("securitypolicyviolation", (e) => window.__blocked.push(`${e.violatedDirective} ${e.blockedURI}`));
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__blocked.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
 """
 
 
