@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 
 import pytest
+from click.testing import CliRunner
 
+from ivr.cli import main
 from ivr.directory.sqlite import Directory
 from ivr.secrets import PEPPER_ENV, PepperError, pepper_from_env
 
@@ -97,3 +100,31 @@ def test_a_short_pepper_in_the_environment_is_refused():
     assert pepper_from_env({}) is None
     assert pepper_from_env({PEPPER_ENV: ""}) is None
     assert pepper_from_env({PEPPER_ENV: PEPPER.decode()}) == PEPPER
+
+
+def test_a_command_with_a_short_pepper_is_a_usage_error_before_it_starts(tmp_path):
+    """`ivr` with a short IVR_PEPPER exits 2 naming the variable, with no traceback, before running anything."""
+    result = CliRunner().invoke(main, ["replay", str(tmp_path)], env={PEPPER_ENV: "short"})
+    assert result.exit_code == 2
+    assert f"{PEPPER_ENV} is 5 bytes long" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ledger_verify_on_a_file_made_with_another_pepper_says_so(tmp_path, world):
+    """`ivr ledger verify --directory` given a directory hashed under another pepper: exit 1 and why, no traceback."""
+    path = tmp_path / "ivr.db"
+
+    async def make() -> None:
+        directory = await Directory.open(path, pepper=PEPPER)
+        await directory.load(world)
+        await directory.close()
+
+    asyncio.run(make())
+    ledger = tmp_path / "ledger.db"
+    ledger.touch()
+    result = CliRunner().invoke(
+        main, ["ledger", "--db", str(ledger), "verify", "--directory", str(path)], env={PEPPER_ENV: ""}
+    )
+    assert result.exit_code == 1
+    assert f"set {PEPPER_ENV}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
