@@ -15,6 +15,7 @@ from ivr.events import TOPIC_ROOT
 from ivr.ledger.service import LedgerService
 from ivr.ledger.store import LedgerStore
 from ivr.link import InProcessLink, Link, MqttLink
+from ivr.secrets import pepper_from_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,6 +67,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     keeping its progress in ``workdir/relay.db``.
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
     tickets accordingly (:meth:`Directory.share_ticket_numbers`).
+    The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -73,7 +75,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     if relay and broker is None:
         msg = "an outbox relayed by `ivr relay` needs a broker to relay to"
         raise ValueError(msg)
-    directory = await Directory.open(workdir / "ivr.db")
+    directory = await Directory.open(workdir / "ivr.db", pepper=pepper_from_env())
     await directory.load(world)
     if shard != (0, 1):
         directory.share_ticket_numbers(*shard)

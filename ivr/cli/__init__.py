@@ -12,6 +12,7 @@ from ivr.cli.load import load
 from ivr.cli.relay import relay
 from ivr.cli.replay import replay
 from ivr.cli.serve import serve
+from ivr.secrets import PepperError, pepper_from_env
 
 __all__ = ["main"]
 
@@ -20,6 +21,10 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="ivr")
 def main() -> None:
     """ivr: a support line's authorization IVR, simulated."""
+    try:  # checked once here, so a bad pepper is a usage error before any command starts
+        pepper_from_env()
+    except PepperError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 main.add_command(replay)

@@ -29,6 +29,7 @@ from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
 from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerStore, VerifyReport
 from ivr.logs import LogFormat, configure
+from ivr.secrets import PepperError, pepper_from_env
 from ivr.yamlsrc import SourceError
 
 __all__ = ["ledger"]
@@ -244,7 +245,10 @@ async def _history(db: Path, contract: str) -> list[Entry]:
 @click.pass_obj
 def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
-    report = asyncio.run(_verify(_existing(db), directory_dbs))
+    try:
+        report = asyncio.run(_verify(_existing(db), directory_dbs))
+    except PepperError as exc:
+        raise click.ClickException(str(exc)) from exc
     for problem in report.problems:
         click.echo(f"MISMATCH {problem}")
     verdict = "OK" if report.ok else "FAILED"
@@ -259,7 +263,7 @@ def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
 async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
     expected = None
     for directory_db in directory_dbs:
-        directory = await Directory.open(directory_db)
+        directory = await Directory.open(directory_db, pepper=pepper_from_env())
         try:
             expected = (expected or []) + [(s, ticket) for s, _, ticket in await directory.deductible_tickets()]
         finally:

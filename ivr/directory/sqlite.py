@@ -23,6 +23,7 @@ held it: one group of 1,500 outbox rows took 1.1 s, and every write behind it wa
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ivr.auth.model import (
     Ticket,
     TicketStatus,
 )
+from ivr.secrets import PEPPER_ENV, PepperError, digest, new_pepper
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -78,10 +80,16 @@ CREATE TABLE IF NOT EXISTS contracts (
 CREATE INDEX IF NOT EXISTS contracts_customer ON contracts (customer_id);
 CREATE TABLE IF NOT EXISTS balances (
     contract_id TEXT PRIMARY KEY REFERENCES contracts(id), balance INTEGER, as_of TEXT);
+-- Codes and keys are bearer secrets: kept as keyed hashes (ivr.secrets.digest, under the pepper
+-- in meta or from configuration) with their last two digits for display, never whole.
 CREATE TABLE IF NOT EXISTS support_codes (
-    code TEXT PRIMARY KEY, contract_id TEXT NOT NULL REFERENCES contracts(id));
+    digest BLOB PRIMARY KEY, last_two TEXT NOT NULL, contract_id TEXT NOT NULL REFERENCES contracts(id));
 CREATE TABLE IF NOT EXISTS license_keys (
-    key TEXT PRIMARY KEY, product TEXT NOT NULL, contract_id TEXT NOT NULL REFERENCES contracts(id));
+    digest BLOB PRIMARY KEY, last_two TEXT NOT NULL, product TEXT NOT NULL,
+    contract_id TEXT NOT NULL REFERENCES contracts(id));
+-- The file's own pepper when none was configured (a second process opening the file finds it
+-- here), and a check value that tells a configured pepper other than the file's.
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (
     id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, contract_id TEXT NOT NULL REFERENCES contracts(id),
     status TEXT NOT NULL, purpose TEXT NOT NULL, severity TEXT NOT NULL, call_id TEXT, created_at TEXT);
@@ -153,9 +161,10 @@ class _Job:
 class Directory:
     """The IVR's SQLite database: the fixture world, tickets, lockout failures and the outbox."""
 
-    def __init__(self, db: sqlite3.Connection, scans: aiosqlite.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, scans: aiosqlite.Connection, pepper: bytes) -> None:
         """Wrap the open connections; use :meth:`open`."""
         self._db = db
+        self._pepper = pepper
         self._scans = scans
         self._jobs: list[_Job] = []
         self._commits = 0  # since the last checkpoint began
@@ -164,8 +173,14 @@ class Directory:
         self._ticket_step = 1
 
     @classmethod
-    async def open(cls, path: Path | str) -> Self:
-        """Open (creating if need be) the directory in the file at ``path``."""
+    async def open(cls, path: Path | str, *, pepper: bytes | None = None) -> Self:
+        """Open (creating if need be) the directory in the file at ``path``.
+
+        Codes and keys are hashed under ``pepper`` (from configuration, :data:`ivr.secrets.PEPPER_ENV`);
+        without one, under the pepper the file made for itself when it was created. A pepper other
+        than the one the file was made with is a :class:`~ivr.secrets.PepperError`: every lookup
+        would miss.
+        """
         # Transactions begin IMMEDIATE: they take the write lock first. A deferred one reads first
         # and can then fail at once with "database is locked" when another writer on the file
         # committed in between (WAL cannot turn a stale read into a write). This process is the
@@ -179,8 +194,9 @@ class Directory:
         db.execute("PRAGMA wal_autocheckpoint=0")
         db.executescript(_SCHEMA)
         db.commit()
+        pepper = _file_pepper(db, pepper, path)
         scans = await aiosqlite.connect(path)
-        directory = cls(db, scans)
+        directory = cls(db, scans, pepper)
         row = db.execute("SELECT MAX(CAST(id AS INTEGER)) FROM tickets").fetchone()
         if row and row[0] is not None:
             directory._next_ticket = max(FIRST_NEW_TICKET, int(row[0]) + 1)
@@ -286,12 +302,15 @@ class Directory:
             ("INSERT INTO contracts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows_contract),
             ("INSERT INTO balances VALUES (?, ?, NULL)", [(c.id, c.incidents) for c in world.contracts.values()]),
             (
-                "INSERT INTO support_codes VALUES (?, ?)",
-                [(x.code, x.contract_id) for x in world.support_codes.values()],
+                "INSERT INTO support_codes VALUES (?, ?, ?)",
+                [(digest(self._pepper, x.code), x.code[-2:], x.contract_id) for x in world.support_codes.values()],
             ),
             (
-                "INSERT INTO license_keys VALUES (?, ?, ?)",
-                [(k.key, k.product, k.contract_id) for k in world.license_keys.values()],
+                "INSERT INTO license_keys VALUES (?, ?, ?, ?)",
+                [
+                    (digest(self._pepper, k.key), k.key[-2:], k.product, k.contract_id)
+                    for k in world.license_keys.values()
+                ],
             ),
             (
                 "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
@@ -328,21 +347,20 @@ class Directory:
         )
 
     def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
-        """A support code with its contract and the contract's balance, in one read."""
-        row = self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.code"), code)
-        return (
-            (SupportCode(code=row["code"], contract_id=row["contract_id"]), _contract(row), row["balance"])
-            if row
-            else None
-        )
+        """The support code the caller typed, with its contract and the contract's balance, in one read.
+
+        The file holds only keyed hashes, so the typed code is hashed and looked up by its hash.
+        """
+        row = self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.digest"), digest(self._pepper, code))
+        return (SupportCode(code=code, contract_id=row["contract_id"]), _contract(row), row["balance"]) if row else None
 
     def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
-        """A license key with its contract and the contract's balance, in one read."""
-        row = self._one(_WITH_CONTRACT.format(table="license_keys t", key="t.key"), key)
+        """The license key the caller typed, with its contract and the contract's balance, in one read."""
+        row = self._one(_WITH_CONTRACT.format(table="license_keys t", key="t.digest"), digest(self._pepper, key))
         if row is None:
             return None
         return (
-            LicenseKey(key=row["key"], product=row["product"], contract_id=row["contract_id"]),
+            LicenseKey(key=key, product=row["product"], contract_id=row["contract_id"]),
             _contract(row),
             row["balance"],
         )
@@ -465,6 +483,33 @@ _WITH_CONTRACT: Final = (
     "c.valid_until, c.hours, b.balance FROM {table} JOIN contracts c ON c.id = t.contract_id "
     "JOIN balances b ON b.contract_id = c.id WHERE {key} = ?"
 )
+#: What the pepper check value hashes: a known text, so a wrong pepper shows without any code.
+_PEPPER_CHECK: Final = "ivr directory pepper"
+
+
+def _file_pepper(db: sqlite3.Connection, given: bytes | None, path: Path | str) -> bytes:
+    """The pepper for the file's codes and keys: ``given``, or the file's own, made on its first open.
+
+    One transaction (IMMEDIATE: the write lock first), so two processes opening a new file at once
+    agree on one pepper. A configured pepper is never written to the file, only its check value.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    with db:  # commits at the end, rolls back on an error
+        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        stored, check = meta.get("pepper"), meta.get("pepper_check")
+        if given is None and stored is None and check is not None:
+            msg = f"{path}: its codes and keys were hashed with a configured pepper: set {PEPPER_ENV} to it"
+            raise PepperError(msg)
+        pepper = given or stored or new_pepper()
+        if check is None:
+            rows = [("pepper_check", digest(pepper, _PEPPER_CHECK))]
+            if given is None:
+                rows.append(("pepper", pepper))
+            db.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+        elif not hmac.compare_digest(check, digest(pepper, _PEPPER_CHECK)):
+            msg = f"{path}: its codes and keys were hashed with another pepper than {PEPPER_ENV} gives"
+            raise PepperError(msg)
+    return pepper
 
 
 def _utc(instant: datetime) -> str:

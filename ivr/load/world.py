@@ -2,9 +2,11 @@
 
 The IVR loads the :class:`~ivr.directory.fixtures.World` directly; the `ivr ledger` process reads
 the same world from the fixture file (``--fixture``) for its opening balances, so the two agree
-by construction. Every contract is valid for decades, answers 24x7 and has far more incidents than
-the run can use: a run measures the system, never a world running dry, and a real-time run gives
-the same outcomes at 3 a.m. on a Sunday as on a Tuesday morning.
+by construction. That file leaves the support codes and license keys out: the ledger needs none,
+and a run's work folder then holds no secret whole (each worker makes the world again from the
+seed). Every contract is valid for decades, answers 24x7 and has far more incidents than the run
+can use: a run measures the system, never a world running dry, and a real-time run gives the same
+outcomes at 3 a.m. on a Sunday as on a Tuesday morning.
 """
 
 from __future__ import annotations
@@ -145,17 +147,13 @@ def _contract_entry(contract: Contract) -> dict[str, Any]:
 
 
 def write_fixture(world: World, path: Path) -> None:
-    """Write ``world`` in the fixture format (`scenarios/fixtures/`), for `ivr ledger --fixture`."""
+    """Write ``world`` in the fixture format (`scenarios/fixtures/`), for `ivr ledger --fixture`: no codes or keys."""
     doc = {
         "customers": [
             {"id": c.id, "name": c.name, "kind": c.kind.value, "caller_numbers": list(c.caller_numbers)}
             for c in world.customers.values()
         ],
         "contracts": [_contract_entry(c) for c in world.contracts.values()],
-        "support_codes": [{"code": c.code, "contract": c.contract_id} for c in world.support_codes.values()],
-        "license_keys": [
-            {"key": k.key, "product": k.product, "contract": k.contract_id} for k in world.license_keys.values()
-        ],
         "tickets": [
             {
                 "id": t.id,

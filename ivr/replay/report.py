@@ -62,7 +62,7 @@ def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[Loa
         if result.verify is not None and not result.verify.ok:
             out.append(f"LEDGER {result.scenario.path}: verify failed")
             out.extend(f"  - {p}" for p in result.verify.problems)
-    return "\n".join(out)
+    return scrub("\n".join(out))
 
 
 def ledger_text(results: Sequence[ScenarioResult]) -> str:
@@ -118,7 +118,7 @@ def summary_line(results: Sequence[ScenarioResult], load_failures: Sequence[Load
 
 
 def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], path: Path) -> None:
-    """Write JUnit XML: a test case per scenario, a failure per unmet expectation."""
+    """Write JUnit XML: a test case per scenario, a failure per unmet expectation; codes and keys masked."""
     suite = ET.Element(
         "testsuite",
         name="ivr-replay",
@@ -136,11 +136,11 @@ def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFai
             time=f"{result.seconds:.3f}",
         )
         if result.error:
-            ET.SubElement(case, "error", message=result.error)
+            ET.SubElement(case, "error", message=scrub(result.error))
         lines = [f"call {i + 1}: {f}" for i, c in enumerate(result.calls) for f in c.failures]
         if lines:
-            ET.SubElement(case, "failure", message=lines[0]).text = "\n".join(lines)
+            ET.SubElement(case, "failure", message=scrub(lines[0])).text = scrub("\n".join(lines))
     for failure in load_failures:
         case = ET.SubElement(suite, "testcase", classname=str(failure.path.parent), name=failure.path.stem)
-        ET.SubElement(case, "error", message=str(failure.error))
+        ET.SubElement(case, "error", message=scrub(str(failure.error)))
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

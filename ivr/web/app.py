@@ -9,6 +9,11 @@ Graphviz) is needed to serve it.
 The lifespan owns what the server shares: the broker (a private Mosquitto when none is given, as
 ``ivr replay`` does), the console's subscription to ``ivr/v1/#`` and a temporary directory for
 each call's SQLite files. Shutting the server down hangs up every call first.
+
+Every response carries a Content-Security-Policy: scripts only from ``/static``, nothing from
+another site, no framing (clickjacking), no plugins; with ``nosniff``, a file is only ever run as
+what it is served as. Styles may also be inline, because Mermaid writes its SVG with ``<style>``
+and ``style=`` in it; the page's own styles and scripts are files.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -35,14 +42,46 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["STATIC", "create_app"]
+__all__ = ["SECURITY_HEADERS", "STATIC", "create_app"]
 
 STATIC: Final = Path(__file__).parent / "static"
+#: Headers on every HTTP response: what the page may load, and that no other site may frame it.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 #: WebSocket close code for a page from another origin (RFC 6455: policy violation).
 _POLICY_VIOLATION: Final = 1008
+
+
+class _SecurityHeaders:
+    """ASGI middleware: :data:`SECURITY_HEADERS` on every HTTP response (the page and its static files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -76,7 +115,13 @@ async def _socket(websocket: WebSocket) -> None:
     session.send(console.hello())
     try:
         while True:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:  # a binary frame: the page only ever sends JSON text
+                session.error("binary frames are not accepted: send each message as JSON text")
+                continue
             await session.handle(text)
     except WebSocketDisconnect:
         pass
@@ -128,5 +173,6 @@ def create_app(
             WebSocketRoute("/ws", _socket),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
+        middleware=[Middleware(_SecurityHeaders)],
         lifespan=lifespan,
     )

@@ -23,6 +23,7 @@ from ivr.bootstrap import System, build_system
 from ivr.callers import LiveCaller
 from ivr.clock import RealClock
 from ivr.events import EventType
+from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.states.flow import INITIAL
 from ivr.web.clock import ShiftedClock
@@ -176,7 +177,7 @@ class CallRun:
 
     def _ended(self, record: CallRecord, deducted: dict[str, int]) -> None:
         call = record.call
-        description = f"{self.persona.description}; walked in the trainer console as call {self.id}"
+        description = f"{scrub(self.persona.description)}; walked in the trainer console as call {self.id}"
         walk = Walk(
             name=f"console {self.persona.id}: {call.outcome} ({call.rule})",
             description=description,

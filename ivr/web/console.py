@@ -6,6 +6,10 @@ only ever hears about its own calls, since the engine's reports go straight to t
 and the bus's events are forwarded by their CloudEvents ``subject`` — the call id — to the page
 that placed that call. The events a page shows are the very JSON integrators receive.
 
+Personas' descriptions name the support code or license key the trainee types; the page gets them
+masked (:func:`ivr.secrets.scrub`), and a persona's own code or key whole only when its card asks
+(:class:`~ivr.web.messages.Reveal`), so an open page never holds every secret of the world.
+
 Nothing is left behind by a page that goes away: closing a session hangs its call up, waits for
 it to end (the engine leaves nothing half-done on a hang-up), and cancels it if it does not.
 """
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,18 +29,28 @@ import structlog
 from ivr.bus.base import BusUnavailableError
 from ivr.bus.mqtt import MqttBus
 from ivr.events import TOPIC_ROOT
+from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
-from ivr.web.messages import BadMessageError, Command, Control, KeyPress, StartCall, parse
+from ivr.web.messages import BadMessageError, Command, Control, KeyPress, Reveal, StartCall, parse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from ivr.bus.url import BrokerConfig
-    from ivr.directory.fixtures import World
+    from ivr.directory.fixtures import Persona, World
 
-__all__ = ["BROKER_TIMEOUT", "DEFAULT_AT", "MAX_CALLS", "STOP_GRACE", "ZONES", "Console", "Session"]
+__all__ = [
+    "BROKER_TIMEOUT",
+    "DEFAULT_AT",
+    "MAX_CALLS",
+    "STOP_GRACE",
+    "ZONES",
+    "Console",
+    "Session",
+    "persona_secrets",
+]
 
 #: The page's starting instant: a Tuesday 10:00 US Eastern, inside every contract of the default
 #: world (the date the shipped scenarios use), so a first walk is not refused for the hours.
@@ -50,6 +65,19 @@ STOP_GRACE: Final = 5.0
 BROKER_TIMEOUT: Final = 10.0
 
 log = structlog.get_logger("ivr.web")
+
+_DIGIT_RUN: Final = re.compile(r"\d+")
+
+
+def persona_secrets(world: World, persona: Persona) -> list[dict[str, str]]:
+    """The support codes and license keys ``persona``'s description names: what its trainee types."""
+    secrets = []
+    for digits in _DIGIT_RUN.findall(persona.description):
+        if digits in world.support_codes:
+            secrets.append({"kind": "support code", "digits": digits})
+        elif digits in world.license_keys:
+            secrets.append({"kind": "license key", "digits": digits})
+    return secrets
 
 
 class Console:
@@ -91,7 +119,14 @@ class Console:
         return {
             "type": "hello",
             "personas": [
-                {"id": p.id, "description": p.description, "caller": p.caller} for p in self.world.personas.values()
+                {
+                    "id": p.id,
+                    "description": scrub(p.description),
+                    "caller": p.caller,
+                    # What the card's "show" control reveals (its kind only): None when nothing.
+                    "reveals": next((x["kind"] for x in persona_secrets(self.world, p)), None),
+                }
+                for p in self.world.personas.values()
             ],
             "fixture": self.fixture,
             "diagram": mermaid(side_edges=False),
@@ -202,9 +237,12 @@ class Session:
         self.apply(command)
 
     def apply(self, command: Command) -> None:
-        """Start a call, or pass a key or a control to the running one."""
+        """Start a call, show a persona's code, or pass a key or a control to the running call."""
         if isinstance(command, StartCall):
             self._start(command)
+            return
+        if isinstance(command, Reveal):
+            self._reveal(command.persona)
             return
         run = self.run
         if run is None:
@@ -219,6 +257,21 @@ class Session:
         assert isinstance(command, Control)  # noqa: S101 - the last kind of command
         {"silence": run.silence, "hangup": run.hang_up, "pause": run.pause, "resume": run.resume}[command.action]()
 
+    def _persona(self, persona_id: str) -> Persona | None:
+        """The persona named, or ``None`` after telling the page which ones there are."""
+        persona = self.console.world.personas.get(persona_id)
+        if persona is None:
+            known = ", ".join(self.console.world.personas)
+            self.error(f"unknown persona {persona_id!r}; the personas are: {known}")
+        return persona
+
+    def _reveal(self, persona_id: str) -> None:
+        persona = self._persona(persona_id)
+        if persona is not None:
+            self.send(
+                {"type": "secret", "persona": persona.id, "secrets": persona_secrets(self.console.world, persona)}
+            )
+
     def _start(self, command: StartCall) -> None:
         console = self.console
         if self.closed:
@@ -227,10 +280,8 @@ class Session:
             state = "still ending" if self.run.over else "in progress"
             self.error(f"a call is {state} on this page (call {self.run.id}): one call at a time")
             return
-        persona = console.world.personas.get(command.persona)
+        persona = self._persona(command.persona)
         if persona is None:
-            known = ", ".join(console.world.personas)
-            self.error(f"unknown persona {command.persona!r}; the personas are: {known}")
             return
         if len(console.calls) >= MAX_CALLS:
             self.error(f"the console is busy ({MAX_CALLS} calls running): try again in a moment")
@@ -255,7 +306,7 @@ class Session:
                 "type": "started",
                 "call_id": call_id,
                 "persona": persona.id,
-                "description": persona.description,
+                "description": scrub(persona.description),
                 "caller": persona.caller,
                 "at": command.at.isoformat(timespec="minutes"),
             }

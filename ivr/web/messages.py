@@ -10,6 +10,8 @@ Messages are JSON objects with a ``type``:
   (``at`` may instead carry its own offset; ``zone`` defaults to US Eastern, the support centre's)
 - ``{"type": "key", "key": "0"-"9" | "*" | "#"}``
 - ``{"type": "silence"}``, ``{"type": "hangup"}``, ``{"type": "pause"}``, ``{"type": "resume"}``
+- ``{"type": "reveal", "persona": ID}``: the support code or license key that persona types, asked
+  for by the card's "show code" (the page is sent codes and keys masked, and whole only so)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.callers import KEYS
 
-__all__ = ["CONTROLS", "BadMessageError", "Command", "Control", "KeyPress", "StartCall", "parse"]
+__all__ = ["CONTROLS", "BadMessageError", "Command", "Control", "KeyPress", "Reveal", "StartCall", "parse"]
 
 #: Commands that act on the running call and carry nothing else.
 CONTROLS: Final = ("silence", "hangup", "pause", "resume")
@@ -58,7 +60,14 @@ class Control:
     action: ControlName
 
 
-Command = StartCall | KeyPress | Control
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reveal:
+    """Show ``persona``'s support code or license key on its card."""
+
+    persona: str
+
+
+Command = StartCall | KeyPress | Control | Reveal
 
 
 def _instant(raw: object, zone: object) -> datetime:
@@ -90,10 +99,12 @@ def parse(text: str | bytes) -> Command:
     if not isinstance(raw, dict):
         raise BadMessageError("a message is a JSON object with a 'type'")
     kind = raw.get("type")
-    if kind == "call":
+    if kind in {"call", "reveal"}:
         persona = raw.get("persona")
         if not isinstance(persona, str) or not persona:
-            raise BadMessageError("a call needs a 'persona': pick a caller from the list")
+            raise BadMessageError(f"a {kind} needs a 'persona': pick a caller from the list")
+        if kind == "reveal":
+            return Reveal(persona=persona)
         return StartCall(persona=persona, at=_instant(raw.get("at"), raw.get("zone")))
     if kind == "key":
         key = raw.get("key")
@@ -102,5 +113,5 @@ def parse(text: str | bytes) -> Command:
         return KeyPress(key=key)
     if kind in CONTROLS:
         return Control(action=kind)
-    expected = ", ".join(("call", "key", *CONTROLS))
+    expected = ", ".join(("call", "key", *CONTROLS, "reveal"))
     raise BadMessageError(f"unknown message type {kind!r}; expected one of {expected}")

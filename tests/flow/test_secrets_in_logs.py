@@ -9,9 +9,11 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from ivr.bus.broker import embedded_broker
 from ivr.logs import configure
-from ivr.replay.report import junit_xml, trace_text
+from ivr.replay.report import failures_text, junit_xml, trace_text
 from ivr.replay.runner import replay
+from tests.conftest import DEFAULT_WORLD_PATH, REPO
 
 EST = timezone(timedelta(hours=-5))
 ANNA, GLOBEX = "+15550100001", "+15550200002"
@@ -99,3 +101,26 @@ async def test_replay_trace_and_junit_hold_no_code_or_key(secret_scenarios, tmp_
         assert secret not in trace
         assert secret not in xml
     assert leaks(entries) == []
+
+
+async def test_a_full_replay_over_a_broker_shows_no_code_or_key_anywhere(tmp_path, world):
+    """All shipped scenarios over a broker, and a file naming a code it cannot load: logs, text, JUnit masked."""
+    broken = tmp_path / "broken.yaml"
+    keys = ["2", "1", "2", "1234500001#x"]
+    write_scenario(broken, caller=ANNA, keys=keys, expect="  outcome: routed", fixture=DEFAULT_WORLD_PATH)
+    files = [*sorted((REPO / "scenarios").rglob("*.yaml")), broken]
+    files = [f for f in files if "fixtures" not in f.parts]
+    with capture_logs() as entries:
+        async with embedded_broker() as broker:
+            results, unreadable = await replay(files, broker=broker)
+    assert len(results) == len(files) - 1
+    assert all(r.passed for r in results)
+    assert [f.path for f in unreadable] == [broken]
+    junit = tmp_path / "junit.xml"
+    junit_xml(results, unreadable, junit)
+    shown = "\n".join(
+        [trace_text(results), failures_text(results, unreadable), junit.read_text(encoding="utf-8"), repr(entries)]
+    )
+    assert "1234500001#x" not in shown
+    assert [s for s in (*world.support_codes, *world.license_keys) if s in shown] == []
+    assert any(e["event"] == "decision" for e in entries), "the calls did log"

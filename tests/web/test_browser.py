@@ -52,6 +52,13 @@ if (window.speechSynthesis) {
   window.speechSynthesis.speak = (utterance) => window.__spoken.push(utterance.text);
 }
 """
+#: Records every Content-Security-Policy violation, so a walk proves the page works under the policy.
+CSP_SPY = """
+window.__blocked = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__blocked.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +130,16 @@ def page(browser, server):
     """A fresh page (its own WebSocket, so its own session) on the console, ready to call."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1440, "height": 1000})
     context.add_init_script(SPEECH_SPY)
+    context.add_init_script(CSP_SPY)
     context.set_default_timeout(WAIT_MS)
     opened = context.new_page()
     opened.goto(server)
     expect(opened.locator("#call")).to_be_enabled()
     expect(opened.locator("#diagram svg")).to_be_visible()
     yield opened
+    blocked = opened.evaluate("window.__blocked")
     context.close()
+    assert blocked == [], "the page broke its own Content-Security-Policy"
 
 
 def call(page, persona: str, *, at: str | None = None, double: bool = False) -> None:
@@ -218,7 +228,12 @@ def test_sales_bypass(page, tmp_path, images):
 
 
 def test_consumer_support_code_deducts_an_incident(page, tmp_path, images):
-    """R4: a consumer's support code opens a ticket, and the ledger's incident_deducted arrives in the events panel."""
+    """R4: the card shows the persona's code when asked; it opens a ticket, and incident_deducted reaches the events."""
+    page.select_option("#persona", "anna-code")
+    expect(page.locator("#persona")).to_contain_text("support code ********01")
+    expect(page.locator("#persona-secret")).to_have_text("")
+    page.click("#reveal")
+    expect(page.locator("#persona-secret")).to_have_text("support code 1234500001")
     call(page, "anna-code")
     click_keys(page, "212")
     at_state(page, "code_entry")

@@ -77,7 +77,12 @@ def test_hello_lists_every_persona_with_its_description(client, world):
     assert hello["type"] == "hello"
     assert [p["id"] for p in hello["personas"]] == list(world.personas)
     anna = next(p for p in hello["personas"] if p["id"] == "anna-code")
-    assert anna == {"id": "anna-code", "description": world.personas["anna-code"].description, "caller": "+15550100001"}
+    assert anna == {
+        "id": "anna-code",
+        "description": "consumer, support code ********01, 5 incidents (R4)",
+        "caller": "+15550100001",
+        "reveals": "support code",
+    }
     assert hello["fixture"] == "fixtures/default.yaml"
     assert hello["diagram"].startswith("flowchart TD")
     assert "abandoned" in hello["diagram_all"]

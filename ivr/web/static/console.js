@@ -172,6 +172,11 @@ const handlers = {
     $("countdown-bar").style.transition = msg.remaining === null ? "none" : "";
     $("countdown-bar").style.width = `${Math.max(0, Math.min(100, share))}%`;
   },
+  secret(msg) {
+    // Only for the persona still chosen: a late answer must not show another persona's code.
+    if (msg.persona !== $("persona").value) return;
+    $("persona-secret").textContent = msg.secrets.map((s) => `${s.kind} ${s.digits}`).join(", ") || "nothing to type";
+  },
   ended(msg) {
     setRunning(false);
     scenario = { text: msg.scenario, filename: msg.filename };
@@ -208,8 +213,12 @@ function connect() {
 // -- what the trainee does -----------------------------------------------------------------------
 
 function describePersona() {
+  // Codes and keys come masked; the whole one is asked for per persona, and forgotten on a change.
   const persona = personas.find((p) => p.id === $("persona").value);
   $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}` : "";
+  $("secret-row").hidden = !(persona && persona.reveals);
+  $("reveal").textContent = persona && persona.reveals ? `Show ${persona.reveals}` : "Show code";
+  $("persona-secret").textContent = "";
 }
 
 function press(key) {
@@ -245,6 +254,7 @@ function saveScenario() {
 document.addEventListener("DOMContentLoaded", () => {
   setRunning(false);
   $("persona").addEventListener("change", describePersona);
+  $("reveal").addEventListener("click", () => send({ type: "reveal", persona: $("persona").value }));
   $("call").addEventListener("click", placeCall);
   $("hangup").addEventListener("click", () => send({ type: "hangup" }));
   $("silence").addEventListener("click", () => send({ type: "silence" }));
