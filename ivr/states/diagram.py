@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from ivr.states.flow import STATES, TRANSITIONS, Kind, StateSpec
 
-__all__ = ["Edge", "check_state", "dot", "edges", "mermaid"]
+__all__ = ["Edge", "check_state", "dot", "edges", "mermaid", "row_label", "row_sources"]
 
 #: Triggers that leave the main flow: the caller hung up, or gave up at a prompt. Drawn dotted.
 SIDE_TRIGGERS: Final = frozenset({"hangup", "no_input", "no_match"})
@@ -78,11 +78,16 @@ class Edge:
         return ", ".join(parts)
 
 
-def _row_label(row: Mapping[str, Any]) -> str:
+def row_label(row: Mapping[str, Any]) -> str:
     """``trigger`` with its guards: ``deny [last_attempt]``, ``next [not needs_english_notice]``."""
     guards = [*_names(row.get("conditions")), *(f"not {n}" for n in _names(row.get("unless")))]
     trigger: str = row["trigger"]
     return trigger + (f" [{', '.join(guards)}]" if guards else "")
+
+
+def row_sources(row: Mapping[str, Any], states: Mapping[str, StateSpec] = STATES) -> list[str]:
+    """The states a table row leaves from (``*`` is every state)."""
+    return list(states) if row["source"] == "*" else _names(row["source"])
 
 
 def _names(value: str | Sequence[str] | None) -> list[str]:
@@ -100,9 +105,8 @@ def edges(
         dest = row["dest"]
         if dest is None:  # internal: the state is not left
             continue
-        sources = list(states) if row["source"] == "*" else _names(row["source"])
-        for source in sources:
-            found.setdefault((source, dest), []).append(_row_label(row))
+        for source in row_sources(row, states):
+            found.setdefault((source, dest), []).append(row_label(row))
     return [
         Edge(source, dest, tuple(labels), all(label.split(" ")[0] in SIDE_TRIGGERS for label in labels))
         for (source, dest), labels in found.items()
