@@ -62,9 +62,11 @@ def _fill(path: Path, text: str, row: dict[str, str], number: int) -> str:
 def load_scenarios(path: Path) -> list[Scenario]:
     """The scenario in ``path``, or one per row of its ``examples`` (``example`` = the row, from 1)."""
     text = read_source(path)
-    doc: Any = load_text(path, text)
+    # Read once with each ``${name}`` as its bare name, so a placeholder where YAML allows no
+    # ``$`` (a flow mapping's key) still parses, and lines stay where they are.
+    doc: Any = load_text(path, _VARIABLE.sub(lambda m: m.group(1), text))
     if not isinstance(doc, LinedDict) or _KEY not in doc:
-        return [scenario_from(path, doc)]
+        return [scenario_from(path, load_text(path, text) if _VARIABLE.search(text) else doc)]
     rows = _rows(path, doc, {m.group(1) for m in _VARIABLE.finditer(text)})
     scenarios = []
     for number, row in enumerate(rows, start=1):
