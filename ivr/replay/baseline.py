@@ -107,11 +107,14 @@ def compare(baseline: dict[Key, dict[str, Any]], now: dict[Key, dict[str, Any]])
     """Each call run now that differs from the baseline, or is not in it; in the suite's order.
 
     A baseline call whose scenario was not run is not a change (a subset of the suite may be
-    replayed); one whose scenario ran but no longer has that call is.
+    replayed, from a sub-folder too); one whose scenario ran but no longer has that call is.
     """
     changes = []
+    ran = set()
     for key, fields in now.items():
-        before = baseline.get(key)
+        scenario = _in_baseline(key[0], baseline)
+        ran.add(scenario)
+        before = baseline.get((scenario, key[1]))
         if before is None:
             changes.append(Change(*key, ("not in the baseline",)))
             continue
@@ -120,13 +123,22 @@ def compare(baseline: dict[Key, dict[str, Any]], now: dict[Key, dict[str, Any]])
         )
         if diffs:
             changes.append(Change(*key, diffs))
-    ran = {scenario for scenario, _ in now}
+    run = {(_in_baseline(scenario, baseline), call) for scenario, call in now}
     changes.extend(
         Change(scenario, call, ("no longer run",))
         for scenario, call in baseline
-        if scenario in ran and (scenario, call) not in now
+        if scenario in ran and (scenario, call) not in run
     )
     return changes
+
+
+def _in_baseline(scenario: str, baseline: dict[Key, dict[str, Any]]) -> str:
+    """The baseline's name for ``scenario``: the same, or the one path ending in it (a sub-folder replayed)."""
+    names = {name for name, _ in baseline}
+    if scenario in names:
+        return scenario
+    ending = [name for name in names if name.endswith("/" + scenario)]
+    return ending[0] if len(ending) == 1 else scenario
 
 
 def changes_text(changes: Sequence[Change], source: Path) -> str:

@@ -46,7 +46,9 @@ def test_a_sales_call_without_an_authorization_passes_absent_auth_granted(ivr, s
 
 def test_a_support_code_call_fails_absent_ticket_created(ivr, scenario):
     """R4: a support code creates a ticket, so ``absent: {events: [ticket.created]}`` fails, naming the event."""
-    path = scenario("code", SUPPORT_CODE, ["outcome: routed", "absent: {events: [ticket.created], prompts: [severity]}"])
+    path = scenario(
+        "code", SUPPORT_CODE, ["outcome: routed", "absent: {events: [ticket.created], prompts: [severity]}"]
+    )
     result = ivr("replay", "--in-process", path)
     assert result.exit_code == 1, result.output
     assert "absent: event 'ivr.ticket.created' happened (#3)" in result.stdout
@@ -65,12 +67,19 @@ def test_an_event_item_matches_the_data_fields_it_names(ivr, scenario):
 
 def test_decisions_catch_a_denial_the_caller_hung_up_after(ivr, scenario):
     """R2 refuses the closed ticket, then the caller hangs up: ``decisions`` checks the denial, the table shows it."""
-    right = scenario("closed", CLOSED_THEN_HANGUP, ["outcome: abandoned", "decisions: [{rule: R2, granted: false, reason: ticket_closed}]"])
+    right = scenario(
+        "closed",
+        CLOSED_THEN_HANGUP,
+        ["outcome: abandoned", "decisions: [{rule: R2, granted: false, reason: ticket_closed}]"],
+    )
     wrong = scenario("wrong", CLOSED_THEN_HANGUP, ["decisions: [{rule: R2, granted: false, reason: unknown_ticket}]"])
     result = ivr("replay", "--in-process", right, wrong)
     assert result.exit_code == 1
     assert re.search(r"^closed\s+abandoned\s+-\s+hangup\s+R2 denied ticket_closed\s+PASS$", result.stdout, re.MULTILINE)
-    assert "decisions: expected ['R2 denied unknown_ticket'] in order; 'R2 denied unknown_ticket' missing from ['R2 denied ticket_closed']" in result.stdout
+    assert (
+        "decisions: expected ['R2 denied unknown_ticket'] in order; "
+        "'R2 denied unknown_ticket' missing from ['R2 denied ticket_closed']" in result.stdout
+    )
 
 
 def test_the_rule_summary_counts_scenarios_and_passes_per_rule(ivr, scenario):
@@ -90,7 +99,12 @@ def test_the_rule_summary_counts_scenarios_and_passes_per_rule(ivr, scenario):
 
 def test_three_examples_are_three_runs_rows_and_junit_cases(ivr, scenario, tmp_path):
     """``examples:`` with three rows: three runs, each ``${name}`` filled, three rows and three JUnit cases."""
-    examples = ["examples:", '  - {code: "1234500001", contract: K-ANNA-STD}', '  - {code: "4000000002", contract: K-GLOBEX-STD}', '  - {code: "1234500006", contract: K-FAY-ONE}']
+    examples = [
+        "examples:",
+        '  - {code: "1234500001", contract: K-ANNA-STD}',
+        '  - {code: "4000000002", contract: K-GLOBEX-STD}',
+        '  - {code: "1234500006", contract: K-FAY-ONE}',
+    ]
     steps = ['  - press: "2"', '  - press: "1"', '  - press: "2"', '  - press: "${code}#"', '  - press: "4"']
     path = scenario("outline", steps, ["outcome: routed", "rule: R4", "deducted: {${contract}: 1}"], extra=examples)
     junit = tmp_path / "junit.xml"
@@ -118,7 +132,9 @@ BAD = [
     pytest.param(["absent: {event: [auth.granted]}"], 8, "absent: unknown key 'event'", id="absent-key"),
     pytest.param(["absent: {events: [auth.grant]}"], 8, "unknown event 'ivr.auth.grant'", id="absent-event"),
     pytest.param(["decisions:", "    - {rule: R22}"], 9, "unknown rule 'R22'", id="decision-rule"),
-    pytest.param(["decisions:", "    - {rule: R2, granted: 'false'}"], 9, "'granted' must be true or false", id="granted-type"),
+    pytest.param(
+        ["decisions:", "    - {rule: R2, granted: 'false'}"], 9, "'granted' must be true or false", id="granted-type"
+    ),
     pytest.param(["events: [{type: ticket.created, dat: {}}]"], 8, "an event is a name or {type", id="event-key"),
 ]
 
@@ -140,7 +156,9 @@ def test_an_example_row_without_a_value_names_the_line_that_uses_it(ivr, scenari
     result = ivr("replay", "--in-process", missing)
     assert result.exit_code == 2
     assert f"ERROR {missing}:6: examples[1]: 'other' is not used" in result.stdout
-    unfilled = scenario("unfilled", ['  - press: "${key}"'], ["outcome: sales"], extra=["examples:", '  - {key: "1"}', "  - {}"])
+    unfilled = scenario(
+        "unfilled", ['  - press: "${key}"'], ["outcome: sales"], extra=["examples:", '  - {key: "1"}', "  - {}"]
+    )
     result = ivr("replay", "--in-process", unfilled)
     assert result.exit_code == 2
     assert f"ERROR {unfilled}:9: examples[2] has no value for ${{key}}" in result.stdout
