@@ -74,12 +74,20 @@ def attempt_item(count: int) -> str:
     return f"authorization attempt {count}"
 
 
-# (trigger, source, dest) -> the first row that takes it: rows for one trigger and source are
-# tried in order and differ in destination, so the triple names exactly one row.
-_ROWS: Final[dict[tuple[str, str, str | None], str]] = {}
-for _index, _row in enumerate(TRANSITIONS):
-    for _source in row_sources(_row):
-        _ROWS.setdefault((_row["trigger"], _source, _row["dest"]), transition_label(_index))
+def _rows() -> dict[tuple[str, str, str | None], str]:
+    """(trigger, source, dest) -> the row's label.
+
+    Rows for one trigger and source are tried in order and differ in destination, so the triple a
+    call fired names exactly one row (the first, should two ever share it).
+    """
+    rows: dict[tuple[str, str, str | None], str] = {}
+    for index, row in enumerate(TRANSITIONS):
+        for source in row_sources(row):
+            rows.setdefault((row["trigger"], source, row["dest"]), transition_label(index))
+    return rows
+
+
+_ROWS: Final = _rows()
 
 _UNIVERSE: Final[dict[str, tuple[str, ...]]] = {
     "states": tuple(STATES),

@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
-from ivr.auth import rules
-from ivr.auth.decisions import Decision
+from ivr.auth import lockout, rules
+from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import CallerKind, Method, Purpose, Severity
 from ivr.auth.routing import priority, queue_for
 from ivr.callers import KEYS
 from ivr.directory.fixtures import US_EASTERN
 from ivr.engine import NO_INPUT_TIMEOUT, english_only
-from ivr.replay.coverage import ATTEMPT_STATE, FAILURE_TRIGGERS, measure
+from ivr.replay.coverage import FAILURE_TRIGGERS, measure
 from ivr.replay.runner import replay
 from ivr.states.call import MAX_ATTEMPTS, MAX_FAILURES, Call
+from ivr.states.diagram import row_sources
 from ivr.states.flow import FLOW, STATES, TRANSITIONS, Kind
 
 if TYPE_CHECKING:
@@ -82,10 +83,10 @@ def _model(triggers: tuple[tuple[str, dict[str, Any]], ...]) -> Call:
 
 
 def _passes(call: Call) -> Call:
-    """Through the action states a fresh number passes alone: each one's first row (``clear``)."""
-    while STATES[call.state].kind is Kind.ACTION and call.state != ATTEMPT_STATE:
-        first = next(r for r in TRANSITIONS if r["source"] == call.state)
-        if not FLOW.events[first["trigger"]].trigger(call):
+    """Through the action states a call leaves on its own: those whose first row needs no facts (``clear``)."""
+    while STATES[call.state].kind is Kind.ACTION:
+        first = next(r for r in TRANSITIONS if call.state in row_sources(r))
+        if first.get("before") or first.get("conditions") or not FLOW.events[first["trigger"]].trigger(call):
             break
     return call
 
@@ -104,7 +105,7 @@ def _spots() -> list[_Spot]:
             continue
         seen.add(key)
         spots.append(_Spot(call.state, call.kind, call.purpose, call.method, steps, triggers))
-        if spec.kind is Kind.MENU and call.state != "severity":
+        if spec.kind is Kind.MENU:
             for press, trigger in spec.options.items():
                 trial = _model(triggers)
                 if FLOW.events[trigger].trigger(trial, key=press):
@@ -150,7 +151,7 @@ def _input_candidates(spot: _Spot) -> list[Candidate]:
                         [*steps, "hangup"],
                         {
                             "outcome": "abandoned",
-                            "rule": "hangup",
+                            "rule": str(Rule.HANGUP),
                             "states": [state, "abandoned"],
                             "absent": {"events": ["ticket.created"]},
                             "deducted": {},
@@ -174,9 +175,14 @@ def _input_candidates(spot: _Spot) -> list[Candidate]:
             last = count == MAX_FAILURES
             expect: dict[str, Any] = {"prompts": [p for _ in range(count) for p in (prompt, heard)]}
             if last:
-                expect |= {"outcome": "fallback", "rule": "input", "reason": heard, "states": [state, "fallback"]}
+                expect |= {
+                    "outcome": "fallback",
+                    "rule": str(Rule.INPUT),
+                    "reason": heard,
+                    "states": [state, "fallback"],
+                }
             else:
-                expect |= {"outcome": "abandoned", "rule": "hangup"}
+                expect |= {"outcome": "abandoned", "rule": str(Rule.HANGUP)}
             what = "goes to the fallback" if last else "replays the prompt"
             out.append(
                 Candidate(
@@ -203,7 +209,8 @@ def _option_candidates(spot: _Spot) -> list[Candidate]:
         dest = call.path[-1]
         expect: dict[str, Any] = {"states": [source, dest]}
         if dest in _FINAL:
-            expect |= {"outcome": dest, "rule": "R1"} if dest == "sales" else {"outcome": dest}
+            # The one final state a menu reaches is sales, which needs no authorization (R1).
+            expect |= {"outcome": dest, "rule": str(Rule.R1)}
         who = "".join(f"_{part}" for part in (spot.kind, spot.purpose) if part)
         out.append(
             Candidate(
@@ -283,9 +290,9 @@ def _authorization(world: World, spot: _Spot, digits: str, at: datetime) -> tupl
             decision,
             {
                 "outcome": "fallback",
-                "reason": "outside_hours",
-                "rule": "R8",
-                "decisions": [verdict, {"rule": "R8", "granted": False, "reason": "outside_hours"}],
+                "reason": str(hours.reason),
+                "rule": str(hours.rule),
+                "decisions": [verdict, {"rule": str(hours.rule), "granted": False, "reason": str(hours.reason)}],
                 "absent": {"events": ["ticket.created"]},
             },
         )
@@ -337,9 +344,11 @@ def _refusals(world: World, spot: _Spot) -> list[Candidate]:
     method_key = spot.steps[-1]
     again = [method_key, {"press": f"{unknown}#"}]
     refused = [*spot.steps, {"press": f"{unknown}#"}]
-    exhausted = {"outcome": "fallback", "reason": "attempts_exhausted", "rule": "attempts"}
-    locked = {"outcome": "fallback", "reason": "locked_out", "rule": "lockout"}
+    exhausted = {"outcome": "fallback", "reason": str(Reason.ATTEMPTS_EXHAUSTED), "rule": str(Rule.ATTEMPTS)}
+    locked = {"outcome": "fallback", "reason": str(Reason.LOCKED_OUT), "rule": str(Rule.LOCKOUT)}
     per_call = MAX_ATTEMPTS
+    # The first call uses every attempt; the second refuses the rest of the lockout's count.
+    rest = lockout.MAX_FAILURES - per_call
     return [
         Candidate(
             f"{spot.state}_attempts_exhausted",
@@ -352,11 +361,11 @@ def _refusals(world: World, spot: _Spot) -> list[Candidate]:
         Candidate(
             f"{spot.state}_lockout",
             _doc(
-                "five refusals from one number lock it; its next call is refused before the method menu",
+                f"{lockout.MAX_FAILURES} refusals from one number lock it; its next call is refused at once",
                 INSTANTS[0],
                 [
                     _call([*refused, *again * (per_call - 1)], exhausted),
-                    _call([*refused, *again], {**locked, "events": ["auth.locked_out"]}),
+                    _call([*refused, *again * (rest - 1)], {**locked, "events": ["auth.locked_out"]}),
                     _call(list(spot.steps), {**locked, "states": ["lockout_check", "fallback"]}),
                 ],
             ),
