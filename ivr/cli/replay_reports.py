@@ -6,6 +6,7 @@ options can grow without touching it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_baseline", "report_options", "suite_reports"]
 
+EXIT_UNWRITABLE = 2
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -72,19 +74,26 @@ def suite_reports(  # noqa: PLR0913 - one keyword per option
     baseline: dict[Key, dict[str, Any]] | None,
     baseline_path: Path | None,
 ) -> bool:
-    """Print and write the reports asked for; ``True`` when no call differs from the baseline."""
-    if coverage or coverage_json or coverage_html:
-        measured = measure(c.record.call for r in results for c in r.calls)
-        if coverage:
-            click.echo("\n" + measured.text())
-        if coverage_json:
-            write_json(measured, coverage_json)
-        if coverage_html:
-            click.echo(f"coverage diagram: {write_html(measured, coverage_html)}")
-    calls = record(results, roots) if record_to or baseline is not None else {}
-    if record_to:
-        write_baseline(record_to, calls)
-        click.echo(f"recorded {len(calls)} calls to {record_to}")
+    """Print and write the reports asked for; ``True`` when no call differs from the baseline.
+
+    A file or folder that cannot be written is an error naming it (exit 2), after the table.
+    """
+    try:
+        if coverage or coverage_json or coverage_html:
+            measured = measure(c.record.call for r in results for c in r.calls)
+            if coverage:
+                click.echo("\n" + measured.text())
+            if coverage_json:
+                write_json(measured, coverage_json)
+            if coverage_html:
+                click.echo(f"coverage diagram: {write_html(measured, coverage_html)}")
+        calls = record(results, roots) if record_to or baseline is not None else {}
+        if record_to:
+            write_baseline(record_to, calls)
+            click.echo(f"recorded {len(calls)} calls to {record_to}")
+    except OSError as exc:
+        click.echo(f"ERROR {exc.filename}: cannot write: {exc.strerror}", err=True)
+        sys.exit(EXIT_UNWRITABLE)
     if baseline is None or baseline_path is None:
         return True
     changes = compare(baseline, calls)

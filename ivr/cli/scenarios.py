@@ -48,26 +48,21 @@ def generate(paths: tuple[Path, ...], *, missing: bool, fixture: Path, out: Path
     unreadable input.
     """
     configure(fmt="console", level="warning")
+    if paths and not missing:
+        msg = "PATHS name the suite whose gaps --missing fills: give --missing with them"
+        raise click.UsageError(msg)
     try:
         world = load_world(fixture)
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)
-    coverage = Coverage()
-    if missing:
-        results, unreadable = asyncio.run(replay(discover(list(paths) or [Path("scenarios")])))
-        for failure in unreadable:
-            click.echo(f"ERROR {failure.error}", err=True)
-        if unreadable:
-            sys.exit(EXIT_UNREADABLE)
-        coverage = measure(c.record.call for r in results for c in r.calls)
-    targets = [
-        f"{name}: {item}"
-        for name in TARGETS
-        for item in (coverage.category(name).missing if missing else coverage.category(name).items)
-    ]
+    targets = _targets(paths, missing=missing)
     chosen = asyncio.run(plan(world, fixture, targets))
-    written = write_candidates([c for c, _ in chosen.chosen], out, fixture)
+    try:
+        written = write_candidates([c for c, _ in chosen.chosen], out, fixture)
+    except OSError as exc:
+        click.echo(f"ERROR {out}: cannot write: {exc.strerror}", err=True)
+        sys.exit(EXIT_UNREADABLE)
     click.echo(f"wrote {len(written)} scenarios to {out} for {len(targets) - len(chosen.unreached)} items")
     for path, (_, items) in zip(written, chosen.chosen, strict=True):
         click.echo(f"  {path.name}: {', '.join(items)}")
@@ -77,3 +72,20 @@ def generate(paths: tuple[Path, ...], *, missing: bool, fixture: Path, out: Path
         click.echo(f"DISAGREE {candidate.name}: {'; '.join(candidate.disagreement)}")
     if chosen.disagreements:
         sys.exit(EXIT_DISAGREE)
+
+
+def _targets(paths: tuple[Path, ...], *, missing: bool) -> list[str]:
+    """``category: item`` for every transition and counter, or (``missing``) each the suite never reaches."""
+    coverage = Coverage()
+    if missing:
+        results, unreadable = asyncio.run(replay(discover(list(paths) or [Path("scenarios")])))
+        for failure in unreadable:
+            click.echo(f"ERROR {failure.error}", err=True)
+        if unreadable:
+            sys.exit(EXIT_UNREADABLE)
+        coverage = measure(c.record.call for r in results for c in r.calls)
+    return [
+        f"{name}: {item}"
+        for name in TARGETS
+        for item in (coverage.category(name).missing if missing else coverage.category(name).items)
+    ]

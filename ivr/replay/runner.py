@@ -122,7 +122,9 @@ async def run_scenario(
     """
     result = ScenarioResult(scenario)
     started = time.perf_counter()
-    source = f"replay-{uuid.uuid4().hex[:8]}-{scenario.label}"
+    # Ids and the event source keep to plain characters: ``outline[2]`` runs as ``outline-2``.
+    name = scenario.label.replace("[", "-").replace("]", "")
+    source = f"replay-{uuid.uuid4().hex[:8]}-{name}"
     system = await build_system(world=world, workdir=workdir, source=source, broker=broker)
     try:
         next_start = scenario.at
@@ -138,7 +140,7 @@ async def run_scenario(
                 ScriptedCaller(steps, clock=clock),
                 clock=clock,
                 number=spec.caller,
-                call_id=f"{scenario.label}-{index + 1}",
+                call_id=f"{name}-{index + 1}",
             )
             await system.settle()
             after = await system.ledger.deducted()

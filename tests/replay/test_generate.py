@@ -72,3 +72,10 @@ def test_a_broken_fixture_is_a_clear_error(run, tmp_path):
     assert result.exit_code == 2
     assert f"ERROR {bad}:2: " in result.output
     assert not out.exists()
+
+
+def test_paths_without_missing_is_a_usage_error(run, suite, tmp_path, default_world_path):
+    """A suite given without ``--missing`` would be ignored: it is refused (exit 2) instead."""
+    result = run("scenarios", "generate", "--fixture", default_world_path, "--out", tmp_path / "out", suite)
+    assert result.exit_code == 2
+    assert "give --missing with them" in result.output

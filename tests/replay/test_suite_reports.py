@@ -94,3 +94,12 @@ def test_a_file_that_is_not_a_baseline_is_a_clear_error(run, suite, tmp_path):
     assert result.exit_code == 2
     assert "not a baseline (not JSON" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_report_that_cannot_be_written_is_a_clear_error(run, suite, tmp_path):
+    """``--coverage-json`` into a folder that does not exist: the table still prints, then exit 2 naming the file."""
+    target = tmp_path / "no-such-folder" / "c.json"
+    result = run("replay", "--in-process", suite / "rules" / "r01_sales_bypass.yaml", "--coverage-json", target)
+    assert result.exit_code == 2
+    assert "1 passed, 0 failed" in result.stdout
+    assert f"ERROR {target}: cannot write: No such file or directory" in result.stderr
