@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["LinedDict", "LinedList", "SourceError", "line_of", "load_file"]
+__all__ = ["LinedDict", "LinedList", "SourceError", "line_of", "load_file", "load_text", "read_source"]
 
 
 class SourceError(Exception):
@@ -97,10 +97,19 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 def load_file(path: Path) -> Any:  # noqa: ANN401 - YAML is whatever the file holds
     """Parse ``path``; a syntax error or unreadable file becomes a :class:`SourceError`."""
+    return load_text(path, read_source(path))
+
+
+def read_source(path: Path) -> str:
+    """The text of a hand-written file; an unreadable file becomes a :class:`SourceError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SourceError(path, None, f"cannot read: {exc.strerror}") from exc
+
+
+def load_text(path: Path, text: str) -> Any:  # noqa: ANN401 - YAML is whatever the text holds
+    """Parse ``text``, the contents of ``path`` (errors name it); a syntax error becomes a :class:`SourceError`."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:

@@ -11,6 +11,7 @@ from ivr.cli.ledger import ledger
 from ivr.cli.load import load
 from ivr.cli.relay import relay
 from ivr.cli.replay import replay
+from ivr.cli.scenarios import scenarios
 from ivr.cli.serve import serve
 from ivr.secrets import PepperError, pepper_from_env
 
@@ -28,6 +29,7 @@ def main() -> None:
 
 
 main.add_command(replay)
+main.add_command(scenarios)
 main.add_command(ledger)
 main.add_command(events)
 main.add_command(serve)

@@ -6,13 +6,23 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option, replay_broker
+from ivr.cli.replay_reports import load_baseline, report_options, suite_reports
 from ivr.logs import LogFormat, configure
-from ivr.replay.report import failures_text, junit_xml, ledger_text, summary_line, table, trace_text
+from ivr.replay.report import (
+    failures_text,
+    junit_xml,
+    ledger_text,
+    rule_summary,
+    summary_line,
+    table,
+    trace_text,
+)
 from ivr.replay.runner import LoadFailure, ScenarioResult
 from ivr.replay.runner import replay as run_replay
 from ivr.replay.scenario import discover
@@ -32,6 +42,7 @@ EXIT_UNREADABLE = 2
 @broker_option(help_text="Broker to send every event through; default: a private Mosquitto on a free loopback port.")
 @click.option("--ledger", "show_ledger", is_flag=True, help="Print each scenario's ledger balances and verify.")
 @click.option("--in-process", is_flag=True, help="No broker: call the ledger directly (for machines without one).")
+@report_options
 def replay(  # noqa: PLR0913 - one keyword per option
     paths: tuple[Path, ...],
     *,
@@ -42,6 +53,8 @@ def replay(  # noqa: PLR0913 - one keyword per option
     broker: BrokerConfig | None,
     in_process: bool,
     show_ledger: bool,
+    baseline: Path | None,
+    **reports: Any,  # noqa: ANN401 - ivr.cli.replay_reports's options, passed on whole
 ) -> None:
     """Replay scenario files (default: ./scenarios); exit 1 on a failure, 2 on unreadable input.
 
@@ -49,10 +62,12 @@ def replay(  # noqa: PLR0913 - one keyword per option
     for the ledger's answer before the next, so expect.deducted can be checked.
     """
     configure(fmt=log_format, level=log_level)
+    before = load_baseline(baseline)
     missing = [p for p in paths if not p.exists()]
     for path in missing:
         click.echo(f"ERROR {path}: no such file or folder", err=True)
-    files = discover([p for p in paths if p.exists()] or ([] if paths else [Path("scenarios")]))
+    roots = [p for p in paths if p.exists()] or ([] if paths else [Path("scenarios")])
+    files = discover(roots)
 
     async def run() -> tuple[list[ScenarioResult], list[LoadFailure]]:
         async with replay_broker(broker, in_process=in_process) as config:
@@ -64,6 +79,8 @@ def replay(  # noqa: PLR0913 - one keyword per option
     if trace:
         click.echo(trace_text(results))
     click.echo(table(results, unreadable))
+    if results:
+        click.echo("\n" + rule_summary(results))
     details = failures_text(results, unreadable)
     if details:
         click.echo("\n" + details)
@@ -72,7 +89,8 @@ def replay(  # noqa: PLR0913 - one keyword per option
     click.echo("\n" + summary_line(results, unreadable, seconds))
     if junit:
         junit_xml(results, unreadable, junit)
+    same = suite_reports(results, roots, baseline=before, baseline_path=baseline, **reports)
     if unreadable or missing:
         sys.exit(EXIT_UNREADABLE)
-    if not all(r.passed for r in results):
+    if not all(r.passed for r in results) or not same:
         sys.exit(EXIT_FAILED)

@@ -6,28 +6,45 @@ import json
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
+from ivr.auth.decisions import Rule
 from ivr.secrets import scrub
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from ivr.auth.decisions import Decision
     from ivr.replay.runner import LoadFailure, ScenarioResult
 
-__all__ = ["failures_text", "junit_xml", "ledger_text", "summary_line", "table", "trace_text"]
+__all__ = ["failures_text", "junit_xml", "ledger_text", "rule_summary", "summary_line", "table", "trace_text"]
 
 
 def _label(result: ScenarioResult, index: int) -> str:
-    name = result.scenario.path.stem
+    name = result.scenario.label
     return name if len(result.calls) == 1 else f"{name} #{index + 1}"
 
 
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _decided(decision: Decision) -> str:
+    """``R2 denied ticket_closed`` or ``R4 granted``."""
+    return f"{decision.rule} granted" if decision.granted else f"{decision.rule} denied {decision.reason}"
+
+
 def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
-    """One row per call: scenario, outcome, reason, PASS/FAIL; unreadable files as ERROR rows."""
-    rows = [("SCENARIO", "OUTCOME", "REASON", "RULE", "RESULT")]
+    """One row per call: how it ended, the last decision made in it, PASS/FAIL; unreadable files as ERROR rows.
+
+    The last decision is what a scenario is usually written to check: a denial stays visible even
+    when the caller then hangs up and the call ends ``abandoned``.
+    """
+    rows = [("SCENARIO", "OUTCOME", "REASON", "RULE", "LAST DECISION", "RESULT")]
     for result in results:
         if result.error:
-            rows.append((result.scenario.path.stem, "-", "-", "-", "ERROR"))
+            rows.append((result.scenario.label, "-", "-", "-", "-", "ERROR"))
         for i, call in enumerate(result.calls):
             c = call.record.call
             rows.append(
@@ -36,12 +53,26 @@ def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure
                     c.outcome or "-",
                     c.reason or "-",
                     c.rule or "-",
+                    _decided(c.decisions[-1]) if c.decisions else "-",
                     "FAIL" if call.failures else "PASS",
                 ),
             )
-    rows.extend((f.path.name, "-", "-", "-", "ERROR") for f in load_failures)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    rows.extend((f.path.name, "-", "-", "-", "-", "ERROR") for f in load_failures)
+    return _columns(rows)
+
+
+def rule_summary(results: Sequence[ScenarioResult]) -> str:
+    """Per rule: the scenarios in which it decided something or ended a call, and how many passed."""
+    seen: dict[str, list[bool]] = {}
+    for result in results:
+        rules = {str(c.record.call.rule) for c in result.calls if c.record.call.rule is not None}
+        rules.update(str(d.rule) for c in result.calls for d in c.record.call.decisions)
+        for rule in rules:
+            seen.setdefault(rule, []).append(result.passed)
+    order = [str(r) for r in Rule]
+    rows = [("RULE", "SCENARIOS", "PASSED")]
+    rows.extend((rule, str(len(seen[rule])), str(sum(seen[rule]))) for rule in order if rule in seen)
+    return _columns(rows)
 
 
 def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
@@ -72,9 +103,8 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
         for row in result.ledger:
             opening = "unlimited" if row.opening is None else str(row.opening)
             balance = "unlimited" if row.balance is None else str(row.balance)
-            rows.append((result.scenario.path.stem, row.contract, opening, str(row.deducted), balance))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+            rows.append((result.scenario.label, row.contract, opening, str(row.deducted), balance))
+    lines = [_columns(rows)]
     reports = [r.verify for r in results if r.verify is not None]
     bad = sum(1 for v in reports if not v.ok)
     lines.append(
@@ -87,24 +117,27 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
 
 def trace_text(results: Sequence[ScenarioResult]) -> str:
     """Each call's states, prompts and events, in order."""
+    return "\n".join(_transcript(result, header=True) for result in results)
+
+
+def _transcript(result: ScenarioResult, *, header: bool) -> str:
+    """One scenario's calls: states, prompts, decisions, events and deductions, secrets masked."""
     out: list[str] = []
-    for result in results:
-        out.append(f"== {result.scenario.path} - {result.scenario.name}")
-        for i, call in enumerate(result.calls):
-            c = call.record.call
-            out.append(f"-- call {i + 1} {c.id} from {c.caller} at {c.started_at.isoformat()}")
-            out.append(f"   states:  {' -> '.join(c.path)}")
-            out.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
-            out.extend(
-                f"   decide:  {d.rule} {'granted' if d.granted else 'denied ' + str(d.reason)}: {d.detail}"
-                for d in c.decisions
-            )
-            out.extend(
-                f"   event:   #{e.sequence} {e.type} {json.dumps(e.data, separators=(',', ':'))}"
-                for e in call.record.events
-            )
-            if call.deducted:
-                out.append(f"   ledger:  deducted {call.deducted}")
+    if header:
+        example = f" (example {result.scenario.example})" if result.scenario.example else ""
+        out.append(f"== {result.scenario.path}{example} - {result.scenario.name}")
+    for i, call in enumerate(result.calls):
+        c = call.record.call
+        out.append(f"-- call {i + 1} {c.id} from {c.caller} at {c.started_at.isoformat()}")
+        out.append(f"   states:  {' -> '.join(c.path)}")
+        out.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
+        out.extend(f"   decide:  {_decided(d)}: {d.detail}" for d in c.decisions)
+        out.extend(
+            f"   event:   #{e.sequence} {e.type} {json.dumps(e.data, separators=(',', ':'))}"
+            for e in call.record.events
+        )
+        if call.deducted:
+            out.append(f"   ledger:  deducted {call.deducted}")
     return scrub("\n".join(out))
 
 
@@ -118,7 +151,10 @@ def summary_line(results: Sequence[ScenarioResult], load_failures: Sequence[Load
 
 
 def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], path: Path) -> None:
-    """Write JUnit XML: a test case per scenario, a failure per unmet expectation; codes and keys masked."""
+    """Write JUnit XML: a test case per scenario (per row of its examples), a failure per unmet expectation.
+
+    Each case's ``system-out`` is its calls' transcript, as ``--trace`` prints it, codes and keys masked.
+    """
     suite = ET.Element(
         "testsuite",
         name="ivr-replay",
@@ -132,14 +168,16 @@ def junit_xml(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFai
             suite,
             "testcase",
             classname=str(result.scenario.path.parent),
-            name=result.scenario.path.stem,
+            name=result.scenario.label,
             time=f"{result.seconds:.3f}",
         )
         if result.error:
             ET.SubElement(case, "error", message=scrub(result.error))
-        lines = [f"call {i + 1}: {f}" for i, c in enumerate(result.calls) for f in c.failures]
+        lines = [scrub(f"call {i + 1}: {f}") for i, c in enumerate(result.calls) for f in c.failures]
         if lines:
-            ET.SubElement(case, "failure", message=scrub(lines[0])).text = scrub("\n".join(lines))
+            ET.SubElement(case, "failure", message=lines[0]).text = "\n".join(lines)
+        if result.calls:
+            ET.SubElement(case, "system-out").text = _transcript(result, header=False)
     for failure in load_failures:
         case = ET.SubElement(suite, "testcase", classname=str(failure.path.parent), name=failure.path.stem)
         ET.SubElement(case, "error", message=scrub(str(failure.error)))

@@ -15,7 +15,9 @@ from ivr.bootstrap import System, build_system
 from ivr.callers import Press, ScriptedCaller, Step
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import World, load_world
-from ivr.replay.scenario import GAP_SECONDS, CallSpec, Scenario, load_scenario, resolve_keys
+from ivr.replay.expectations import check_absent, check_decisions, subsequence
+from ivr.replay.outline import load_scenarios
+from ivr.replay.scenario import GAP_SECONDS, CallSpec, Scenario, resolve_keys
 from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
@@ -77,15 +79,6 @@ class LoadFailure:
     error: SourceError
 
 
-def _subsequence(want: Sequence[str], got: Sequence[str]) -> str | None:
-    """``None`` if ``want`` appears in order within ``got``; else the first item that did not."""
-    it = iter(got)
-    for item in want:
-        if not any(item == g for g in it):
-            return item
-    return None
-
-
 def check(spec: CallSpec, result: CallResult) -> list[str]:
     """Every difference between a call's expectations and what it did."""
     e, call = spec.expect, result.record.call
@@ -100,14 +93,17 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
     ):
         if want is not None and str(want) != str(got):
             failures.append(f"{name}: expected {want}, got {got}")
-    for name, want_seq, got_seq in (
-        ("prompts", e.prompts, call.prompts),
-        ("events", e.events, [ev.type for ev in result.record.events]),
-        ("states", e.states, call.path),
+    for name, want_seq, got_seq, shown in (
+        ("prompts", e.prompts, call.prompts, call.prompts),
+        ("events", e.events, result.record.events, [ev.type for ev in result.record.events]),
+        ("states", e.states, call.path, call.path),
     ):
-        missing = _subsequence(want_seq, got_seq)
+        missing = subsequence(want_seq, got_seq)
         if missing is not None:
-            failures.append(f"{name}: expected {list(want_seq)} in order; '{missing}' missing from {list(got_seq)}")
+            wanted = [str(w) for w in want_seq]
+            failures.append(f"{name}: expected {wanted} in order; '{missing}' missing from {list(shown)}")
+    failures.extend(check_decisions(e.decisions, call.decisions))
+    failures.extend(check_absent(e.absent, result.record))
     if e.deducted is not None:
         got_deducted = {k: v for k, v in result.deducted.items() if v}
         want_deducted = {k: v for k, v in e.deducted.items() if v}
@@ -126,7 +122,9 @@ async def run_scenario(
     """
     result = ScenarioResult(scenario)
     started = time.perf_counter()
-    source = f"replay-{uuid.uuid4().hex[:8]}-{scenario.path.stem}"
+    # Ids and the event source keep to plain characters: ``outline[2]`` runs as ``outline-2``.
+    name = scenario.label.replace("[", "-").replace("]", "")
+    source = f"replay-{uuid.uuid4().hex[:8]}-{name}"
     system = await build_system(world=world, workdir=workdir, source=source, broker=broker)
     try:
         next_start = scenario.at
@@ -142,7 +140,7 @@ async def run_scenario(
                 ScriptedCaller(steps, clock=clock),
                 clock=clock,
                 number=spec.caller,
-                call_id=f"{scenario.path.stem}-{index + 1}",
+                call_id=f"{name}-{index + 1}",
             )
             await system.settle()
             after = await system.ledger.deducted()
@@ -187,15 +185,16 @@ async def replay(
     loaded: list[tuple[int, Scenario]] = []
     failures: list[LoadFailure] = []
     worlds: dict[Path, World] = {}
-    for number, path in enumerate(files):
+    for path in files:
         try:
-            scenario = load_scenario(path)
-            if scenario.fixture not in worlds:
-                worlds[scenario.fixture] = load_world(scenario.fixture)
+            scenarios = load_scenarios(path)
+            for scenario in scenarios:
+                if scenario.fixture not in worlds:
+                    worlds[scenario.fixture] = load_world(scenario.fixture)
         except SourceError as exc:
             failures.append(LoadFailure(path, exc))
             continue
-        loaded.append((number, scenario))
+        loaded.extend((len(loaded) + i, scenario) for i, scenario in enumerate(scenarios))
     # Scenarios are independent (own files, own event source), and each spends most of its time
     # waiting on SQLite and the broker, so a few run at once; results keep the files' order.
     gate = asyncio.Semaphore(CONCURRENT_SCENARIOS)

@@ -7,23 +7,33 @@ in one file is a clear error for that file while the others still run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import HANGUP, KEYS, Press, Silence, Step
-from ivr.events import EventType
+from ivr.replay.expectations import Absent, DecisionMatch, EventMatch, parse_absent, parse_decisions, parse_events
 from ivr.states.flow import STATES, Kind
 from ivr.states.prompts import PROMPTS
 from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file
 
-__all__ = ["GAP_SECONDS", "CallSpec", "Expect", "Scenario", "discover", "load_scenario", "resolve_keys"]
+__all__ = [
+    "GAP_SECONDS",
+    "CallSpec",
+    "Expect",
+    "Scenario",
+    "discover",
+    "load_scenario",
+    "resolve_keys",
+    "scenario_from",
+]
 
 _OUTCOMES: Final = frozenset(n for n, s in STATES.items() if s.kind is Kind.FINAL)
 _EXPECT_KEYS: Final = frozenset(
-    {"outcome", "reason", "rule", "prompts", "events", "states", "queue", "priority", "deducted", "ticket"},
+    {"outcome", "reason", "rule", "prompts", "events", "states", "queue", "priority", "deducted", "ticket"}
+    | {"absent", "decisions"},
 )
 _CALL_KEYS: Final = frozenset({"caller", "at", "steps", "expect"})
 _TOP_KEYS: Final = frozenset({"name", "at", "fixture", "description", "calls"}) | _CALL_KEYS
@@ -40,12 +50,14 @@ class Expect:
     reason: str | None = None
     rule: str | None = None
     prompts: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
+    events: tuple[EventMatch, ...] = ()
     states: tuple[str, ...] = ()
     queue: str | None = None
     priority: int | None = None
     ticket: str | None = None
     deducted: dict[str, int] | None = None
+    absent: Absent = field(default_factory=Absent)
+    decisions: tuple[DecisionMatch, ...] = ()
     line: int | None = None
 
 
@@ -70,6 +82,12 @@ class Scenario:
     fixture: Path
     calls: tuple[CallSpec, ...]
     description: str = ""
+    example: int | None = None  # the row of `examples:` this run fills in (1-based)
+
+    @property
+    def label(self) -> str:
+        """How reports name the scenario: its file's stem, and ``[N]`` for a row of its examples."""
+        return self.path.stem if self.example is None else f"{self.path.stem}[{self.example}]"
 
 
 class _Reader:
@@ -110,7 +128,7 @@ class _Reader:
             raise self.fail(f"'{key}' needs a UTC offset (support hours depend on it): {value!r}", key)
         return instant
 
-    def names(self, key: str, known: frozenset[str] | dict[str, Any], normalize: Any = None) -> tuple[str, ...]:  # noqa: ANN401
+    def names(self, key: str, known: frozenset[str] | dict[str, Any]) -> tuple[str, ...]:
         if key not in self.raw:
             return ()
         value = self.raw[key]
@@ -118,18 +136,13 @@ class _Reader:
             raise self.fail(f"'{key}' must be a list", key)
         out = []
         for i, item in enumerate(value):
-            name = normalize(str(item)) if normalize else str(item)
+            name = str(item)
             if name not in known:
                 raise SourceError(self.path, line_of(value, i), f"{self.what}: unknown {key[:-1]} '{item}'")
             out.append(name)
         return tuple(out)
 
 
-def _event_name(name: str) -> str:
-    return name if name.startswith("ivr.") else f"ivr.{name}"
-
-
-_EVENT_TYPES: Final = frozenset(e.value for e in EventType)
 _REASONS: Final = frozenset(r.value for r in Reason)
 _RULES: Final = frozenset(r.value for r in Rule)
 
@@ -162,12 +175,14 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
         reason=reason,
         rule=rule,
         prompts=r.names("prompts", PROMPTS),
-        events=r.names("events", _EVENT_TYPES, _event_name),
+        events=parse_events(path, raw, f"{what} expect"),
         states=r.names("states", STATES),
         queue=r.text("queue", required=False),
         priority=priority,
         ticket=r.text("ticket", required=False),
         deducted={str(k): v for k, v in deducted.items()} if deducted is not None else None,
+        absent=parse_absent(path, raw, f"{what} expect"),
+        decisions=parse_decisions(path, raw, f"{what} expect"),
         line=raw.line,
     )
 
@@ -229,7 +244,11 @@ def _call(path: Path, raw: Any, what: str, index: int) -> CallSpec:  # noqa: ANN
 
 def load_scenario(path: Path) -> Scenario:
     """Read and check one scenario file."""
-    doc = load_file(path)
+    return scenario_from(path, load_file(path))
+
+
+def scenario_from(path: Path, doc: Any) -> Scenario:  # noqa: ANN401 - YAML is whatever the file holds
+    """Check the parsed YAML of scenario file ``path``."""
     if not isinstance(doc, LinedDict):
         raise SourceError(path, 1, "a scenario must be a mapping (name, at, fixture, caller/steps or calls)")
     r = _Reader(path, doc, "scenario")

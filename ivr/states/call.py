@@ -58,6 +58,9 @@ class Call:
     path: list[str] = field(default_factory=lambda: [INITIAL])
     prompts: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    #: Every transition taken, internal ones included, as (trigger, source, dest or ``None``):
+    #: which row of the flow table fired, for replay's coverage and baselines.
+    fired: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -93,7 +96,9 @@ class Call:
     # -- callbacks --------------------------------------------------------------------------
 
     def entered(self, event: EventData) -> None:
-        """Every state change: record the path, and start the prompt's failure count afresh."""
+        """Every transition: record it and the path, and on a state change start the failure count afresh."""
+        if event.transition is not None:
+            self.fired.append((event.event.name, event.transition.source, event.transition.dest))
         if event.transition is not None and event.transition.dest is not None:
             self.path.append(self.state)
             self.failures = 0

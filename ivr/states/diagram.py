@@ -15,14 +15,14 @@ so they are no edge of the picture.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
 
 from ivr.states.flow import STATES, TRANSITIONS, Kind, StateSpec
 
-__all__ = ["Edge", "check_state", "dot", "edges", "mermaid"]
+__all__ = ["Edge", "check_state", "dot", "edges", "mermaid", "row_label", "row_sources"]
 
 #: Triggers that leave the main flow: the caller hung up, or gave up at a prompt. Drawn dotted.
 SIDE_TRIGGERS: Final = frozenset({"hangup", "no_input", "no_match"})
@@ -56,6 +56,7 @@ _STROKE: Final = "#546e7a"
 _CURRENT: Final = ("#ffca28", "#e65100")  # fill, stroke
 _VISITED: Final = ("#c8e6c9", "#2e7d32")
 _WALKED: Final = "#2e7d32"
+_MISSED: Final = "#c62828"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +79,16 @@ class Edge:
         return ", ".join(parts)
 
 
-def _row_label(row: Mapping[str, Any]) -> str:
+def row_label(row: Mapping[str, Any]) -> str:
     """``trigger`` with its guards: ``deny [last_attempt]``, ``next [not needs_english_notice]``."""
     guards = [*_names(row.get("conditions")), *(f"not {n}" for n in _names(row.get("unless")))]
     trigger: str = row["trigger"]
     return trigger + (f" [{', '.join(guards)}]" if guards else "")
+
+
+def row_sources(row: Mapping[str, Any], states: Mapping[str, StateSpec] = STATES) -> list[str]:
+    """The states a table row leaves from (``*`` is every state)."""
+    return list(states) if row["source"] == "*" else _names(row["source"])
 
 
 def _names(value: str | Sequence[str] | None) -> list[str]:
@@ -100,9 +106,8 @@ def edges(
         dest = row["dest"]
         if dest is None:  # internal: the state is not left
             continue
-        sources = list(states) if row["source"] == "*" else _names(row["source"])
-        for source in sources:
-            found.setdefault((source, dest), []).append(_row_label(row))
+        for source in row_sources(row, states):
+            found.setdefault((source, dest), []).append(row_label(row))
     return [
         Edge(source, dest, tuple(labels), all(label.split(" ")[0] in SIDE_TRIGGERS for label in labels))
         for (source, dest), labels in found.items()
@@ -150,15 +155,20 @@ def _arrows(
     return _drawn(path, edges(states, transitions), side_edges=side_edges)
 
 
-def mermaid(
+def mermaid(  # noqa: PLR0913 - every drawing option is keyword-only
     *,
     highlight: str | None = None,
     path: Sequence[str] = (),
     side_edges: bool = True,
+    covered: Collection[tuple[str, str]] | None = None,
     states: Mapping[str, StateSpec] = STATES,
     transitions: Sequence[Mapping[str, Any]] = TRANSITIONS,
 ) -> str:
-    """The flow as a Mermaid flowchart; ``highlight`` the current state, ``path`` the states walked."""
+    """The flow as a Mermaid flowchart; ``highlight`` the current state, ``path`` the states walked.
+
+    ``covered`` (a replay's coverage: the (source, dest) pairs its calls walked) draws those arrows
+    green and every other arrow red, so what a suite never took stands out.
+    """
     arrows = _arrows(highlight, path, side_edges=side_edges, states=states, transitions=transitions)
     lines = ["flowchart TD", f"    %% {_HEADER}"]
     for name, spec in states.items():
@@ -182,7 +192,20 @@ def mermaid(
     walked = _walked(path, arrows)
     if walked:
         lines.append(f"    linkStyle {','.join(map(str, walked))} stroke:{_WALKED},stroke-width:4px")
+    if covered is not None:
+        lines.extend(_coverage_styles(arrows, covered))
     return "\n".join(lines) + "\n"
+
+
+def _coverage_styles(arrows: Sequence[Edge], covered: Collection[tuple[str, str]]) -> list[str]:
+    """Mermaid ``linkStyle`` lines: arrows in ``covered`` green, all others red."""
+    hit = [i for i, e in enumerate(arrows) if (e.source, e.dest) in covered]
+    missed = [i for i, e in enumerate(arrows) if (e.source, e.dest) not in covered]
+    return [
+        f"    linkStyle {','.join(map(str, indexes))} stroke:{colour},stroke-width:3px"
+        for indexes, colour in ((hit, _WALKED), (missed, _MISSED))
+        if indexes
+    ]
 
 
 def _dot_string(text: str) -> str:

@@ -57,8 +57,8 @@ def test_shipped_scenarios_pass_with_exit_0(replay):
     """The shipped R1 and R4 scenarios pass: exit 0, a PASS row each and the summary."""
     result = replay(R01, R04)
     assert result.exit_code == 0, result.output
-    assert re.search(r"^r01_sales_bypass\s+sales\s+-\s+R1\s+PASS$", result.stdout, re.MULTILINE)
-    assert re.search(r"^r04_support_code\s+routed\s+-\s+R4\s+PASS$", result.stdout, re.MULTILINE)
+    assert re.search(r"^r01_sales_bypass\s+sales\s+-\s+R1\s+-\s+PASS$", result.stdout, re.MULTILINE)
+    assert re.search(r"^r04_support_code\s+routed\s+-\s+R4\s+R10 granted\s+PASS$", result.stdout, re.MULTILINE)
     assert "2 passed, 0 failed (2 scenarios, 2 calls" in result.stdout
 
 
@@ -87,7 +87,7 @@ def test_a_wrong_expectation_exits_1_with_expected_got_and_the_path(replay, writ
     assert "outcome: expected routed, got sales" in result.stdout
     assert f"FAIL {path}:8 " in result.stdout
     assert "path: main_menu -> sales" in result.stdout
-    assert re.search(r"^wrong\s+sales\s+-\s+R1\s+FAIL$", result.stdout, re.MULTILINE)
+    assert re.search(r"^wrong\s+sales\s+-\s+R1\s+-\s+FAIL$", result.stdout, re.MULTILINE)
     assert "0 passed, 1 failed" in result.stdout
 
 
@@ -125,8 +125,8 @@ def test_a_malformed_scenario_exits_2_with_file_line_message_and_the_others_stil
     error = next(ln for ln in result.stdout.splitlines() if ln.startswith("ERROR"))
     assert error.startswith(f"ERROR {bad}:{line}: ")
     assert message in error
-    assert re.search(r"^good\s+sales\s+-\s+R1\s+PASS$", result.stdout, re.MULTILINE)
-    assert re.search(r"^bad\.yaml\s+-\s+-\s+-\s+ERROR$", result.stdout, re.MULTILINE)
+    assert re.search(r"^good\s+sales\s+-\s+R1\s+-\s+PASS$", result.stdout, re.MULTILINE)
+    assert re.search(r"^bad\.yaml\s+-\s+-\s+-\s+-\s+ERROR$", result.stdout, re.MULTILINE)
     assert "2 passed, 0 failed, 1 unreadable" in result.stdout
 
 
@@ -169,7 +169,7 @@ def test_junit_xml_is_valid_and_lists_failures_and_errors(replay, write, tmp_pat
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert set(cases) == {"good", "wrong", "bad"}
-    assert list(cases["good"]) == []
+    assert [child.tag for child in cases["good"]] == ["system-out"]
     failure = cases["wrong"].find("failure")
     assert failure is not None
     assert "outcome: expected routed, got sales" in failure.get("message")
