@@ -22,11 +22,11 @@ import yaml
 
 from ivr.auth import lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
-from ivr.auth.model import CallerKind, Method, Purpose, Severity
-from ivr.auth.routing import priority, queue_for
+from ivr.auth.model import CallerKind, Method, OwnedTicket, Purpose, Severity, Standing
+from ivr.auth.routing import english_only, priority, queue_for
 from ivr.callers import KEYS
 from ivr.directory.fixtures import US_EASTERN
-from ivr.engine import NO_INPUT_TIMEOUT, english_only
+from ivr.engine import NO_INPUT_TIMEOUT
 from ivr.replay.coverage import FAILURE_TRIGGERS, measure
 from ivr.replay.runner import replay
 from ivr.states.call import MAX_ATTEMPTS, MAX_FAILURES, Call
@@ -229,15 +229,10 @@ def _lookup(world: World, method: Method, digits: str, spot: _Spot, at: datetime
     """What R2-R6 decide for ``digits`` entered by this caller at ``at`` (a fresh ledger: opening balances)."""
     today = at.astimezone(US_EASTERN).date()
     if method is Method.TICKET:
-        ticket = world.tickets.get(digits)
-        contract = world.contracts.get(ticket.contract_id) if ticket else None
-        assert spot.kind is not None  # noqa: S101 - chosen before any entry
         assert spot.purpose is not None  # noqa: S101 - chosen before any entry
-        balance = contract.incidents if contract else None
-        decision = rules.authorize_ticket(
-            digits, ticket, contract, balance, kind=spot.kind, purpose=spot.purpose, today=today
-        )
-        return decision, contract
+        found = _owned_ticket(world, digits)
+        decision = rules.authorize_ticket(digits, found, purpose=spot.purpose, today=today)
+        return decision, found.contract(decision.contract_id) if found else None
     if method is Method.SUPPORT_CODE:
         code = world.support_codes.get(digits)
         contract = world.contracts.get(code.contract_id) if code else None
@@ -247,6 +242,25 @@ def _lookup(world: World, method: Method, digits: str, spot: _Spot, at: datetime
     contract = world.contracts.get(key.contract_id) if key else None
     balance = contract.incidents if contract else None
     return rules.authorize_key(digits, key, contract, balance, today=today), contract
+
+
+def _owned_ticket(world: World, digits: str) -> OwnedTicket | None:
+    """The ticket as the directory gives it to R2 and R3: its owner's kind and contracts, at opening balances."""
+    ticket = world.tickets.get(digits)
+    if ticket is None or ticket.contract_id not in world.contracts:
+        return None
+    standings = [
+        Standing(contract=c, balance=c.incidents)
+        for c in world.contracts.values()
+        if c.customer_id == ticket.customer_id
+    ]
+    own = next(s for s in standings if s.contract.id == ticket.contract_id)
+    return OwnedTicket(
+        ticket=ticket,
+        owner_kind=world.customers[ticket.customer_id].kind,
+        own=own,
+        others=tuple(s for s in standings if s is not own),
+    )
 
 
 def _entries(world: World, method: Method) -> list[str]:
@@ -296,7 +310,7 @@ def _authorization(world: World, spot: _Spot, digits: str, at: datetime) -> tupl
                 "absent": {"events": ["ticket.created"]},
             },
         )
-    notice = ["english_notice"] if english_only(contract, at) else []
+    notice = ["english_notice"] if english_only(contract.plan, at) else []
     assert spot.kind is not None  # noqa: S101 - chosen before any entry
     assert spot.purpose is not None  # noqa: S101 - chosen before any entry
     expect: dict[str, Any] = {"outcome": "routed", "rule": str(decision.rule), "decisions": [verdict]}

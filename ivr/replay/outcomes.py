@@ -23,8 +23,10 @@ from ivr.auth.model import (
     Contract,
     LicenseKey,
     Method,
+    OwnedTicket,
     Plan,
     Purpose,
+    Standing,
     SupportCode,
     SupportHours,
     Ticket,
@@ -88,12 +90,16 @@ def _lookups() -> Iterator[Decision]:
     for contract in _contracts():
         balance = contract.incidents
         for status, kind, purpose in itertools.product([None, *TicketStatus], CallerKind, Purpose):
-            ticket = (
+            found = (
                 None
                 if status is None
-                else Ticket(id="1000001", customer_id="C", contract_id="K", status=status, purpose=purpose)
+                else OwnedTicket(
+                    ticket=Ticket(id="1000001", customer_id="C", contract_id="K", status=status, purpose=purpose),
+                    owner_kind=kind,
+                    own=Standing(contract=contract, balance=balance),
+                )
             )
-            yield rules.authorize_ticket("1000001", ticket, contract, balance, kind=kind, purpose=purpose, today=_TODAY)
+            yield rules.authorize_ticket("1000001", found, purpose=purpose, today=_TODAY)
         for code in (None, SupportCode(code="1234567890", contract_id="K")):
             yield rules.authorize_code("1234567890", code, contract, balance, today=_TODAY)
         for product in (None, min(BUSINESS_KEY_PRODUCTS), "a product not listed"):
