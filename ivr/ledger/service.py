@@ -30,6 +30,8 @@ class DeadLetter:
 
     payload: bytes
     reason: str
+    #: The size of a payload over the bus's limit, discarded unread (``payload`` is then empty).
+    oversize: int | None = None
 
 
 @dataclass(slots=True)
