@@ -114,3 +114,39 @@ def test_the_deployed_broker_takes_what_a_subscriber_takes():
     """deploy/mosquitto's ``message_size_limit`` is the bus's own limit."""
     text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     assert re.findall(r"^message_size_limit (\d+)$", text, re.MULTILINE) == [str(MAX_MESSAGE)]
+
+
+async def test_forged_and_absurd_ticket_events_are_dead_lettered_with_their_reason(needs_mosquitto, tmp_path):
+    """An applied id with other content, a 5,000-digit ticket, a 60 KB contract: dead letters, nothing deducted."""
+    original = ticket_event("2999003", event_id="evt-forge-1", source="ivr-forge")
+    forged = json.loads(original.to_json())
+    forged["data"]["ticket"] = "2999004"  # the same event id, another ticket: billed twice if taken
+    absurd_ticket = json.loads(ticket_event("2" * 5000, source="ivr-forge").to_json())
+    absurd_ticket["subject"] = "call-absurd"
+    absurd_contract = json.loads(ticket_event("2999005", contract="K" * 60_000, source="ivr-forge").to_json())
+    async with EmbeddedBroker(persistence_dir=tmp_path / "broker") as broker:
+        ledger = ledger_on(broker, tmp_path)
+        await ledger.start()
+        try:
+            async with (
+                collector(broker.config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
+                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                MqttBus(config=broker.config) as forger,
+            ):
+                await forger.wait_connected()
+                await forger.publish(TICKETS, original.to_json())
+                await until(lambda: verdicts, "no verdict for the original")
+                for event in (forged, absurd_ticket, absurd_contract):
+                    await forger.publish(TICKETS, json.dumps(event))
+                await forger.publish(TICKETS, original.to_json())  # a plain redelivery: silently absorbed
+                await forger.publish(TICKETS, ticket_event("2999006", source="ivr-forge").to_json())
+                await until(lambda: len(verdicts) == 2 and len(dead) == 3, "no verdict after the forgeries")
+        finally:
+            await ledger.stop()
+    reasons = [letter["reason"] for [letter] in dead.values()]
+    assert reasons[0].startswith("conflict: event 'evt-forge-1' from 'ivr-forge' was applied")
+    assert json.loads(next(iter(dead.values()))[0]["payload"]) == forged
+    assert "data.ticket" in reasons[1]
+    assert "data.contract" in reasons[2]
+    assert all(len(reason) < 400 for reason in reasons)
+    assert sorted(event["data"]["ticket"] for [event] in verdicts.values()) == ["2999003", "2999006"]
