@@ -25,7 +25,7 @@ import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeGuard, TypeVar
 
 from ivr.events import topic_for
 from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, event_type, ledger_event
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
 
-__all__ = ["ANNOUNCEMENT_FUNCTIONS", "UNSENT", "Applied", "Entry", "LedgerStore", "VerifyReport"]
+__all__ = ["ANNOUNCEMENT_FUNCTIONS", "UNSENT", "Applied", "Entry", "LedgerFileError", "LedgerStore", "VerifyReport"]
 
 T = TypeVar("T")
 
@@ -130,6 +130,35 @@ _BALANCES: Final = "SELECT id, opening, balance FROM contracts ORDER BY id"
 _DEDUCTED: Final = "SELECT contract_id, COUNT(*) FROM entries WHERE outcome = 'deducted' GROUP BY contract_id"
 
 
+#: SQLite's primary result codes that say the file itself cannot be used: read-only, a disk full
+#: or failing, a file that cannot be opened or is no database. Retrying does not help; a person must.
+_UNUSABLE: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+class LedgerFileError(RuntimeError):
+    """The ledger's file cannot be opened or written: what was being done was not, and nothing was half-done."""
+
+    def __init__(self, path: Path | str, error: sqlite3.Error) -> None:
+        """Name the file and SQLite's own words."""
+        super().__init__(f"the ledger file {path} cannot be used: {error}")
+        self.path = path
+
+
+def _unusable(error: BaseException) -> TypeGuard[sqlite3.Error]:
+    """Whether ``error`` says the file cannot be used (not a lock to wait out, nor a bug of ours)."""
+    return isinstance(error, sqlite3.Error) and (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _UNUSABLE
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What one batch did: the verdicts of the requests new to the file, and the conflicting ones.
@@ -186,22 +215,25 @@ class LedgerStore:
     transaction ends whole, committed or rolled back.
     """
 
-    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
-        """Wrap a connection opened on ``thread``; use :meth:`open`."""
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor, path: Path | str) -> None:
+        """Wrap a connection to ``path`` opened on ``thread``; use :meth:`open`."""
         self._conn = conn
         self._thread = thread
+        self._path = path
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
-        """Open (creating if need be) the ledger at ``path``."""
+        """Open (creating if need be) the ledger at ``path``; :class:`LedgerFileError` if it cannot be used."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
         try:
             conn = await asyncio.get_running_loop().run_in_executor(thread, _connect, str(path))
-        except BaseException:
+        except BaseException as exc:
             thread.shutdown(wait=False)
+            if _unusable(exc):
+                raise LedgerFileError(path, exc) from exc
             raise
-        return cls(conn, thread)
+        return cls(conn, thread, path)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:  # noqa: ANN401 - passed through to ``fn``
         """``fn(*args)`` on the store's thread, alone (see :meth:`_write`)."""
@@ -243,15 +275,17 @@ class LedgerStore:
         waits: on the store's thread, each seen through to its end even if the caller is cancelled
         meanwhile. ``work`` (reading, deciding, writing) runs here, on the loop's thread. The write
         lock is taken before reading: two ledgers on one file must not both read the last incident
-        as available.
+        as available. A file that cannot be written (read-only, disk full) raises :class:`LedgerFileError`.
         """
         async with self._lock:
             try:
                 await _whole(self._run(self._conn.execute, "BEGIN IMMEDIATE"))
                 done = work()
                 await _whole(self._run(self._conn.execute, "COMMIT"))
-            except BaseException:
+            except BaseException as exc:
                 await _whole(self._run(self._rollback))
+                if _unusable(exc):
+                    raise LedgerFileError(self._path, exc) from exc
                 raise
         return done
 
