@@ -16,9 +16,9 @@ its own handling of them. A packet cut by the end of a read is held until the re
 
 A PUBLISH whose payload is over the size limit is never held: once its topic has arrived, the
 rest of it is discarded as it streams in, and ``too_large`` is told its topic and size when it has
-passed, so a consumer can dead-letter it by reference. Held whole (each read appended to what was
-held), two messages of 50 and 100 MB cost the ledger ~600 MB and its connection (issue 14). Any
-other packet over the limit is no packet a broker sends: the connection is dropped.
+passed, so a consumer can dead-letter it by reference. Held whole, a message of many megabytes
+would cost its size in memory, and more in the copies of what was held as each read is appended.
+Any other packet over the limit is no packet a broker sends: the connection is dropped.
 
 :class:`PubackQueue` collects the message ids acknowledged during one turn of the event loop and
 queues their PUBACKs to paho as one packet entry, where ``paho.ack`` queued one entry per message.
@@ -136,7 +136,7 @@ class Intake:
         topic); ``at`` while its topic and message id are still to come. Otherwise what of it is
         here is dropped, and the rest will be as it comes (:meth:`_skip`), before it is reported.
         """
-        passing = _too_large(data, first, body, end, size, self._limit)
+        passing = _reference(data, first, body, end, size, self._limit)
         if passing is None:
             return at
         if not passing:
@@ -158,7 +158,7 @@ class Intake:
         return data[skipping:]
 
 
-def _too_large(  # noqa: PLR0913, PLR0917 - the packet's place in the data, as feed() has it
+def _reference(  # noqa: PLR0913, PLR0917 - the packet's place in the data, as feed() has it
     data: bytes, first: int, body: int, end: int, size: int, limit: int
 ) -> tuple[str, int, int, int, bool] | tuple[()] | None:
     """A packet over ``limit`` bytes at ``data[body:end]``: what ``too_large`` is told of it.

@@ -460,8 +460,8 @@ def _connect(path: str) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a file of an earlier shape to today's; a new file is left to the schema.
 
-    Before round 6 (:data:`_MIGRATE_EVENT_COLUMN`), or without the digests of the events applied
-    (kept since issue 14: their entries stay without one, and are never taken for a conflict).
+    Before round 6 (:data:`_MIGRATE_EVENT_COLUMN`), or without the digests of the events applied:
+    their entries stay without one, and a repeat of one is never taken for a conflict.
     """
     with immediate(conn):  # two ledgers opening one old file: the second finds it migrated
         columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}

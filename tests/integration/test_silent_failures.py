@@ -1,4 +1,4 @@
-"""Failures that used to be silent or hang: each now ends with a clear error, or stops when asked (issue 14).
+"""Failures that used to be silent or hang: each now ends with a clear error, or stops when asked.
 
 `ivr ledger --share` on a broker without shared subscriptions (a real nats-server's MQTT listener),
 `ivr load` whose ledger dies, `ivr events` sent SIGTERM, and a ledger file that cannot be written:

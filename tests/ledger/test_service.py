@@ -91,7 +91,7 @@ MALFORMED = [
     pytest.param(encode(ticket_created("2000009", contract=["K-FIVE"])), "data.contract", id="contract-not-string"),
     pytest.param(encode(ticket_created("2000009", deduct="yes")), "data.deduct", id="deduct-not-bool"),
     pytest.param(encode(ticket_created("2000009", deduct=1)), "data.deduct", id="deduct-is-int"),
-    # Forged or absurd: every field is bounded (issue 14).
+    # Forged or absurd: every field is bounded.
     pytest.param(
         encode(ticket_created("2" * 5000, event_id="evt-long", subject="call-long")), "data.ticket", id="ticket-5000"
     ),
