@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEADLETTER_TOPIC",
+    "MAX_MESSAGE",
     "OFFLINE",
     "ONLINE",
     "Bus",
@@ -50,6 +51,10 @@ ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 #: Where a consumer puts a message it cannot read, so one bad message never blocks the rest.
 DEADLETTER_TOPIC: Final = f"{TOPIC_ROOT}/deadletter"
+#: The largest message payload, in bytes, a subscriber takes and the brokers we configure accept
+#: (Mosquitto's ``message_size_limit``): the largest event is a few KB. Anything larger is
+#: discarded unread as it arrives and handed on by reference (:attr:`Delivery.oversize`).
+MAX_MESSAGE: Final = 65536
 
 
 def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
@@ -127,6 +132,9 @@ class Delivery:
     topic: str
     payload: bytes
     retain: bool = False
+    #: The payload's size when it was over the bus's limit and discarded unread (``payload`` is
+    #: then empty); ``None`` for a message received whole.
+    oversize: int | None = None
     #: Sends the PUBACK; ``None`` when there is nothing to send (QoS 0, or acked on receipt).
     on_ack: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
 from ivr.bus.base import (
+    MAX_MESSAGE,
     OFFLINE,
     ONLINE,
     BusUnavailableError,
@@ -176,6 +177,7 @@ class LocalBus:
         persistent: bool = False,
         manual_ack: bool = False,
         topic_root: str = TOPIC_ROOT,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         """Describe the connection; it is made when the bus is entered."""
         if persistent and not client_id:
@@ -186,6 +188,7 @@ class LocalBus:
         self.subscriptions = tuple(subscriptions)
         self.persistent = persistent
         self.manual_ack = manual_ack
+        self.max_message = max_message
         self._status = status_topic(instance, root=topic_root) if instance else None
         self.will = (self._status, OFFLINE) if self._status else None
         self._up = asyncio.Event()
@@ -244,7 +247,11 @@ class LocalBus:
             if generation == self._inbox.generation and self._up.is_set():
                 self.broker.ack(self, mid)
 
-        delivery = Delivery(topic=topic, payload=payload, retain=retain, on_ack=ack if self.manual_ack else None)
+        on_ack = ack if self.manual_ack else None
+        if len(payload) > self.max_message:
+            delivery = Delivery(topic=topic, payload=b"", retain=retain, on_ack=on_ack, oversize=len(payload))
+        else:
+            delivery = Delivery(topic=topic, payload=payload, retain=retain, on_ack=on_ack)
         self._inbox.put(generation, delivery)
 
     # -- the Bus protocol ------------------------------------------------------------------

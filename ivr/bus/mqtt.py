@@ -26,6 +26,9 @@ needs, each for a reason we measured or were bitten by:
   **PUBLISHes taken off the wire** there (:mod:`ivr.bus.intake`) without paho's per-message work,
   their PUBACKs sent together.
 - **PUBACKs read as two bytes** (:mod:`ivr.bus.puback`), not as paho's two objects each.
+- **A size limit of its own** (:data:`~ivr.bus.base.MAX_MESSAGE`): MQTT 5 would let us tell the
+  broker our Maximum Packet Size, 3.1.1 has no such thing. A larger message is discarded as it
+  streams in, never held whole, and delivered by reference: its topic and size.
 
 MQTT 3.1.1 rather than 5: the amqtt fallback broker speaks only 3.1.1.
 """
@@ -45,6 +48,7 @@ from paho.mqtt.client import PUBLISH
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ivr.bus.base import (
+    MAX_MESSAGE,
     OFFLINE,
     ONLINE,
     BusError,
@@ -164,12 +168,15 @@ class MqttBus:
         connect_timeout: float = 5.0,
         keepalive: int = 30,
         backoff: Backoff | None = None,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         """Describe the connection; nothing happens until the bus is entered.
 
         ``instance`` names the retained status topic (none without it). ``persistent`` keeps the
         broker-side session (subscriptions and unacked messages) across connections and needs a
         fixed ``client_id``. ``manual_ack`` holds each QoS 1 PUBACK until :meth:`Delivery.ack`.
+        A message of more than ``max_message`` payload bytes is delivered by reference: its
+        topic and size, never its bytes (:attr:`Delivery.oversize`).
         """
         if persistent and not client_id:
             msg = "a persistent session needs a fixed client_id"
@@ -188,6 +195,7 @@ class MqttBus:
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
         self._backoff = backoff or Backoff()
+        self._max_message = max_message
         self._window = asyncio.Semaphore(inflight)
         self._up = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -306,8 +314,9 @@ class MqttBus:
         if self._manual_ack:
             # Set before connecting: a persistent session's queued messages arrive with the CONNACK.
             client._client.manual_ack_set(on=True)  # noqa: SLF001 - aiomqtt exposes no manual ack (#345)
-        deliver, client._client.on_message = self._receivers(generation, client._client)  # noqa: SLF001 - see ivr.bus.inbox
-        read_ahead(client._client, Intake(deliver, self._acked))  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
+        deliver, too_large, client._client.on_message = self._receivers(generation, client._client)  # noqa: SLF001 - see ivr.bus.inbox
+        intake = Intake(deliver, self._acked, too_large=too_large, limit=self._max_message)
+        read_ahead(client._client, intake)  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
         lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
         coalesced_writes(client._client)  # noqa: SLF001 - see ivr.bus.coalesce
         return client
@@ -324,8 +333,12 @@ class MqttBus:
         self,
         generation: int,
         paho: Any,  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
-    ) -> tuple[Callable[[str, bytes, int, int, bool], None], Callable[[Any, Any, MQTTMessage], None]]:
-        """How one connection's messages reach the inbox: the intake's ``deliver``, and paho's ``on_message``.
+    ) -> tuple[
+        Callable[[str, bytes, int, int, bool], None],
+        Callable[[str, int, int, int, bool], None],
+        Callable[[Any, Any, MQTTMessage], None],
+    ]:
+        """How one connection's messages reach the inbox: the intake's two callbacks, and paho's ``on_message``.
 
         The intake (:mod:`ivr.bus.intake`) takes every PUBLISH at QoS 0 and 1; paho's own path is
         left what the intake passes on, a PUBLISH at QoS 2 (which our QoS 1 subscriptions never
@@ -348,12 +361,20 @@ class MqttBus:
                 pubacks.ack(mid)  # acked on receipt, as paho would
             put(topic, payload, retain, functools.partial(if_current, pubacks.ack, mid) if qos and manual_ack else None)
 
+        def too_large(topic: str, size: int, mid: int, qos: int, retain: bool) -> None:
+            log.warning("message over the size limit discarded unread", topic=topic, size=size)
+            if qos and not manual_ack:
+                pubacks.ack(mid)
+            on_ack = functools.partial(if_current, pubacks.ack, mid) if qos and manual_ack else None
+            delivery = Delivery(topic=topic, payload=b"", retain=retain, on_ack=on_ack, oversize=size)
+            inbox.put(generation, delivery)
+
         def on_message(client: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
             qos = message.qos
             ack = functools.partial(if_current, client.ack, message.mid, qos) if manual_ack and qos else None
             put(message.topic, bytes(message.payload), message.retain, ack)
 
-        return deliver, on_message
+        return deliver, too_large, on_message
 
     async def _run(self) -> None:
         attempt = 0

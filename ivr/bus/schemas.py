@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_SUFFIX", "InvalidEventError", "event_types", "parse", "prepare", "schema_for", "validate"]
 
 SCHEMA_SUFFIX: Final = ".schema.json"
+#: A reason is cut to its first and last characters (what is wrong comes last): jsonschema quotes
+#: the refused value whole, and it may be 64 KiB.
+_REASON_HEAD: Final = 200
+_REASON_TAIL: Final = 100
 
 #: RFC 3339 ``date-time``: jsonschema checks the format only with an optional package, so here.
 _RFC3339: Final = re.compile(
@@ -143,6 +147,8 @@ def validate(event: object) -> None:
             reason = "holds an unmasked support code or license key (a run of 8 or more digits)"
         else:
             reason = scrub(error.message)  # the reason travels to the dead-letter topic and logs
+            if len(reason) > _REASON_HEAD + _REASON_TAIL:
+                reason = f"{reason[:_REASON_HEAD]} ...({len(reason)} characters)... {reason[-_REASON_TAIL:]}"
         raise InvalidEventError(reason, event_type=event_type, path=path)
 
 

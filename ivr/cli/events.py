@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ivr.bus.base import BusRefusedError
+from ivr.bus.base import BusRefusedError, TaskEndedError, wait_unless_ended
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import parse_broker_url
 from ivr.cli.common import broker_option
@@ -69,25 +69,42 @@ def events(  # noqa: PLR0913 - one keyword per option
 async def _tail(  # noqa: PLR0913 - the options of `ivr events`
     config: BrokerConfig, pattern: str, *, as_json: bool, root: str, count: int | None, client_id: str | None
 ) -> None:
-    loop = asyncio.get_running_loop()
+    """Print until --count is reached or SIGTERM comes, whether or not anything is arriving."""
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    seen = 0
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root) as bus:
-        async for delivery in bus.deliveries():
-            if "/status/" in delivery.topic or delivery.topic.endswith("/deadletter"):
-                if pattern == "*":
-                    click.echo(f"{delivery.topic} {delivery.payload.decode(errors='replace')}")
-                continue
-            try:
-                event_type = str(json.loads(delivery.payload).get("type", ""))
-            except (ValueError, AttributeError):
-                event_type = ""
-            if not fnmatch.fnmatchcase(event_type, pattern):
-                continue
-            click.echo(
-                delivery.payload.decode(errors="replace") if as_json else format_event(delivery.topic, delivery.payload)
-            )
-            seen += 1
-            if stop.is_set() or (count is not None and seen >= count):
-                return
+        printing = asyncio.create_task(_print(bus, pattern, as_json=as_json, count=count))
+        try:
+            await wait_unless_ended(stop, printing)
+        except TaskEndedError:
+            return  # --count reached
+        finally:
+            printing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await printing
+
+
+async def _print(bus: MqttBus, pattern: str, *, as_json: bool, count: int | None) -> None:
+    """One line per delivery whose type matches ``pattern``, until ``count`` events are printed."""
+    seen = 0
+    async for delivery in bus.deliveries():
+        if delivery.oversize is not None:
+            if pattern == "*":
+                click.echo(f"{delivery.topic} (a message of {delivery.oversize} bytes, over the size limit: not shown)")
+            continue
+        if "/status/" in delivery.topic or delivery.topic.endswith("/deadletter"):
+            if pattern == "*":
+                click.echo(f"{delivery.topic} {delivery.payload.decode(errors='replace')}")
+            continue
+        try:
+            event_type = str(json.loads(delivery.payload).get("type", ""))
+        except (ValueError, AttributeError):
+            event_type = ""
+        if not fnmatch.fnmatchcase(event_type, pattern):
+            continue
+        click.echo(
+            delivery.payload.decode(errors="replace") if as_json else format_event(delivery.topic, delivery.payload)
+        )
+        seen += 1
+        if count is not None and seen >= count:
+            return

@@ -13,11 +13,13 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ivr.bus.base import wait_unless_ended
-from ivr.bus.mqtt import MqttBus
+from ivr.bus.base import BusRefusedError, wait_unless_ended
+from ivr.bus.mqtt import Backoff, MqttBus
+from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option
 from ivr.cli.relay import POLL, relay_options, run_relay
@@ -27,12 +29,17 @@ from ivr.directory.sqlite import Directory
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerStore, VerifyReport
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerFileError, LedgerStore, VerifyReport
 from ivr.logs import LogFormat, configure
 from ivr.secrets import PepperError, pepper_from_env
 from ivr.yamlsrc import SourceError
 
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
 __all__ = ["ledger"]
+
+T = TypeVar("T")
 
 _DEFAULT_DB = Path("var/ledger.db")
 _DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -107,11 +114,21 @@ def run(  # noqa: PLR0913 - one keyword per option
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--share") from exc
     config = broker or parse_broker_url(_DEFAULT_BROKER)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot make the folder of the ledger file {db}: {exc.strerror or exc}"
+        raise click.ClickException(msg) from exc
     opening = {c.id: c.incidents for c in world.contracts.values()}
-    asyncio.run(
-        _consume(db, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce)
-    )
+    try:
+        asyncio.run(
+            _consume(db, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce)
+        )
+    except SharedSubscriptionsUnavailableError as exc:
+        msg = f"--share needs shared subscriptions, and {exc}. Run one ledger without --share instead."
+        raise click.ClickException(msg) from exc
+    except (LedgerFileError, BusRefusedError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
@@ -125,6 +142,9 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
     share: str | None,
     announce: bool,
 ) -> None:
+    if share is not None:
+        # Before anything is opened: on a broker without them, --share would consume nothing, silently.
+        await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
     store = await LedgerStore.open(db)
     await store.load_opening(opening)
     bus = MqttBus(
@@ -188,7 +208,7 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
 @click.pass_obj
 def balances(db: Path, *, as_json: bool) -> None:
     """Every contract's opening balance, incidents deducted and balance now."""
-    rows = asyncio.run(_balances(_existing(db)))
+    rows = _reading(_balances(_existing(db)))
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -213,7 +233,7 @@ async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
 @click.pass_obj
 def history(db: Path, contract: str) -> None:
     """A contract's entries, oldest first."""
-    entries = asyncio.run(_history(_existing(db), contract))
+    entries = _reading(_history(_existing(db), contract))
     if not entries:
         click.echo(f"no entries for {contract}")
         return
@@ -246,7 +266,7 @@ async def _history(db: Path, contract: str) -> list[Entry]:
 def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
     try:
-        report = asyncio.run(_verify(_existing(db), directory_dbs))
+        report = _reading(_verify(_existing(db), directory_dbs))
     except PepperError as exc:
         raise click.ClickException(str(exc)) from exc
     for problem in report.problems:
@@ -273,6 +293,14 @@ async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
         return await store.verify(expected)
     finally:
         await store.close()
+
+
+def _reading(report: Coroutine[None, None, T]) -> T:
+    """Run a report on the ledger's file; a file that cannot be used is a clear error, not a traceback."""
+    try:
+        return asyncio.run(report)
+    except LedgerFileError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _existing(db: Path) -> Path:

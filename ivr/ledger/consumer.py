@@ -5,7 +5,8 @@ The order is what makes it exactly-once over an at-least-once bus:
 1. take every delivery that has arrived (up to ``batch``) — one transaction for all of them;
 2. commit the batch (:class:`~ivr.ledger.service.LedgerService`): a redelivered event finds its
    entry and changes nothing; each entry keeps what the ledger event that announces it is made of;
-3. dead-letter the malformed; a failure here stops before the acks;
+3. dead-letter the malformed, and by reference (topic and size) what was too large to read;
+   a failure here stops before the acks;
 4. acknowledge the batch (paho's manual ack) — only after the commit, so a crash before it means
    redelivery, never loss;
 5. the committed ledger events are announced by an outbox publisher over the store
@@ -34,10 +35,11 @@ import structlog
 from ivr.bus.base import BusError, deadletter_topic
 from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
 from ivr.events import TOPIC_ROOT, EventType, topic_for
+from ivr.ledger.service import DeadLetter
 
 if TYPE_CHECKING:
     from ivr.bus.base import Bus, Delivery
-    from ivr.ledger.service import DeadLetter, LedgerService
+    from ivr.ledger.service import LedgerService
 
 __all__ = ["DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
 
@@ -50,13 +52,22 @@ log = structlog.get_logger("ivr.ledger")
 
 
 def deadletter_payload(dead: DeadLetter, *, topic: str) -> bytes:
-    """The dead-letter message: the reason, where it came from, and the original bytes."""
-    try:
-        original: dict[str, str] = {"payload": dead.payload.decode("utf-8")}
-    except UnicodeDecodeError:
-        original = {"payload_base64": base64.b64encode(dead.payload).decode("ascii")}
+    """The dead-letter message: the reason, where it came from, its size, and the original bytes if kept."""
+    original: dict[str, str | int]
+    if dead.oversize is not None:
+        original = {"size": dead.oversize}
+    else:
+        try:
+            original = {"size": len(dead.payload), "payload": dead.payload.decode("utf-8")}
+        except UnicodeDecodeError:
+            original = {"size": len(dead.payload), "payload_base64": base64.b64encode(dead.payload).decode("ascii")}
     body = {"reason": dead.reason, "topic": topic, "received_at": datetime.now(UTC).isoformat(), **original}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _too_large(size: int) -> DeadLetter:
+    """The dead letter of a message the bus discarded unread as too large: by reference, its size."""
+    return DeadLetter(b"", f"{size} bytes: over the message size limit, discarded unread", size)
 
 
 class LedgerConsumer:
@@ -125,15 +136,17 @@ class LedgerConsumer:
             await self._apply(batch)
 
     async def _apply(self, batch: list[Delivery]) -> None:
-        handled = await self._service.handle(d.payload for d in batch)
+        handled = await self._service.handle(d.payload for d in batch if d.oversize is None)
         if handled.verdicts and self._announcer is not None:
             self._announcer.notify()
+        dead = [(d.topic, _too_large(d.oversize)) for d in batch if d.oversize is not None]
         try:
             dead_topic = deadletter_topic(root=self._root)
             by_payload = {d.payload: d.topic for d in batch}
-            for dead in handled.dead:
-                await self._bus.publish(dead_topic, deadletter_payload(dead, topic=by_payload.get(dead.payload, "")))
-                log.warning("dead-lettered", reason=dead.reason)
+            dead += [(by_payload.get(letter.payload, ""), letter) for letter in handled.dead]
+            for topic, letter in dead:
+                await self._bus.publish(dead_topic, deadletter_payload(letter, topic=topic))
+                log.warning("dead-lettered", reason=letter.reason, topic=topic)
         except BusError as exc:
             # Not acked: the broker redelivers on the next connection and the entries absorb it.
             log.warning("dead letters not published; batch left unacknowledged", error=str(exc))
@@ -141,5 +154,5 @@ class LedgerConsumer:
         for delivery in batch:
             delivery.ack()
         self.applied += len(batch)
-        self.dead += len(handled.dead)
-        log.info("batch applied", size=len(batch), new=len(handled.verdicts), dead=len(handled.dead))
+        self.dead += len(dead)
+        log.info("batch applied", size=len(batch), new=len(handled.verdicts), dead=len(dead))

@@ -50,6 +50,8 @@ class DeductionRequest:
     call_id: str
     contract_id: str
     ticket_id: str
+    #: A digest of the event as it arrived: a repeat of the same key with another is a conflict.
+    digest: bytes = b""
 
     @property
     def key(self) -> str:
@@ -67,8 +69,11 @@ class Verdict:
     reason: str | None = None
 
 
-def request_from(event: dict[str, Any]) -> DeductionRequest | None:
+def request_from(event: dict[str, Any], *, digest: bytes = b"") -> DeductionRequest | None:
     """The deduction a schema-valid event asks for; ``None`` for an event that asks for none.
+
+    ``digest`` fingerprints the event's bytes, so that another event under the same key is told
+    from a redelivery (:class:`~ivr.ledger.store.Applied`).
 
     The envelope and the fields were checked against the event contract already
     (:func:`ivr.bus.schemas.parse`); what is left for the ledger is whether it takes this type.
@@ -86,6 +91,7 @@ def request_from(event: dict[str, Any]) -> DeductionRequest | None:
         call_id=str(event["subject"]),
         contract_id=data["contract"],
         ticket_id=data["ticket"],
+        digest=digest,
     )
 
 

@@ -1,12 +1,19 @@
 """The ledger's work on a batch of incoming messages, whatever carried them.
 
 Transport-free: the MQTT consumer (`ivr ledger`) and the in-process link used by unit tests both
-hand raw payloads to :meth:`LedgerService.handle` and act on its answer: dead-letter the malformed,
-then acknowledge the batch; the ledger events announcing the verdicts are read from the store.
+hand raw payloads to :meth:`LedgerService.handle` and act on its answer: dead-letter the malformed
+and the conflicting, then acknowledge the batch; the ledger events announcing the verdicts are
+read from the store.
+
+A conflict is an event whose source and id were applied before from other bytes: a broker's
+redelivery and an outbox's re-send are the same bytes, so another event under a known id is a
+forgery or a publisher reusing ids. Its first version stands; this one is dead-lettered, never
+dropped in silence.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -14,6 +21,7 @@ from typing import TYPE_CHECKING
 from ivr.bus.schemas import InvalidEventError, parse, prepare
 from ivr.events import EventType
 from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
+from ivr.secrets import scrub
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -30,6 +38,8 @@ class DeadLetter:
 
     payload: bytes
     reason: str
+    #: The size of a payload over the bus's limit, discarded unread (``payload`` is then empty).
+    oversize: int | None = None
 
 
 @dataclass(slots=True)
@@ -59,9 +69,10 @@ class LedgerService:
         """Validate against the event contract, then apply a batch in one transaction."""
         handled = Handled()
         requests: list[DeductionRequest] = []
+        applying: list[bytes] = []  # the payload of each request, in order
         for payload in payloads:
             try:
-                request = request_from(parse(payload))
+                request = request_from(parse(payload), digest=hashlib.blake2b(payload, digest_size=16).digest())
             except (InvalidEventError, MalformedEventError) as exc:
                 handled.dead.append(DeadLetter(payload, str(exc)))
                 continue
@@ -69,6 +80,19 @@ class LedgerService:
                 handled.ignored += 1
             else:
                 requests.append(request)
+                applying.append(payload)
         now = datetime.now(UTC).isoformat()
-        handled.verdicts = await self.store.apply(requests, source=self.source, now=now)
+        applied = await self.store.apply(requests, source=self.source, now=now)
+        handled.verdicts = applied.verdicts
+        if applied.conflicts:
+            payload_of = {id(request): payload for request, payload in zip(requests, applying, strict=True)}
+            handled.dead += [DeadLetter(payload_of[id(c)], _conflict(c)) for c in applied.conflicts]
         return handled
+
+
+def _conflict(request: DeductionRequest) -> str:
+    """The dead-letter reason of a conflicting request: which event, and that its first version stands."""
+    return scrub(
+        f"conflict: event {request.event_id!r} from {request.source!r} was applied before with other "
+        "content; that first version stands and this one is not applied"
+    )

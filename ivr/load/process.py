@@ -4,6 +4,9 @@ Load runs and fault tests run these as the separate processes they are in produc
 fault tests SIGKILL that very process. "Up" means ready: each publishes its retained status
 ``online`` once connected (the ledger only after its subscription is granted), so
 :meth:`ServiceProcess.start` waits for that message rather than for a guessed delay.
+
+A run that depends on a service watches it (:func:`unless_one_ends`): a ledger that dies on a full
+disk would otherwise leave the run waiting for answers that never come.
 """
 
 from __future__ import annotations
@@ -13,23 +16,33 @@ import contextlib
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ivr.bus.base import ONLINE, status_topic
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import ENV_VAR
 from ivr.directory.relayed import PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
+from ivr.secrets import scrub
 from ivr.subprocesses import DIE_WITH_PARENT, end_process
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
     from pathlib import Path
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["RelayProcess", "ServiceProcess"]
+__all__ = ["RelayProcess", "ServiceEndedError", "ServiceProcess", "unless_one_ends"]
+
+T = TypeVar("T")
 
 _START_TIMEOUT: Final = 30.0
+#: How much of the end of a service's log is read for its last line.
+_LOG_TAIL: Final = 8192
+
+
+class ServiceEndedError(RuntimeError):
+    """A service a run depends on ended during it; the message names it, says how, and quotes its log."""
 
 
 class ServiceProcess:
@@ -105,6 +118,29 @@ class ServiceProcess:
             msg = f"{self.name} was not online within {timeout:g} s"
             raise RuntimeError(msg) from None
 
+    async def ended(self) -> str:
+        """Wait for the running process to end; then how it ended and the last line of its log."""
+        proc = self._proc
+        if proc is None:
+            msg = f"{self.name} is not running"
+            raise RuntimeError(msg)
+        status = await proc.wait()
+        how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+        return f"{self.name} {how}; the last line of its log: {self.last_log_line()}"
+
+    def last_log_line(self) -> str:
+        """The last line the process wrote (masked, as every log line), or why there is none."""
+        if self._log_file is None:
+            return "(its output is not kept)"
+        try:
+            with self._log_file.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_TAIL))
+                lines = log.read().decode(errors="replace").splitlines()
+        except OSError as exc:
+            return f"(its log {self._log_file} cannot be read: {exc.strerror})"
+        written = [line for line in lines if line.strip()]
+        return scrub(written[-1]) if written else "(its log is empty)"
+
     async def kill(self) -> None:
         """SIGKILL: no chance to finish a batch, publish, or say goodbye (the Last Will does)."""
         await self._signal(signal.SIGKILL)
@@ -168,3 +204,26 @@ class RelayProcess(ServiceProcess):
     async def relayed_up_to(self) -> int:
         """How far the relay has published (the last row the broker acknowledged), from its progress file."""
         return await relayed_up_to(self.progress)
+
+
+async def unless_one_ends(work: Awaitable[T], services: Sequence[ServiceProcess]) -> T:
+    """``work``'s result, unless one of ``services`` ends first.
+
+    Then ``work`` is cancelled and :class:`ServiceEndedError` says which service ended, how, and
+    the last line of its log.
+    """
+    doing = asyncio.ensure_future(work)
+    endings = {asyncio.ensure_future(service.ended()): service for service in services}
+    try:
+        await asyncio.wait({doing, *endings}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for ending in endings:
+            ending.cancel()
+        if not doing.done():
+            doing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await doing
+    if not doing.cancelled():
+        return doing.result()
+    ended = next(ending for ending in endings if ending.done() and not ending.cancelled())
+    raise ServiceEndedError(ended.result())

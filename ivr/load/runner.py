@@ -40,13 +40,13 @@ from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
 from ivr.load.mix import default_mix
 from ivr.load.plan import Planner
-from ivr.load.process import RelayProcess
+from ivr.load.process import RelayProcess, ServiceEndedError, unless_one_ends
 from ivr.load.procs import listener_pid, peak_rss_mb, vm_hwm_mb
 from ivr.load.report import LoadReport, Progress
 from ivr.load.world import Catalog, synthetic_world, write_fixture
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from ivr.bootstrap import System
     from ivr.bus.url import BrokerConfig
@@ -189,18 +189,18 @@ class _LoadRun:
         t0 = time.perf_counter()
         report.started_at = time.time()
         ticker = asyncio.create_task(self._tick(on_progress, launcher, answers, t0)) if on_progress else None
+        indices = calls.indices() if calls is not None else range(options.calls)
         try:
-            indices = calls.indices() if calls is not None else range(options.calls)
-            await launcher.run(indices, rate=options.rate, concurrency=self.concurrency)
-            report.calls_seconds = round(time.perf_counter() - t0, 3)
-            if not await _settle(system, answers):
-                report.errors.append("the ledger did not answer every deductible ticket")
-            report.total_seconds = round(time.perf_counter() - t0, 3)
+            # The ledger and the relay are watched: one that dies (a full disk) would leave the run waiting.
+            children = [child for child in (ledger, relay) if child is not None]
+            driving = self._drive(system, launcher=launcher, answers=answers, indices=indices, t0=t0, source=source)
+            deductible = await unless_one_ends(driving, children)
+        except ServiceEndedError as exc:
+            msg = f"the run stopped: {exc}"
+            raise LoadError(msg) from exc
         finally:
             if ticker is not None:
                 ticker.cancel()
-        deductible = [t for s, _, t in await system.directory.deductible_tickets() if s == source]
-        await answers.wait_answered(len(deductible), _ANSWER_WAIT)
         report.rss_mb = {
             "ivr": peak_rss_mb(),
             "ledger": vm_hwm_mb(ledger.pid) if ledger else None,
@@ -221,6 +221,27 @@ class _LoadRun:
         if calls is not None:
             calls.record(launcher.signatures)
         return report
+
+    async def _drive(  # noqa: PLR0913 - the run's parts, as execute() has them
+        self,
+        system: System,
+        *,
+        launcher: Launcher,
+        answers: AnswerLatency,
+        indices: Iterable[int],
+        t0: float,
+        source: str,
+    ) -> list[str]:
+        """Make the calls and wait for the ledger's answers; the run's deductible tickets."""
+        report = self.report
+        await launcher.run(indices, rate=self.options.rate, concurrency=self.concurrency)
+        report.calls_seconds = round(time.perf_counter() - t0, 3)
+        if not await _settle(system, answers):
+            report.errors.append("the ledger did not answer every deductible ticket")
+        report.total_seconds = round(time.perf_counter() - t0, 3)
+        deductible = [t for s, _, t in await system.directory.deductible_tickets() if s == source]
+        await answers.wait_answered(len(deductible), _ANSWER_WAIT)
+        return deductible
 
     def _fill(self, launcher: Launcher, deductible: list[str], answers: AnswerLatency) -> None:
         report = self.report

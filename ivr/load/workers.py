@@ -32,10 +32,11 @@ from ivr.bus.url import ENV_VAR
 from ivr.load.calls import CallFile
 from ivr.load.launch import digests
 from ivr.load.ledger import start_ledger, verify_ledger
+from ivr.load.process import ServiceEndedError, unless_one_ends
 from ivr.load.procs import listener_pid, vm_hwm_mb
 from ivr.load.report import LoadReport
 from ivr.load.world import synthetic_world, write_fixture
-from ivr.subprocesses import DIE_WITH_PARENT
+from ivr.subprocesses import DIE_WITH_PARENT, end_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,12 +72,18 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         runs = [workdir / f"worker-{k}" for k in range(workers)]
         calls = CallFile.create(workdir / "calls.db", options.calls)
         stack.callback(calls.close)
-        reports = await asyncio.gather(
+        working = asyncio.gather(
             *(
                 _worker(options, config=config, shard=(k, workers), calls=calls.path, workdir=run, mix_path=mix_path)
                 for k, run in enumerate(runs)
             )
         )
+        try:
+            # The workers wait for a ledger they did not start: if it dies, only this process can tell.
+            reports = await unless_one_ends(working, [ledger] if ledger else [])
+        except ServiceEndedError as exc:
+            msg = f"the run stopped: {exc}"
+            raise WorkerError(msg) from exc
         report = _combine(options, config, reports)
         report.plan_digest, report.outcome_digest = digests(calls.signatures())
         report.rss_mb["ledger"] = vm_hwm_mb(ledger.pid) if ledger else None
@@ -122,7 +129,11 @@ async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's comma
         env=env,
         preexec_fn=DIE_WITH_PARENT,
     )
-    out, err = await proc.communicate()
+    try:
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        await end_process(proc)  # the run stopped: the worker and its relay stop too
+        raise
     try:
         report: dict[str, Any] = json.loads(out)
     except ValueError:

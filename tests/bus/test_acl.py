@@ -19,6 +19,7 @@ import pytest
 from ivr.bus.base import BusRefusedError
 from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.mqtt import Backoff, MqttBus
+from ivr.bus.shared import require_shared_subscriptions
 from ivr.bus.url import BrokerConfig
 from ivr.ledger.consumer import LedgerConsumer
 
@@ -221,3 +222,9 @@ async def test_ivr_events_without_the_bound_client_id_is_a_clear_error(deployed)
     assert "refused the connection" in err.decode()
     assert "needs --client-id" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_share_probe_lets_a_bound_ledger_start(deployed):
+    """`--share` under a bound account: the probe's own id is refused in MQTT 5, and the ledger may start."""
+    config = login(deployed, "ledger")
+    await require_shared_subscriptions(config, client_id="ivr-ledger-probe", backoff=Backoff(initial=0.02, maximum=0.2))

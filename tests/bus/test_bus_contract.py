@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from ivr.bus.base import OFFLINE, ONLINE, BusUnavailableError, PartlyPublishedError
+from ivr.bus.base import MAX_MESSAGE, OFFLINE, ONLINE, BusUnavailableError, PartlyPublishedError
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.bus.mqtt import Backoff, MqttBus, _raise_if_cancelled
 
@@ -41,8 +41,8 @@ class BusContract:
         assert (delivery.topic, delivery.payload) == (f"{root}/call/started", b'{"n": 1}')
 
     async def test_a_message_larger_than_one_read_arrives_whole(self, make_bus, root, inbox):
-        """300 KB between two small messages: each arrives whole and in order, however the reads cut them."""
-        big = bytes(range(256)) * 1200
+        """The largest message taken (64 KiB) between two small ones: each arrives whole and in order, however cut."""
+        big = bytes(range(256)) * (MAX_MESSAGE // 256)
         async with make_bus(subscriptions=[f"{root}/call/#"]) as sub, make_bus() as pub:
             await connected(sub, pub)
             box = inbox(sub)
@@ -50,6 +50,20 @@ class BusContract:
             await pub.publish_many(messages)
             await box.count(3)
         assert box.payloads == [b"before", big, b"after"]
+
+    async def test_a_message_over_the_limit_arrives_by_reference(self, make_bus, root, inbox):
+        """Over ``max_message``: its topic and size, no bytes, in its place; the next message arrives whole."""
+        async with make_bus(subscriptions=[f"{root}/call/#"], max_message=1000) as sub, make_bus() as pub:
+            await connected(sub, pub)
+            box = inbox(sub)
+            messages = [(f"{root}/call/a", b"x" * 1000), (f"{root}/call/b", b"y" * 5000), (f"{root}/call/c", b"after")]
+            await pub.publish_many(messages)
+            await box.count(3)
+        assert [(d.topic, d.payload, d.oversize) for d in box.items] == [
+            (f"{root}/call/a", b"x" * 1000, None),
+            (f"{root}/call/b", b"", 5000),
+            (f"{root}/call/c", b"after", None),
+        ]
 
     async def test_wildcards_select_topics(self, make_bus, root, inbox):
         """``+`` matches one level and ``#`` the rest; other topics are not delivered."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.client import PUBACK, MQTTv311
 
-from ivr.bus.intake import Intake, PubackQueue
+from ivr.bus.intake import Intake, OversizedPacketError, PubackQueue
 
 
 def remaining_length(n: int) -> bytes:
@@ -30,10 +31,13 @@ def publish(topic: bytes, payload: bytes, *, qos: int, mid: int = 0, retain: boo
     return bytes([first]) + remaining_length(len(body)) + body
 
 
-def taker() -> tuple[Intake, list[tuple[str, bytes, int, int, bool]]]:
-    """An intake and the list its deliveries go to."""
-    taken: list[tuple[str, bytes, int, int, bool]] = []
-    return Intake(lambda *message: taken.append(message)), taken
+def taker(limit: int | None = None) -> tuple[Intake, list[tuple]]:
+    """An intake and the list its deliveries go to; one over ``limit`` goes there as ``("too large", ...)``."""
+    taken: list[tuple] = []
+    sizes = {} if limit is None else {"limit": limit}
+    return Intake(
+        lambda *message: taken.append(message), too_large=lambda *m: taken.append(("too large", *m)), **sizes
+    ), taken
 
 
 def test_a_publish_is_decoded_as_paho_decodes_it():
@@ -128,3 +132,72 @@ async def test_pubacks_of_one_loop_turn_are_queued_as_one_packet_entry():
         (PUBACK, b"\x40\x02\x00\x01" + b"\x40\x02\x01\x02" + b"\x40\x02\xff\xff", 0, 1),
         (PUBACK, b"\x40\x02\x00\x09", 0, 1),
     ]
+
+
+LIMIT = 500
+
+
+def test_a_publish_over_the_limit_is_told_by_reference_and_never_held():
+    """1 MB over a 500-byte limit, read 64 KiB at a time between two small ones: told by topic and size, in place."""
+    big = publish(b"ivr/v1/ticket/created", b"x" * 1_000_000, qos=1, mid=9, retain=True)
+    stream = publish(b"a", b"before", qos=1, mid=1) + big + publish(b"b", b"after", qos=0)
+    intake, taken = taker(LIMIT)
+    held = []
+    for at in range(0, len(stream), 65536):
+        assert intake.feed(stream[at : at + 65536]) == b""
+        held.append(intake.held)
+    assert taken == [
+        ("a", b"before", 1, 1, False),
+        ("too large", "ivr/v1/ticket/created", 1_000_000, 9, 1, True),
+        ("b", b"after", 0, 0, False),
+    ]
+    assert max(held) < LIMIT
+
+
+def test_a_long_topic_does_not_make_a_message_too_large():
+    """The limit is on the payload: a packet longer than it only by its topic is delivered whole."""
+    topic = b"t/" + b"x" * LIMIT
+    intake, taken = taker(LIMIT)
+    assert intake.feed(publish(topic, b"y" * LIMIT, qos=1, mid=2)) == b""
+    assert taken == [(topic.decode(), b"y" * LIMIT, 2, 1, False)]
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        pytest.param(publish(b"t", b"z" * (LIMIT + 1), qos=2, mid=3), id="qos2-publish"),
+        pytest.param(bytes([0x90]) + remaining_length(LIMIT + 10) + b"\0" * (LIMIT + 10), id="suback"),
+    ],
+)
+def test_any_other_packet_over_the_limit_drops_the_connection(packet):
+    """No broker sends these: an error paho takes for a lost connection, as soon as the length is read."""
+    intake, _ = taker(LIMIT)
+    with pytest.raises(OversizedPacketError, match="over the limit of 500"):
+        intake.feed(packet[:8])
+
+
+SIZED = st.one_of(
+    st.builds(
+        lambda payload, mid: (("msg", payload, mid), publish(b"small", payload, qos=1, mid=mid)),
+        st.binary(max_size=LIMIT),
+        st.integers(1, 65535),
+    ),
+    st.builds(
+        lambda size, mid: (("too large", size, mid), publish(b"big/" + b"t" * 300, b"x" * size, qos=1, mid=mid)),
+        st.integers(LIMIT + 1, 5 * LIMIT),
+        st.integers(1, 65535),
+    ),
+)
+
+
+@given(st.lists(SIZED, max_size=20), st.data())
+def test_messages_over_the_limit_keep_their_place_however_reads_cut_the_stream(packets, data):
+    """Small and too-large messages cut anywhere: each told once, in order; nothing held beyond a limit and a header."""
+    stream = b"".join(packet for _, packet in packets)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    intake, taken = taker(LIMIT)
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        assert intake.feed(stream[start:end]) == b""
+        assert intake.held <= 5 + 2 + 304 + 2 + LIMIT
+    told = [("too large", m[2], m[3]) if m[0] == "too large" else ("msg", m[1], m[2]) for m in taken]
+    assert told == [expected for expected, _ in packets]

@@ -26,7 +26,10 @@ class CountingPaho:
 def split(stream: bytes) -> list[bytes]:
     """The messages in ``stream``, as the intake decodes them."""
     taken: list[bytes] = []
-    intake = Intake(lambda topic, payload, mid, qos, retain: taken.append((topic, payload, mid, qos, retain)))
+    intake = Intake(
+        lambda topic, payload, mid, qos, retain: taken.append((topic, payload, mid, qos, retain)),
+        too_large=lambda *message: pytest.fail(f"too large: {message}"),
+    )
     assert intake.feed(stream) == b""
     return taken
 
@@ -56,5 +59,7 @@ def test_a_topic_paho_would_refuse_is_refused(topic):
 def test_a_puback_of_our_own_publish_is_taken_and_any_other_left_to_paho():
     """The intake offers each PUBACK: ids the bus awaits are taken, the rest go to paho whole."""
     ours = {7}
-    intake = Intake(lambda *_: None, lambda mid: mid in ours)
+    intake = Intake(
+        lambda *_: None, lambda mid: mid in ours, too_large=lambda *message: pytest.fail(f"too large: {message}")
+    )
     assert intake.feed(bytes([0x40, 2, 0, 7, 0x40, 2, 0, 8])) == bytes([0x40, 2, 0, 8])

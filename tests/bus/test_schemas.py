@@ -180,6 +180,38 @@ def test_a_caller_number_is_not_taken_for_a_secret():
     validate(denied)
 
 
+def _unbounded(node: dict, path: str = "$"):
+    """Paths in a schema where a value of any length, size or count is accepted."""
+    if "enum" in node or "const" in node:
+        return
+    kinds = node.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    limits = {"string": "maxLength", "integer": "maximum", "number": "maximum", "array": "maxItems"}
+    limits["object"] = "maxProperties"
+    yield from (f"{path} ({kind})" for kind in kinds if kind in limits and limits[kind] not in node)
+    for name, child in node.get("properties", {}).items():
+        yield from _unbounded(child, f"{path}.{name}")
+    for key in ("items", "additionalProperties", "propertyNames"):
+        if isinstance(node.get(key), dict):
+            yield from _unbounded(node[key] | {"type": node[key].get("type", "string")}, f"{path}[{key}]")
+
+
+@pytest.mark.parametrize("event_type", sorted(schemas.event_types()))
+def test_every_field_is_bounded(event_type):
+    """No string, number, list or object of any schema is unbounded: a forged event cannot be absurd."""
+    assert list(_unbounded(schemas.schema_for(event_type))) == []
+
+
+def test_a_huge_refused_value_is_not_repeated_whole_in_the_reason():
+    """The reason (which goes to the dead-letter topic and logs) quotes a 60 KB value in part only."""
+    granted = good(EventType.CALL_STARTED, caller="+15550100001", started_at="2026-11-17T15:00:00+00:00")
+    granted["subject"] = "c" * 60_000
+    with pytest.raises(InvalidEventError, match="subject: 'ccc") as caught:
+        validate(granted)
+    assert len(str(caught.value)) < 400
+    assert str(caught.value).endswith("is too long")
+
+
 def test_parse_rejects_what_is_not_json():
     """parse() turns undecodable bytes into the same error type, for the dead-letter path."""
     with pytest.raises(InvalidEventError, match="not JSON"):

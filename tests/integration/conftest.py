@@ -17,6 +17,7 @@ from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.callers import ScriptedCaller
 from ivr.clock import VirtualClock
+from ivr.events import CloudEvent, EventType
 from tests.conftest import TUESDAY_10AM, steps_from
 
 #: Bound on every wait: long enough for a loaded CI machine, short enough to fail a test.
@@ -93,3 +94,26 @@ async def collector(config, topic_filter, *, client_id):
             yield seen
         finally:
             task.cancel()
+
+
+def ticket_event(ticket, *, event_id=None, contract="K-ANNA-STD", customer="C-ANNA", source="ivr-dup"):
+    """A valid ivr.ticket.created event asking for one deduction, as IVR ``source`` would send it."""
+    return CloudEvent(
+        **({"id": event_id} if event_id else {}),
+        type=EventType.TICKET_CREATED.value,
+        source=source,
+        subject=f"call-{ticket}",
+        time=TUESDAY_10AM.isoformat(),
+        sequence=3,
+        data={
+            "ticket": ticket,
+            "method": "support_code",
+            "caller_kind": "consumer",
+            "purpose": "technical",
+            "severity": "C",
+            "customer": customer,
+            "contract": contract,
+            "rule": "R4",
+            "deduct": True,
+        },
+    )

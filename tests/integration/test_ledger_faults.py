@@ -11,13 +11,11 @@ import pytest
 from ivr.bootstrap import build_system
 from ivr.bus.mqtt import MqttBus
 from ivr.directory.fixtures import load_world
-from ivr.events import CloudEvent, EventType
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
 from ivr.ledger.store import LedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
-from tests.conftest import TUESDAY_10AM
-from tests.integration.conftest import CODE_CALL, WAIT, collector, run_call
+from tests.integration.conftest import CODE_CALL, WAIT, collector, run_call, ticket_event
 
 pytestmark = pytest.mark.broker
 
@@ -181,29 +179,6 @@ async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one
             assert types == ["ivr.ledger.deduction_rejected", "ivr.ledger.incident_deducted"]
         finally:
             await system.close()
-
-
-def ticket_event(ticket, *, event_id=None, contract="K-ANNA-STD", customer="C-ANNA", source="ivr-dup"):
-    """A valid ivr.ticket.created event asking for one deduction, as IVR ``source`` would send it."""
-    return CloudEvent(
-        **({"id": event_id} if event_id else {}),
-        type=EventType.TICKET_CREATED.value,
-        source=source,
-        subject=f"call-{ticket}",
-        time=TUESDAY_10AM.isoformat(),
-        sequence=3,
-        data={
-            "ticket": ticket,
-            "method": "support_code",
-            "caller_kind": "consumer",
-            "purpose": "technical",
-            "severity": "C",
-            "customer": customer,
-            "contract": contract,
-            "rule": "R4",
-            "deduct": True,
-        },
-    )
 
 
 async def test_redelivered_and_malformed_messages_over_the_bus(private_broker, world, tmp_path):

@@ -91,6 +91,20 @@ MALFORMED = [
     pytest.param(encode(ticket_created("2000009", contract=["K-FIVE"])), "data.contract", id="contract-not-string"),
     pytest.param(encode(ticket_created("2000009", deduct="yes")), "data.deduct", id="deduct-not-bool"),
     pytest.param(encode(ticket_created("2000009", deduct=1)), "data.deduct", id="deduct-is-int"),
+    # Forged or absurd: every field is bounded.
+    pytest.param(
+        encode(ticket_created("2" * 5000, event_id="evt-long", subject="call-long")), "data.ticket", id="ticket-5000"
+    ),
+    pytest.param(encode(ticket_created("2000009", contract="K" * 60_000)), "data.contract", id="contract-60-kb"),
+    pytest.param(encode(ticket_created("20000x9")), "data.ticket", id="ticket-not-digits"),
+    pytest.param(encode(ticket_created("2000009", contract="K-FIVE\nK-ONE")), "data.contract", id="contract-newline"),
+    pytest.param(encode(ticket_created("2000009", event_id="e" * 65)), "id", id="id-65-chars"),
+    pytest.param(encode(ticket_created("2000009", source="ivr 1")), "source", id="source-with-space"),
+    pytest.param(encode(ticket_created("2000009", sequence=10**30)), "sequence", id="sequence-10e30"),
+    pytest.param(encode(ticket_created("2000009", trace="x" * 2000)), "trace", id="extension-2000-chars"),
+    pytest.param(
+        encode(ticket_created("2000009", **{f"ext{n}": "x" for n in range(30)})), "properties", id="40-attributes"
+    ),
 ]
 
 
@@ -175,3 +189,26 @@ async def test_a_valid_event_of_another_type_is_a_dead_letter(service):
     assert "ivr.ticket.created" in handled.dead[0].reason
     assert [v.request.ticket_id for v in handled.verdicts] == ["2000002"]
     assert await service.store.deducted() == {"K-FIVE": 2}
+
+
+async def test_the_same_event_id_with_other_content_is_a_conflict_dead_letter(service):
+    """A forged copy of an applied event (same source and id, another contract) is dead-lettered; the first stands."""
+    first = encode(ticket_created("2000001"))
+    forged = encode(ticket_created("2000002", contract="K-ONE", event_id="evt-2000001"))
+    assert len((await service.handle([first])).verdicts) == 1
+    handled = await service.handle([forged, first])  # the forgery, then a plain redelivery
+    assert handled.verdicts == []
+    [dead] = handled.dead
+    assert dead.payload == forged
+    assert dead.reason.startswith("conflict: event 'evt-2000001' from 'ivr-1' was applied before with other content")
+    assert await service.store.deducted() == {"K-FIVE": 1}
+    assert [(e.ticket_id, e.contract_id) for e in await service.store.entries()] == [("2000001", "K-FIVE")]
+
+
+async def test_a_conflict_within_one_batch_keeps_the_first(service):
+    """Two versions of one event in the same batch: the first is applied, the second dead-lettered as a conflict."""
+    first = encode(ticket_created("2000001"))
+    other = encode(ticket_created("2000001", event_id="evt-2000001", time="2026-11-17T15:00:01+00:00"))
+    handled = await service.handle([first, other])
+    assert [v.request.ticket_id for v in handled.verdicts] == ["2000001"]
+    assert [(d.payload, d.reason.split(":")[0]) for d in handled.dead] == [(other, "conflict")]

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, RowsQuery, relayed_up_to
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.core import DeductionRequest, Outcome, ledger_event
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerStore
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Applied, LedgerStore
 
 RELAYED = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
 
@@ -71,7 +72,7 @@ class TestLedgerStore:
 
     async def apply(self, store, *requests):
         """Apply ``requests`` as one batch; the verdicts of those new to the store."""
-        return await store.apply(list(requests), source="ledger-1", now=NOW)
+        return (await store.apply(list(requests), source="ledger-1", now=NOW)).verdicts
 
     async def test_opening_balances(self, store):
         """Opening balances load as (opening, balance); ``None`` is unlimited."""
@@ -111,6 +112,22 @@ class TestLedgerStore:
         assert await self.apply(store, request("2000003", event_id="a"), request("2000003", event_id="b")) != []
         assert await store.deducted() == {"K-FIVE": 2}
         assert [e.event_id for e in await store.history("K-FIVE")] == ["first", "a"]
+
+    async def test_another_event_under_an_applied_key_is_a_conflict_that_changes_nothing(self, store):
+        """Same source and id, another digest: reported as a conflict, never applied; the same digest is a duplicate."""
+        first = replace(request("2000001"), digest=b"first")
+        await store.apply([first], source="ledger-1", now=NOW)
+        forged = replace(request("2000002", event_id=first.event_id, contract="K-ONE"), digest=b"forged")
+        applied = await store.apply([forged, first], source="ledger-1", now=NOW)
+        assert applied == Applied(verdicts=[], conflicts=[forged])
+        assert await store.deducted() == {"K-FIVE": 1}
+        assert (await store.balances())["K-ONE"] == (1, 1)
+
+    async def test_a_conflict_in_one_batch_applies_the_first_version(self, store):
+        """Two versions of one event in one batch: the first is applied, the second is the conflict."""
+        one, two = (replace(request("2000001"), digest=d) for d in (b"one", b"two"))
+        applied = await store.apply([one, two], source="ledger-1", now=NOW)
+        assert ([v.request for v in applied.verdicts], applied.conflicts) == ([one], [two])
 
     async def test_the_same_ticket_number_from_another_ivr_is_another_ticket(self, store):
         """Tickets are keyed by (source, ticket): two IVRs numbering alike do not collide."""
@@ -231,7 +248,7 @@ class TestLedgerStore:
             await reopened.load_opening(OPENING)
             assert (await reopened.balances())["K-FIVE"] == (5, 4)
             assert (await reopened.balances())["K-ONE"] == (1, 0)
-            assert await reopened.apply([request("2000001")], source="ledger-1", now=NOW) == []
+            assert (await reopened.apply([request("2000001")], source="ledger-1", now=NOW)).verdicts == []
             assert await reopened.deducted() == {"K-FIVE": 1, "K-ONE": 1}
             assert (await reopened.verify()).ok
         finally:
@@ -297,7 +314,7 @@ async def test_two_connections_racing_for_the_last_incident_deduct_once(tmp_path
             holder.execute("COMMIT")
         results = await asyncio.gather(*racing, return_exceptions=True)
         # A loser may be rejected, or told to retry (a locked or stale database); it must not deduct.
-        assert all(isinstance(r, list | sqlite3.OperationalError) for r in results), results
+        assert all(isinstance(r, Applied | sqlite3.OperationalError) for r in results), results
         assert await first.deducted() == {"K-ONE": 1}
         assert (await first.balances())["K-ONE"] == (1, 0)
         assert (await first.verify()).ok
@@ -313,7 +330,7 @@ async def test_sequential_connections_see_each_others_deductions(tmp_path):
     second = await LedgerStore.open(path)
     try:
         await first.apply([request("2000001", contract="K-ONE")], source="ledger", now=NOW)
-        verdicts = await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)
+        verdicts = (await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)).verdicts
         assert [v.reason for v in verdicts] == ["no_incidents_left"]
         assert await second.deducted() == {"K-ONE": 1}
     finally:
@@ -389,7 +406,7 @@ async def test_a_batch_cancelled_while_waiting_for_the_write_lock_leaves_nothing
         with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as probe:
             probe.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the store kept its transaction
             probe.execute("ROLLBACK")
-        assert len(await store.apply([request("2000002")], source="ledger", now=NOW)) == 1
+        assert len((await store.apply([request("2000002")], source="ledger", now=NOW)).verdicts) == 1
     finally:
         await store.close()
 
@@ -451,10 +468,9 @@ async def test_a_file_of_the_earlier_shape_is_migrated_announcing_what_it_stored
             assert [payload for _, _, payload in await relayed.unsent(10)] == [e.to_json() for e in old]
         finally:
             await relayed.close()
-        assert (
-            await store.apply([request("2000001"), request("2000002", contract="K-ZERO")], source="new", now=NOW) == []
-        )
-        assert len(await store.apply([request("2000003")], source="new", now=NOW)) == 1
+        again = await store.apply([request("2000001"), request("2000002", contract="K-ZERO")], source="new", now=NOW)
+        assert again == Applied()  # no digest in an old file's entries: duplicates, never conflicts
+        assert len((await store.apply([request("2000003")], source="new", now=NOW)).verdicts) == 1
         assert await store.entries_end() == 3
         assert (await store.verify()).ok
     finally:
@@ -470,6 +486,41 @@ async def _verdicts_of(path, requests):
     """The verdicts a fresh store gives ``requests``."""
     store = await open_fresh(path)
     try:
-        return await store.apply(requests, source="old-ledger", now=NOW)
+        return (await store.apply(requests, source="old-ledger", now=NOW)).verdicts
+    finally:
+        await store.close()
+
+
+#: The entries table as rounds 6 and 7 made it: no digest of the event applied.
+ROUND_7_ENTRIES = """
+CREATE TABLE contracts (id TEXT PRIMARY KEY, opening INTEGER, balance INTEGER, CHECK (balance IS NULL OR balance >= 0));
+CREATE TABLE entries (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL, call_id TEXT NOT NULL,
+    contract_id TEXT NOT NULL, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    balance_after INTEGER, applied_at TEXT NOT NULL, ledger TEXT NOT NULL, published_at TEXT);
+CREATE UNIQUE INDEX entries_ticket ON entries (source, ticket_id);
+"""
+
+
+async def test_a_file_without_digests_gains_the_column_and_its_entries_are_never_conflicts(tmp_path):
+    """A round-7 file opens with a digest column; a repeat of an entry made without one is a duplicate."""
+    path = tmp_path / "ledger.db"
+    old = request("2000001")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(ROUND_7_ENTRIES)
+        conn.execute("INSERT INTO contracts VALUES ('K-FIVE', 5, 4)")
+        conn.execute(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, 'deducted', NULL, 4, ?, 'old-ledger', ?)",
+            (old.key, old.source, old.event_id, old.call_id, old.contract_id, old.ticket_id, NOW, NOW),
+        )
+        conn.commit()
+    store = await LedgerStore.open(path)
+    try:
+        repeat = replace(old, digest=b"whatever it is")
+        assert await store.apply([repeat], source="new", now=NOW) == Applied()
+        fresh = replace(request("2000002"), digest=b"new")
+        assert [v.balance_after for v in (await store.apply([fresh], source="new", now=NOW)).verdicts] == [3]
+        forged = replace(fresh, digest=b"forged")
+        assert (await store.apply([forged], source="new", now=NOW)).conflicts == [forged]
     finally:
         await store.close()

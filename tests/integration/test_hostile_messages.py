@@ -1,0 +1,152 @@
+"""A running `ivr ledger` fed what an attacker or a broken client sends: messages far too large, forged repeats.
+
+Each test runs the ledger as its own process (`ivr ledger run`, a persistent session with manual
+acks) on a private Mosquitto, and checks what integrators see: its dead letters and its verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from ivr.bus.base import MAX_MESSAGE
+from ivr.bus.broker import EmbeddedBroker, find_mosquitto
+from ivr.bus.mqtt import MqttBus
+from ivr.load.ledger import LedgerProcess
+from ivr.load.procs import vm_hwm_mb
+from tests.conftest import DEFAULT_WORLD_PATH, REPO
+from tests.integration.conftest import WAIT, collector, ticket_event
+
+pytestmark = pytest.mark.broker
+
+TICKETS = "ivr/v1/ticket/created"
+MB = 1_000_000
+
+
+@pytest.fixture
+def needs_mosquitto():
+    """These tests start their own Mosquitto."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+
+
+async def until(condition, what):
+    """Wait (at most WAIT s) for ``condition()``; fail saying ``what`` never happened."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"{what} within {WAIT:g} s")
+
+
+def ledger_on(broker, tmp_path):
+    """`ivr ledger run` on ``broker``, its file and log in ``tmp_path``."""
+    return LedgerProcess(
+        config=broker.config,
+        db=tmp_path / "ledger.db",
+        fixture=DEFAULT_WORLD_PATH,
+        client_id="hostile-ledger",
+        source="ivr-ledger",
+        log_file=tmp_path / "ledger.log",
+    )
+
+
+async def test_messages_over_the_limit_are_dead_lettered_by_reference_and_the_ledger_keeps_applying(
+    needs_mosquitto, tmp_path
+):
+    """50 and 100 MB via a broker with no limit: two dead letters (topic, size), the next ticket deducted, RSS flat."""
+    async with EmbeddedBroker(persistence_dir=tmp_path / "broker", message_size_limit=None) as broker:
+        ledger = ledger_on(broker, tmp_path)
+        await ledger.start()
+        try:
+            before = vm_hwm_mb(ledger.pid)
+            async with (
+                collector(broker.config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
+                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                MqttBus(config=broker.config, publish_timeout=WAIT) as garbage,
+            ):
+                await garbage.wait_connected()
+                for size in (50 * MB, 100 * MB):
+                    await garbage.publish(TICKETS, b"x" * size)
+                await garbage.publish(TICKETS, ticket_event("2999001").to_json())
+                await until(lambda: verdicts and len(dead) == 2, "no verdict for the ticket sent after the garbage")
+            peak = vm_hwm_mb(ledger.pid)
+        finally:
+            await ledger.stop()
+    letters = sorted((letter for [letter] in dead.values()), key=lambda letter: letter["size"])
+    assert [(letter["topic"], letter["size"]) for letter in letters] == [(TICKETS, 50 * MB), (TICKETS, 100 * MB)]
+    assert all("over the message size limit" in letter["reason"] for letter in letters)
+    assert not any("payload" in letter or "payload_base64" in letter for letter in letters)
+    [[verdict]] = verdicts.values()
+    assert (verdict["type"], verdict["data"]["ticket"]) == ("ivr.ledger.incident_deducted", "2999001")
+    assert before is not None
+    assert peak is not None
+    assert peak - before < 30, f"the ledger's peak RSS grew from {before} MB to {peak} MB"  # 150 MB went by
+
+
+async def test_a_broker_with_the_limit_forwards_no_message_over_it(needs_mosquitto, tmp_path):
+    """The generated config's limit: 1 MB is acknowledged and reaches no one, the ticket after it is deducted."""
+    async with EmbeddedBroker(persistence_dir=tmp_path / "broker") as broker:
+        ledger = ledger_on(broker, tmp_path)
+        await ledger.start()
+        try:
+            async with (
+                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                MqttBus(config=broker.config, subscriptions=[TICKETS]) as watch,
+                MqttBus(config=broker.config) as garbage,
+            ):
+                await asyncio.gather(watch.wait_connected(), garbage.wait_connected())
+                await garbage.publish(TICKETS, b"x" * (MAX_MESSAGE + 1))  # acknowledged: QoS 1 completes
+                await garbage.publish(TICKETS, ticket_event("2999002").to_json())
+                await until(lambda: verdicts, "no verdict for the ticket sent after the garbage")
+                # One connection, in order: had the broker forwarded the large one, it would come first.
+                first = await anext(watch.deliveries())
+        finally:
+            await ledger.stop()
+    assert json.loads(first.payload)["data"]["ticket"] == "2999002"
+
+
+def test_the_deployed_broker_takes_what_a_subscriber_takes():
+    """deploy/mosquitto's ``message_size_limit`` is the bus's own limit."""
+    text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.findall(r"^message_size_limit (\d+)$", text, re.MULTILINE) == [str(MAX_MESSAGE)]
+
+
+async def test_forged_and_absurd_ticket_events_are_dead_lettered_with_their_reason(needs_mosquitto, tmp_path):
+    """An applied id with other content, a 5,000-digit ticket, a 60 KB contract: dead letters, nothing deducted."""
+    original = ticket_event("2999003", event_id="evt-forge-1", source="ivr-forge")
+    forged = json.loads(original.to_json())
+    forged["data"]["ticket"] = "2999004"  # the same event id, another ticket: billed twice if taken
+    absurd_ticket = json.loads(ticket_event("2" * 5000, source="ivr-forge").to_json())
+    absurd_ticket["subject"] = "call-absurd"
+    absurd_contract = json.loads(ticket_event("2999005", contract="K" * 60_000, source="ivr-forge").to_json())
+    async with EmbeddedBroker(persistence_dir=tmp_path / "broker") as broker:
+        ledger = ledger_on(broker, tmp_path)
+        await ledger.start()
+        try:
+            async with (
+                collector(broker.config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
+                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                MqttBus(config=broker.config) as forger,
+            ):
+                await forger.wait_connected()
+                await forger.publish(TICKETS, original.to_json())
+                await until(lambda: verdicts, "no verdict for the original")
+                for event in (forged, absurd_ticket, absurd_contract):
+                    await forger.publish(TICKETS, json.dumps(event))
+                await forger.publish(TICKETS, original.to_json())  # a plain redelivery: silently absorbed
+                await forger.publish(TICKETS, ticket_event("2999006", source="ivr-forge").to_json())
+                await until(lambda: len(verdicts) == 2 and len(dead) == 3, "no verdict after the forgeries")
+        finally:
+            await ledger.stop()
+    reasons = [letter["reason"] for [letter] in dead.values()]
+    assert reasons[0].startswith("conflict: event 'evt-forge-1' from 'ivr-forge' was applied")
+    assert json.loads(next(iter(dead.values()))[0]["payload"]) == forged
+    assert "data.ticket" in reasons[1]
+    assert "data.contract" in reasons[2]
+    assert all(len(reason) < 400 for reason in reasons)
+    assert sorted(event["data"]["ticket"] for [event] in verdicts.values()) == ["2999003", "2999006"]
