@@ -4,10 +4,10 @@ Codes and keys are bearer secrets: whoever holds one can open a paid incident. T
 appear whole in a log line, an event, an error or a trace, so every place that shows one goes
 through :func:`mask`, which keeps the last two digits at most.
 
-At rest the directory keeps only :func:`digest`, an HMAC-SHA256 under a *pepper*: a copy of the
-file alone does not give the codes back, and without the pepper the 10^10 codes (10^8 keys) cannot
-be hashed to find them. The pepper comes from configuration (:data:`PEPPER_ENV`), or is made per
-directory file (:func:`new_pepper`) when none is given.
+At rest the directory keeps only :func:`digest`, an HMAC-SHA256 under a *pepper*. With the
+pepper from configuration (:data:`PEPPER_ENV`), a copy of the file alone does not give the codes
+back; a file given none makes its own (:func:`new_pepper`) and keeps it inside, which guards
+against a glance at the file, not against its theft (docs/security.md).
 """
 
 from __future__ import annotations
