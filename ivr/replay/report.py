@@ -86,26 +86,31 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
 
 
 def trace_text(results: Sequence[ScenarioResult]) -> str:
-    """Each call's states, prompts and events, in order."""
+    """Each call's states, prompts and events, in order.
+
+    What the call said and did is scrubbed of codes and keys; the headings are not, since a file
+    name or a call id may hold a long digit run (``r04_20261117.yaml``) that is no secret.
+    """
     out: list[str] = []
     for result in results:
-        out.append(f"== {result.scenario.path} - {result.scenario.name}")
+        out.append(f"== {result.scenario.path} - {scrub(result.scenario.name)}")
         for i, call in enumerate(result.calls):
             c = call.record.call
             out.append(f"-- call {i + 1} {c.id} from {c.caller} at {c.started_at.isoformat()}")
-            out.append(f"   states:  {' -> '.join(c.path)}")
-            out.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
-            out.extend(
+            said = [f"   states:  {' -> '.join(c.path)}"]
+            said.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
+            said.extend(
                 f"   decide:  {d.rule} {'granted' if d.granted else 'denied ' + str(d.reason)}: {d.detail}"
                 for d in c.decisions
             )
-            out.extend(
+            said.extend(
                 f"   event:   #{e.sequence} {e.type} {json.dumps(e.data, separators=(',', ':'))}"
                 for e in call.record.events
             )
             if call.deducted:
-                out.append(f"   ledger:  deducted {call.deducted}")
-    return scrub("\n".join(out))
+                said.append(f"   ledger:  deducted {call.deducted}")
+            out.extend(scrub(line) for line in said)
+    return "\n".join(out)
 
 
 def summary_line(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], seconds: float) -> str:
