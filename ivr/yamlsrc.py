@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import yaml
 
+from ivr.secrets import scrub
+
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "LinedDict", "LinedList", "SourceError", "line_of", "load_file", "shown"]
 
 #: The largest file read: 280 times the default world. PyYAML holds ~90 bytes per byte it parses.
@@ -105,8 +107,9 @@ class _Loader(yaml.SafeLoader):
         except yaml.YAMLError:
             raise
         except Exception as exc:  # a date past its month's end, an offset past 24 h, a !!bool 'maybe'...
-            what = f"{shown(node.value)} as {node.tag.rsplit(':', 1)[-1]}"
-            raise yaml.constructor.ConstructorError(None, None, f"cannot read {what}: {exc}", node.start_mark) from exc
+            what = f"cannot read {shown(node.value)} as {node.tag.rsplit(':', 1)[-1]}: {exc}"
+            mark = node.start_mark  # the value may be a mistyped code: scrubbed like any text from a caller
+            raise yaml.constructor.ConstructorError(None, None, scrub(what), mark) from exc
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LinedDict:

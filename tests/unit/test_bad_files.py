@@ -203,3 +203,11 @@ def test_fixture_numbers_are_read_in_e164(tmp_path):
     world = load_world(path)
     assert world.customers["C-A"].caller_numbers == ("+15550100001",)
     assert world.personas["p"].caller == "+15550100001"
+
+
+def test_a_code_yaml_cannot_build_is_not_shown_whole(tmp_path):
+    """A code under a tag it does not fit (``!!int 1234500001x``): the YAML error masks it too."""
+    path = tmp_path / "world.yaml"
+    path.write_text(CODES + "  - {code: !!int 1234500001x, contract: K-X}\n", encoding="utf-8")
+    error = located(load_world, path, 6, "cannot read '********01x' as int")
+    assert "1234500001" not in str(error)
