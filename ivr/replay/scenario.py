@@ -274,9 +274,14 @@ def load_scenario(path: Path) -> Scenario:
     assert name is not None  # noqa: S101 - required above
     assert at is not None  # noqa: S101 - required above
     assert fixture is not None  # noqa: S101 - required above
-    fixture_path = (path.parent / fixture).resolve()
-    if not fixture_path.is_file():
-        raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
+    try:
+        fixture_path = (path.parent / fixture).resolve()
+        found = fixture_path.is_file()
+    except (OSError, ValueError) as exc:  # a NUL in the name, or a name longer than the system allows
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise r.fail(f"fixture {shown(fixture)} cannot be a file's name: {why}", "fixture") from None
+    if not found:
+        raise r.fail(f"fixture {shown(fixture)} not found (looked at {fixture_path})", "fixture")
     if "calls" in doc:
         if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")

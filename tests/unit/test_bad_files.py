@@ -211,3 +211,11 @@ def test_a_code_yaml_cannot_build_is_not_shown_whole(tmp_path):
     path.write_text(CODES + "  - {code: !!int 1234500001x, contract: K-X}\n", encoding="utf-8")
     error = located(load_world, path, 6, "cannot read '********01x' as int")
     assert "1234500001" not in str(error)
+
+
+@pytest.mark.parametrize("fixture", ['"a\\0b"', "x" * 5000], ids=["nul", "name-too-long"])
+def test_a_fixture_path_no_file_can_have_is_a_located_error(tmp_path, fixture):
+    """A fixture named with a NUL or past the system's name length is refused at its line, not an OSError."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(scenario().replace(f"fixture: {DEFAULT_WORLD_PATH}", f"fixture: {fixture}"), encoding="utf-8")
+    located(load_scenario, path, 3, "cannot be a file's name")

@@ -53,8 +53,15 @@ steps = st.lists(
     st.one_of(st.just("hangup"), st.dictionaries(st.sampled_from(["press", "silence", "hangup", "pres"]), values)),
     max_size=5,
 )
+#: Fixture paths a careless or hostile file might give: a NUL, a name past the system's limit, a device.
+odd_paths = st.sampled_from(["a\x00b", "x" * 5000, "/dev/zero", "", ".", "/", "../" * 50])
 scenario_docs = st.fixed_dictionaries(
-    {"name": values, "at": values, "fixture": st.just(str(DEFAULT_WORLD_PATH)) | values, "caller": values},
+    {
+        "name": values,
+        "at": values,
+        "fixture": st.just(str(DEFAULT_WORLD_PATH)) | odd_paths | values,
+        "caller": values,
+    },
     optional={"steps": steps | values, "expect": values, "calls": values, "extra": values},
 )
 _FIELDS = ("id", "name", "kind", "caller_numbers", "customer", "plan", "channels", "incidents", "valid_from")
