@@ -20,12 +20,25 @@ import yaml
 
 from ivr.secrets import scrub
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "LinedDict", "LinedList", "SourceError", "line_of", "load_file", "shown"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "UNQUOTED_DIGITS",
+    "LinedDict",
+    "LinedList",
+    "SourceError",
+    "line_of",
+    "load_file",
+    "shown",
+]
 
 #: The largest file read: 280 times the default world. PyYAML holds ~90 bytes per byte it parses.
 MAX_BYTES: Final = 2 * 1024 * 1024
 #: The deepest nesting of lists and mappings: a scenario needs 5; past ~1,000 PyYAML's recursion breaks.
 MAX_DEPTH: Final = 32
+
+#: Why digits (a code, a number) must be quoted: said wherever a loader finds them unquoted.
+UNQUOTED_DIGITS: Final = "quote it: YAML reads unquoted digits as a number, which drops leading zeros"
 
 _SHOWN: Final = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 60

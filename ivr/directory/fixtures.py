@@ -31,7 +31,7 @@ from ivr.auth.model import (
 from ivr.auth.rules import DIGITS
 from ivr.phone import InvalidNumberError, normalize
 from ivr.secrets import mask
-from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file, shown
+from ivr.yamlsrc import UNQUOTED_DIGITS, LinedDict, LinedList, SourceError, line_of, load_file, shown
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,7 +71,6 @@ _IDENTITY: Final = {
 }
 #: Fields holding a secret: an error names them but never shows their value whole.
 _SECRET_FIELDS: Final = frozenset({"code", "key"})
-_UNQUOTED: Final = "quote it: YAML reads unquoted digits as a number, which drops leading zeros"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +150,7 @@ class _Entry:
         """Exactly the digits a keypad sends: ASCII 0-9 (``isdigit`` also takes full-width and Arabic-Indic ones)."""
         value = self.raw.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            self.fail(f"'{key}' must be text: {_UNQUOTED}", key)
+            self.fail(f"'{key}' must be text: {UNQUOTED_DIGITS}", key)
         text: str = self.get(key, str)
         if not (text.isascii() and text.isdigit()) or len(text) != DIGITS[method]:
             self.fail(f"'{key}' must be exactly {DIGITS[method]} digits 0-9", key)
@@ -165,7 +164,7 @@ class _Entry:
     def number(self, key: str, value: object, line: int | None) -> str:
         """A caller number in E.164 (``value``, found at ``line``): written as text, and possible."""
         if isinstance(value, int) and not isinstance(value, bool):
-            self.fail(f"'{key}' must be text: {_UNQUOTED} and the '+'", line=line)
+            self.fail(f"'{key}' must be text: {UNQUOTED_DIGITS} and the '+'", line=line)
         if not isinstance(value, str):
             self.fail(f"'{key}' must be text, not {type(value).__name__}", line=line)
         try:

@@ -21,7 +21,7 @@ from ivr.phone import InvalidNumberError, normalize
 from ivr.secrets import mask
 from ivr.states.flow import STATES, Kind
 from ivr.states.prompts import PROMPTS
-from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file, shown
+from ivr.yamlsrc import UNQUOTED_DIGITS, LinedDict, LinedList, SourceError, line_of, load_file, shown
 
 __all__ = ["GAP_SECONDS", "CallSpec", "Expect", "Scenario", "discover", "load_scenario", "resolve_keys"]
 
@@ -37,7 +37,6 @@ GAP_SECONDS: Final = 30.0
 #: The years an ``at`` may fall in: wide for any test, and far from the ends of Python's calendar,
 #: which a call's clock (silences, the lockout's look-back) must not run past.
 YEARS: Final = range(1970, 3000)
-_UNQUOTED: Final = "quote it: YAML reads unquoted digits as a number, which drops leading zeros"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +106,7 @@ class _Reader:
     def digits(self, key: str) -> str | None:
         """Text that is digits (a ticket ID): written quoted, since YAML turns ``0012`` into 10."""
         if isinstance(self.raw.get(key), int):
-            raise self.fail(f"'{key}' must be text: {_UNQUOTED}", key)
+            raise self.fail(f"'{key}' must be text: {UNQUOTED_DIGITS}", key)
         return self.text(key, required=False)
 
     def caller(self) -> str:
@@ -116,7 +115,9 @@ class _Reader:
             raise self.fail("missing 'caller'")
         value = self.raw["caller"]
         if isinstance(value, int) and not isinstance(value, bool):
-            raise self.fail(f"'caller' must be text: {_UNQUOTED} and the '+' (caller: \"+15550100001\")", "caller")
+            raise self.fail(
+                f"'caller' must be text: {UNQUOTED_DIGITS} and the '+' (caller: \"+15550100001\")", "caller"
+            )
         if not isinstance(value, str):
             raise self.fail(f"'caller' must be text, not {type(value).__name__}", "caller")
         try:
@@ -205,7 +206,7 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
 def _press(path: Path, line: int | None, what: str, value: object, call_index: int) -> Press:
     """A ``press`` step; the keys may be a code or a key, so an error shows them masked."""
     if not isinstance(value, str):
-        why = _UNQUOTED if isinstance(value, int) and not isinstance(value, bool) else "keys are text"
+        why = UNQUOTED_DIGITS if isinstance(value, int) and not isinstance(value, bool) else "keys are text"
         raise SourceError(path, line, f'{what}: press must be quoted keys (press: "0123#"): {why}')
     for match in _PLACEHOLDER.finditer(value):
         ref = int(match.group(1)) if match.group(1) else None
