@@ -5,6 +5,7 @@ Replay, the CLI, the tests, the web console and the load generator all build the
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -75,30 +76,36 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     if relay and broker is None:
         msg = "an outbox relayed by `ivr relay` needs a broker to relay to"
         raise ValueError(msg)
-    directory = await Directory.open(workdir / "ivr.db", pepper=pepper_from_env())
-    await directory.load(world)
-    if shard != (0, 1):
-        directory.share_ticket_numbers(*shard)
-    ledger: LedgerStore | None = None
-    service: LedgerService | None = None
-    if own_ledger:
-        ledger = await LedgerStore.open(workdir / "ledger.db")
-        await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
-        service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source)
-    link: Link
-    if broker is None:
-        assert service is not None  # noqa: S101 - checked above
-        link = InProcessLink(directory=directory, service=service)
-    else:
-        mqtt = MqttLink(
-            directory=directory,
-            config=broker,
-            source=source,
-            service=service,
-            root=root,
-            relayed_by=workdir / PROGRESS_FILE if relay else None,
-        )
-        await mqtt.start()
-        link = mqtt
+    # A step that fails closes what the steps before it opened: a directory left open keeps its
+    # reader thread alive, and the process then never exits.
+    async with contextlib.AsyncExitStack() as opened:
+        directory = await Directory.open(workdir / "ivr.db", pepper=pepper_from_env())
+        opened.push_async_callback(directory.close)
+        await directory.load(world)
+        if shard != (0, 1):
+            directory.share_ticket_numbers(*shard)
+        ledger: LedgerStore | None = None
+        service: LedgerService | None = None
+        if own_ledger:
+            ledger = await LedgerStore.open(workdir / "ledger.db")
+            opened.push_async_callback(ledger.close)
+            await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
+            service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source)
+        link: Link
+        if broker is None:
+            assert service is not None  # noqa: S101 - checked above
+            link = InProcessLink(directory=directory, service=service)
+        else:
+            mqtt = MqttLink(
+                directory=directory,
+                config=broker,
+                source=source,
+                service=service,
+                root=root,
+                relayed_by=workdir / PROGRESS_FILE if relay else None,
+            )
+            await mqtt.start()
+            link = mqtt
+        opened.pop_all()  # built whole: the System closes them from now on
     engine = Engine(directory=directory, source=source, on_events=link.notify)
     return System(directory=directory, engine=engine, ledger=ledger, link=link)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
+from ivr import phone
 from ivr.auth import lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import Method, Plan, Severity, Ticket, TicketStatus
@@ -501,7 +502,12 @@ class Engine:
         number: str,
         call_id: str | None = None,
     ) -> CallRecord:
-        """Run one call to its final state and return what it produced."""
-        call = Call(id=call_id or uuid.uuid4().hex[:12], caller=number, started_at=clock.now())
+        """Run one call to its final state and return what it produced.
+
+        ``number`` is put in E.164 first, so the lockout, the events and the traces see one line
+        as one number whichever front end wrote it; one that is no telephone number is refused
+        with :class:`~ivr.phone.InvalidNumberError` before the call starts.
+        """
+        call = Call(id=call_id or uuid.uuid4().hex[:12], caller=phone.normalize(number), started_at=clock.now())
         with structlog.contextvars.bound_contextvars(call_id=call.id):
             return await _Run(self, call, caller, clock).run()

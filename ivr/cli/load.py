@@ -15,6 +15,7 @@ from ivr.cli.common import broker_option
 from ivr.collector import paced_collection
 from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
+from ivr.load.plan import MAX_CALLS
 from ivr.load.report import Progress
 from ivr.load.runner import LoadError, LoadOptions, run_load
 from ivr.load.workers import WorkerError, run_workers
@@ -84,7 +85,11 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
 
 
 @click.command()
-@click.option("--calls", type=click.IntRange(min=1), help="How many calls to make (required but with --write-world).")
+@click.option(
+    "--calls",
+    type=click.IntRange(min=1, max=MAX_CALLS),
+    help="How many calls to make, each from its own number (required but with --write-world).",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0),

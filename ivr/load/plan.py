@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ivr.load.mix import Mix
     from ivr.load.world import Catalog, Holding
 
-__all__ = ["HANG_UP", "Beat", "CallPlan", "Planner", "caller_number"]
+__all__ = ["HANG_UP", "MAX_CALLS", "Beat", "CallPlan", "Planner", "caller_number"]
 
 #: A beat: wait this many seconds, then press this key (or hang up, when it is :data:`HANG_UP`).
 Beat = tuple[float, str]
@@ -42,6 +42,10 @@ _KIND_KEY: Final = {CallerKind.CONSUMER: "1", CallerKind.BUSINESS: "2"}
 _PURPOSE_KEYS: Final = ("2", "3")  # technical, licensing
 _SEVERITY_KEYS: Final = "1234"
 _WRONG_LENGTH_DIGITS: Final = 6
+
+
+#: Calls a run can number apart: +15550000000 to +15559999999; one more would not be a US number.
+MAX_CALLS: Final = 10_000_000
 
 
 def caller_number(index: int) -> str:

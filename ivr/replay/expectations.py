@@ -13,7 +13,7 @@ from ivr.auth.decisions import Reason, Rule
 from ivr.events import EventType
 from ivr.states.flow import STATES
 from ivr.states.prompts import PROMPTS
-from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of
+from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, shown
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -118,7 +118,7 @@ def parse_events(path: Path, parent: LinedDict, what: str) -> tuple[EventMatch, 
         else:
             name, data = event_name(str(item)), {}
         if name not in _EVENT_TYPES:
-            raise _fail(path, raw, i, f"{what}: unknown event '{name}'")
+            raise _fail(path, raw, i, f"{what}: unknown event {shown(name)}")
         out.append(EventMatch(name, {str(k): v for k, v in data.items()}))
     return tuple(out)
 
@@ -131,7 +131,7 @@ def _names(path: Path, parent: LinedDict, key: str, known: Any, what: str) -> tu
         raise _fail(path, parent, key, f"{what}: '{key}' must be a list")
     for i, item in enumerate(raw):
         if str(item) not in known:
-            raise _fail(path, raw, i, f"{what}: unknown {key[:-1]} '{item}'")
+            raise _fail(path, raw, i, f"{what}: unknown {key[:-1]} {shown(item)}")
     return tuple(str(item) for item in raw)
 
 
@@ -145,7 +145,7 @@ def parse_absent(path: Path, parent: LinedDict, what: str) -> Absent:
     for key in raw:
         if key not in _ABSENT_KEYS:
             raise _fail(
-                path, raw, key, f"{what} absent: unknown key '{key}'; expected one of {', '.join(_ABSENT_KEYS)}"
+                path, raw, key, f"{what} absent: unknown key {shown(key)}; expected one of {', '.join(_ABSENT_KEYS)}"
             )
     where = f"{what} absent"
     return Absent(
@@ -168,14 +168,15 @@ def parse_decisions(path: Path, parent: LinedDict, what: str) -> tuple[DecisionM
             raise _fail(path, raw, i, f"{what}: a decision is {{rule: RULE, granted: true|false, reason: REASON}}")
         for key in item:
             if key not in _DECISION_KEYS:
-                raise _fail(path, item, key, f"{what}: unknown decision key '{key}'; expected granted, reason, rule")
+                message = f"{what}: unknown decision key {shown(key)}; expected granted, reason, rule"
+                raise _fail(path, item, key, message)
         rule, granted, reason = str(item["rule"]), item.get("granted"), item.get("reason")
         if rule not in _RULES:
-            raise _fail(path, item, "rule", f"{what}: unknown rule '{rule}'")
+            raise _fail(path, item, "rule", f"{what}: unknown rule {shown(rule)}")
         if granted is not None and not isinstance(granted, bool):
             raise _fail(path, item, "granted", f"{what}: 'granted' must be true or false")
         if reason is not None and str(reason) not in _REASONS:
-            raise _fail(path, item, "reason", f"{what}: unknown reason '{reason}'")
+            raise _fail(path, item, "reason", f"{what}: unknown reason {shown(reason)}")
         out.append(DecisionMatch(rule, granted, None if reason is None else str(reason)))
     return tuple(out)
 

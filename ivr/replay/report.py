@@ -121,24 +121,29 @@ def trace_text(results: Sequence[ScenarioResult]) -> str:
 
 
 def _transcript(result: ScenarioResult, *, header: bool) -> str:
-    """One scenario's calls: states, prompts, decisions, events and deductions, secrets masked."""
+    """One scenario's calls: states, prompts, decisions, events and deductions.
+
+    What the call said and did is scrubbed of codes and keys; the headings are not, since a file
+    name or a call id may hold a long digit run (``r04_20261117.yaml``) that is no secret.
+    """
     out: list[str] = []
     if header:
         example = f" (example {result.scenario.example})" if result.scenario.example else ""
-        out.append(f"== {result.scenario.path}{example} - {result.scenario.name}")
+        out.append(f"== {result.scenario.path}{example} - {scrub(result.scenario.name)}")
     for i, call in enumerate(result.calls):
         c = call.record.call
         out.append(f"-- call {i + 1} {c.id} from {c.caller} at {c.started_at.isoformat()}")
-        out.append(f"   states:  {' -> '.join(c.path)}")
-        out.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
-        out.extend(f"   decide:  {_decided(d)}: {d.detail}" for d in c.decisions)
-        out.extend(
+        said = [f"   states:  {' -> '.join(c.path)}"]
+        said.extend(f"   prompt:  {h.name}: {h.text}" for h in call.record.heard)
+        said.extend(f"   decide:  {_decided(d)}: {d.detail}" for d in c.decisions)
+        said.extend(
             f"   event:   #{e.sequence} {e.type} {json.dumps(e.data, separators=(',', ':'))}"
             for e in call.record.events
         )
         if call.deducted:
-            out.append(f"   ledger:  deducted {call.deducted}")
-    return scrub("\n".join(out))
+            said.append(f"   ledger:  deducted {call.deducted}")
+        out.extend(scrub(line) for line in said)
+    return "\n".join(out)
 
 
 def summary_line(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], seconds: float) -> str:

@@ -1,11 +1,13 @@
 """Scenario files: the public format the telephony team writes by hand (`docs/scenarios.md`).
 
 Parsing checks everything up front and reports the file, the line and what is wrong, so a typo
-in one file is a clear error for that file while the others still run.
+in one file is a clear error for that file while the others still run. Keys pressed may be a
+support code or a license key, so an error shows them masked.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,10 +16,12 @@ from typing import Any, Final
 
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import HANGUP, KEYS, Press, Silence, Step
+from ivr.phone import InvalidNumberError, normalize
 from ivr.replay.expectations import Absent, DecisionMatch, EventMatch, parse_absent, parse_decisions, parse_events
+from ivr.secrets import mask
 from ivr.states.flow import STATES, Kind
 from ivr.states.prompts import PROMPTS
-from ivr.yamlsrc import LinedDict, LinedList, SourceError, line_of, load_file
+from ivr.yamlsrc import UNQUOTED_DIGITS, LinedDict, LinedList, SourceError, line_of, load_file, shown
 
 __all__ = [
     "GAP_SECONDS",
@@ -40,6 +44,9 @@ _TOP_KEYS: Final = frozenset({"name", "at", "fixture", "description", "calls"}) 
 _PLACEHOLDER: Final = re.compile(r"\{ticket(?::(\d+))?\}")
 #: A call with no ``at`` of its own starts this long after the previous call ended.
 GAP_SECONDS: Final = 30.0
+#: The years an ``at`` may fall in: wide for any test, and far from the ends of Python's calendar,
+#: which a call's clock (silences, the lockout's look-back) must not run past.
+YEARS: Final = range(1970, 3000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +109,7 @@ class _Reader:
     def check_keys(self, allowed: frozenset[str]) -> None:
         for key in self.raw:
             if key not in allowed:
-                raise self.fail(f"unknown key '{key}'; expected one of {', '.join(sorted(allowed))}", key)
+                raise self.fail(f"unknown key {shown(key)}; expected one of {', '.join(sorted(allowed))}", key)
 
     def text(self, key: str, *, required: bool = True) -> str | None:
         if key not in self.raw:
@@ -114,6 +121,28 @@ class _Reader:
             raise self.fail(f"'{key}' must be text, not {type(value).__name__}", key)
         return str(value)
 
+    def digits(self, key: str) -> str | None:
+        """Text that is digits (a ticket ID): written quoted, since YAML turns ``0012`` into 10."""
+        if isinstance(self.raw.get(key), int):
+            raise self.fail(f"'{key}' must be text: {UNQUOTED_DIGITS}", key)
+        return self.text(key, required=False)
+
+    def caller(self) -> str:
+        """The calling number, in E.164: the lockout counts per line however the file writes it."""
+        if "caller" not in self.raw:
+            raise self.fail("missing 'caller'")
+        value = self.raw["caller"]
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise self.fail(
+                f"'caller' must be text: {UNQUOTED_DIGITS} and the '+' (caller: \"+15550100001\")", "caller"
+            )
+        if not isinstance(value, str):
+            raise self.fail(f"'caller' must be text, not {type(value).__name__}", "caller")
+        try:
+            return normalize(value)
+        except InvalidNumberError as exc:
+            raise self.fail(str(exc), "caller") from None
+
     def instant(self, key: str, *, required: bool) -> datetime | None:
         if key not in self.raw:
             if required:
@@ -121,11 +150,13 @@ class _Reader:
             return None
         value = self.raw[key]
         try:
-            instant = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise self.fail(f"'{key}' is not an ISO-8601 date-time: {value!r}", key) from exc
+            instant = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise self.fail(f"'{key}' is not an ISO-8601 date-time: {shown(value)}", key) from None
         if instant.tzinfo is None:
-            raise self.fail(f"'{key}' needs a UTC offset (support hours depend on it): {value!r}", key)
+            raise self.fail(f"'{key}' needs a UTC offset (support hours depend on it): {instant.isoformat()}", key)
+        if instant.year not in YEARS:
+            raise self.fail(f"'{key}' must fall in the years {YEARS.start} to {YEARS.stop - 1}", key)
         return instant
 
     def names(self, key: str, known: frozenset[str] | dict[str, Any]) -> tuple[str, ...]:
@@ -136,9 +167,9 @@ class _Reader:
             raise self.fail(f"'{key}' must be a list", key)
         out = []
         for i, item in enumerate(value):
-            name = str(item)
-            if name not in known:
-                raise SourceError(self.path, line_of(value, i), f"{self.what}: unknown {key[:-1]} '{item}'")
+            name = item
+            if not isinstance(name, str) or name not in known:
+                raise SourceError(self.path, line_of(value, i), f"{self.what}: unknown {key[:-1]} {shown(item)}")
             out.append(name)
         return tuple(out)
 
@@ -161,7 +192,7 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
     )
     for key, value, allowed in (("outcome", outcome, _OUTCOMES), ("reason", reason, _REASONS), ("rule", rule, _RULES)):
         if value is not None and value not in allowed:
-            raise r.fail(f"unknown {key} '{value}'; expected one of {', '.join(sorted(allowed))}", key)
+            raise r.fail(f"unknown {key} {shown(value)}; expected one of {', '.join(sorted(allowed))}", key)
     priority = raw.get("priority")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
         raise r.fail("'priority' must be a whole number", "priority")
@@ -179,7 +210,7 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
         states=r.names("states", STATES),
         queue=r.text("queue", required=False),
         priority=priority,
-        ticket=r.text("ticket", required=False),
+        ticket=r.digits("ticket"),
         deducted={str(k): v for k, v in deducted.items()} if deducted is not None else None,
         absent=parse_absent(path, raw, f"{what} expect"),
         decisions=parse_decisions(path, raw, f"{what} expect"),
@@ -187,7 +218,23 @@ def _expect(path: Path, raw: Any, what: str) -> Expect:  # noqa: ANN401
     )
 
 
-def _steps(path: Path, raw: Any, what: str, call_index: int) -> tuple[Step, ...]:  # noqa: ANN401, C901
+def _press(path: Path, line: int | None, what: str, value: object, call_index: int) -> Press:
+    """A ``press`` step; the keys may be a code or a key, so an error shows them masked."""
+    if not isinstance(value, str):
+        why = UNQUOTED_DIGITS if isinstance(value, int) and not isinstance(value, bool) else "keys are text"
+        raise SourceError(path, line, f'{what}: press must be quoted keys (press: "0123#"): {why}')
+    for match in _PLACEHOLDER.finditer(value):
+        ref = int(match.group(1)) if match.group(1) else None
+        if ref is not None and not 1 <= ref < call_index + 1:
+            raise SourceError(path, line, f"{what}: {match.group(0)} must name an earlier call (1..{call_index})")
+    bad = "".join(sorted(set(_PLACEHOLDER.sub("", value)) - KEYS))
+    if bad or not value:
+        message = f"press {shown(mask(value))} has keys a phone does not have: {shown(bad)[1:-1]}"
+        raise SourceError(path, line, f"{what}: {message}")
+    return Press(value)
+
+
+def _steps(path: Path, raw: Any, what: str, call_index: int) -> tuple[Step, ...]:  # noqa: ANN401
     if not isinstance(raw, LinedList):
         raise SourceError(path, None, f"{what}: 'steps' must be a list")
     steps: list[Step] = []
@@ -200,26 +247,15 @@ def _steps(path: Path, raw: Any, what: str, call_index: int) -> tuple[Step, ...]
             raise SourceError(path, line, f"{what}: a step is 'press: KEYS', 'silence: SECONDS' or 'hangup'")
         ((kind, value),) = item.items()
         if kind == "press":
-            keys = str(value)
-            for match in _PLACEHOLDER.finditer(keys):
-                ref = int(match.group(1)) if match.group(1) else None
-                if ref is not None and not 1 <= ref < call_index + 1:
-                    raise SourceError(
-                        path, line, f"{what}: {match.group(0)} must name an earlier call (1..{call_index})"
-                    )
-            bare = _PLACEHOLDER.sub("", keys)
-            bad = sorted(set(bare) - KEYS)
-            if bad or not keys:
-                raise SourceError(path, line, f"{what}: press '{keys}' has keys a phone does not have: {''.join(bad)}")
-            steps.append(Press(keys))
+            steps.append(_press(path, line, what, value, call_index))
         elif kind == "silence":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise SourceError(path, line, f"{what}: silence must be a positive number of seconds")
             steps.append(Silence(float(value)))
         elif kind == "hangup":
             steps.append(HANGUP)
         else:
-            raise SourceError(path, line, f"{what}: unknown step '{kind}'; expected press, silence or hangup")
+            raise SourceError(path, line, f"{what}: unknown step {shown(kind)}; expected press, silence or hangup")
     return tuple(steps)
 
 
@@ -229,8 +265,7 @@ def _call(path: Path, raw: Any, what: str, index: int) -> CallSpec:  # noqa: ANN
     r = _Reader(path, raw, what)
     if what != "scenario":  # an item of 'calls' (a single-call file's keys were checked whole)
         r.check_keys(_CALL_KEYS)
-    caller = r.text("caller")
-    assert caller is not None  # noqa: S101 - required
+    caller = r.caller()
     if "steps" not in raw:
         raise r.fail("missing 'steps'")
     return CallSpec(
@@ -259,9 +294,14 @@ def scenario_from(path: Path, doc: Any) -> Scenario:  # noqa: ANN401 - YAML is w
     assert name is not None  # noqa: S101 - required above
     assert at is not None  # noqa: S101 - required above
     assert fixture is not None  # noqa: S101 - required above
-    fixture_path = (path.parent / fixture).resolve()
-    if not fixture_path.is_file():
-        raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
+    try:
+        fixture_path = (path.parent / fixture).resolve()
+        found = fixture_path.is_file()
+    except (OSError, ValueError) as exc:  # a NUL in the name, or a name longer than the system allows
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise r.fail(f"fixture {shown(fixture)} cannot be a file's name: {why}", "fixture") from None
+    if not found:
+        raise r.fail(f"fixture {shown(fixture)} not found (looked at {fixture_path})", "fixture")
     if "calls" in doc:
         if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")

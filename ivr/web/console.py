@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from ivr import phone
 from ivr.bus.base import BusUnavailableError
 from ivr.bus.mqtt import MqttBus
 from ivr.events import TOPIC_ROOT
@@ -282,6 +284,11 @@ class Session:
             return
         persona = self._persona(command.persona)
         if persona is None:
+            return
+        try:  # a fixture's numbers are checked when it is read; a world built otherwise may hold any
+            persona = dataclasses.replace(persona, caller=phone.normalize(persona.caller))
+        except phone.InvalidNumberError as exc:
+            self.error(f"call refused: persona {persona.id!r}: {exc}")
             return
         if len(console.calls) >= MAX_CALLS:
             self.error(f"the console is busy ({MAX_CALLS} calls running): try again in a moment")

@@ -77,7 +77,7 @@ def test_the_default_world_loads(world):
         pytest.param(
             HEAD + CONTRACT.replace("incidents: 1", "incidents: -1"),
             5,
-            "contracts[0] (K-X): 'incidents' must be a whole number >= 0 or 'unlimited'",
+            "contracts[0] (K-X): 'incidents' must be a whole number from 0 to 1,000,000,000 or 'unlimited'",
             id="negative-incidents",
         ),
         pytest.param(
