@@ -79,7 +79,7 @@ def test_every_bad_file_is_a_located_error_and_the_good_one_still_runs(folder):
     assert "Traceback" not in done.stderr
     for name, (where, line) in bad.items():
         assert re.search(rf"^ERROR {re.escape(where)}:{line}: ", done.stdout, re.MULTILINE), (name, done.stdout)
-    assert re.search(r"^good\s+sales\s+-\s+R1\s+PASS$", done.stdout, re.MULTILINE)
+    assert re.search(r"^good\s+sales\s+-\s+R1\s+-\s+PASS$", done.stdout, re.MULTILINE)
     assert f"1 passed, 0 failed, {len(bad)} unreadable" in done.stdout
 
 
