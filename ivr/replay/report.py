@@ -1,12 +1,13 @@
-"""How replay results are shown: a table, failure details, call traces and JUnit XML."""
+"""How replay results are shown: a table, failure details, call traces, JSON and JUnit XML."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ivr.secrets import scrub
+from ivr.tables import PLAIN, Terminal, render
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
     from ivr.replay.runner import LoadFailure, ScenarioResult
 
-__all__ = ["failures_text", "junit_xml", "ledger_text", "summary_line", "table", "trace_text"]
+__all__ = ["failures_text", "junit_xml", "ledger_text", "report_json", "summary_line", "table", "trace_text"]
 
 
 def _label(result: ScenarioResult, index: int) -> str:
@@ -22,7 +23,7 @@ def _label(result: ScenarioResult, index: int) -> str:
     return name if len(result.calls) == 1 else f"{name} #{index + 1}"
 
 
-def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
+def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], terminal: Terminal = PLAIN) -> str:
     """One row per call: scenario, outcome, reason, PASS/FAIL; unreadable files as ERROR rows."""
     rows = [("SCENARIO", "OUTCOME", "REASON", "RULE", "RESULT")]
     for result in results:
@@ -40,8 +41,7 @@ def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure
                 ),
             )
     rows.extend((f.path.name, "-", "-", "-", "ERROR") for f in load_failures)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return render(rows, terminal)
 
 
 def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
@@ -65,7 +65,7 @@ def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[Loa
     return "\n".join(out)
 
 
-def ledger_text(results: Sequence[ScenarioResult]) -> str:
+def ledger_text(results: Sequence[ScenarioResult], terminal: Terminal = PLAIN) -> str:
     """Each scenario's ledger: the contracts it touched (opening, deducted, balance), then verify."""
     rows = [("SCENARIO", "CONTRACT", "OPENING", "DEDUCTED", "BALANCE")]
     for result in results:
@@ -73,8 +73,7 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
             opening = "unlimited" if row.opening is None else str(row.opening)
             balance = "unlimited" if row.balance is None else str(row.balance)
             rows.append((result.scenario.path.stem, row.contract, opening, str(row.deducted), balance))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [render(rows, terminal)]
     reports = [r.verify for r in results if r.verify is not None]
     bad = sum(1 for v in reports if not v.ok)
     lines.append(
@@ -83,6 +82,56 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
         f"{bad} with problems)"
     )
     return "\n".join(lines)
+
+
+def report_json(
+    results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], seconds: float
+) -> dict[str, Any]:
+    """Everything the table, the failures and ``--ledger`` show, as JSON-able data (``ivr replay --json``)."""
+    scenarios = [
+        {
+            "path": str(result.scenario.path),
+            "name": result.scenario.name,
+            "passed": result.passed,
+            "error": None if result.error is None else scrub(result.error),
+            "seconds": round(result.seconds, 3),
+            "calls": [
+                {
+                    "outcome": call.record.call.outcome,
+                    "reason": call.record.call.reason,
+                    "rule": call.record.call.rule,
+                    "passed": not call.failures,
+                    "failures": [scrub(f) for f in call.failures],
+                    "states": list(call.record.call.path),
+                    "deducted": call.deducted,
+                }
+                for call in result.calls
+            ],
+            "ledger": [
+                {"contract": row.contract, "opening": row.opening, "deducted": row.deducted, "balance": row.balance}
+                for row in result.ledger
+            ],
+            "verify": None
+            if result.verify is None
+            else {
+                "ok": result.verify.ok,
+                "deductions": result.verify.deductions,
+                "rejections": result.verify.rejections,
+                "problems": result.verify.problems,
+            },
+        }
+        for result in results
+    ]
+    passed = sum(1 for r in results if r.passed)
+    return {
+        "ok": passed == len(results) and not load_failures,
+        "passed": passed,
+        "failed": len(results) - passed,
+        "calls": sum(len(r.calls) for r in results),
+        "seconds": round(seconds, 3),
+        "scenarios": scenarios,
+        "unreadable": [{"path": str(f.path), "error": scrub(str(f.error))} for f in load_failures],
+    }
 
 
 def trace_text(results: Sequence[ScenarioResult]) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from ivr import worlds
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import HANGUP, KEYS, Press, Silence, Step
 from ivr.events import EventType
@@ -240,9 +241,12 @@ def load_scenario(path: Path) -> Scenario:
     assert name is not None  # noqa: S101 - required above
     assert at is not None  # noqa: S101 - required above
     assert fixture is not None  # noqa: S101 - required above
-    fixture_path = (path.parent / fixture).resolve()
+    fixture_path = worlds.packaged(fixture) or (path.parent / fixture).resolve()
     if not fixture_path.is_file():
-        raise r.fail(f"fixture '{fixture}' not found (looked at {fixture_path})", "fixture")
+        known = ", ".join(worlds.names())
+        raise r.fail(
+            f"fixture '{fixture}' is no packaged world ({known}) and no file (looked at {fixture_path})", "fixture"
+        )
     if "calls" in doc:
         if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import json
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -38,9 +39,10 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["STATIC", "create_app"]
+__all__ = ["create_app"]
 
-STATIC: Final = Path(__file__).parent / "static"
+#: The page and its assets, package data (read through importlib.resources, so an installed wheel serves them).
+_STATIC: Final = ("ivr.web", "static")
 #: WebSocket close code for a page from another origin (RFC 6455: policy violation).
 _POLICY_VIOLATION: Final = 1008
 
@@ -54,7 +56,8 @@ def _same_origin(websocket: WebSocket) -> bool:
 
 
 async def _index(_: Request) -> Response:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    page = resources.files(_STATIC[0]).joinpath(_STATIC[1], "index.html").read_bytes()
+    return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 async def _socket(websocket: WebSocket) -> None:
@@ -96,8 +99,9 @@ def create_app(
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
-    name the fixture relative to ``scenarios_dir`` (default: ``./scenarios``, where ``ivr replay``
-    looks). With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
+    name a packaged world by its name, any other fixture relative to ``scenarios_dir`` (default:
+    ``./scenarios``, where ``ivr replay`` looks). With ``own_ledger=False`` the calls' deductions
+    come from an `ivr ledger` process.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -126,7 +130,7 @@ def create_app(
         routes=[
             Route("/", _index),
             WebSocketRoute("/ws", _socket),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", StaticFiles(packages=[_STATIC]), name="static"),
         ],
         lifespan=lifespan,
     )
