@@ -145,7 +145,7 @@ def _contract_entry(contract: Contract) -> dict[str, Any]:
 
 
 def write_fixture(world: World, path: Path) -> None:
-    """Write ``world`` in the fixture format (`scenarios/fixtures/`), for `ivr ledger --fixture`."""
+    """Write ``world`` in the fixture format (docs/scenarios.md), for `ivr ledger --fixture`."""
     doc = {
         "customers": [
             {"id": c.id, "name": c.name, "kind": c.kind.value, "caller_numbers": list(c.caller_numbers)}

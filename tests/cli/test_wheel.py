@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ivr.bus.broker import EmbeddedBroker, find_mosquitto, free_port
+from ivr.replay.scenario import discover
 
 REPO = Path(__file__).resolve().parents[2]
 #: Bound on each command: generous for a loaded machine.
@@ -96,7 +97,7 @@ def test_ivr_is_imported_from_the_wheel_not_the_checkout(venv, outside):
 def test_replay_passes_a_copy_of_the_shipped_scenarios(venv, outside):
     """`ivr replay` with no argument, in a folder holding a copy of scenarios/, passes every one."""
     shutil.copytree(REPO / "scenarios", outside / "scenarios")
-    count = len(list((outside / "scenarios").rglob("*.yaml")))
+    count = len(discover([outside / "scenarios"]))
     done = _run([venv / "ivr", "replay"], cwd=outside)
     assert f"{count} passed, 0 failed ({count} scenarios" in done.stdout
 
