@@ -21,6 +21,7 @@ from datetime import datetime
 from itertools import cycle
 from pathlib import Path
 
+from ivr import worlds
 from ivr.bootstrap import build_system
 from ivr.callers import HANGUP, Press, ScriptedCaller, Step
 from ivr.clock import VirtualClock
@@ -41,7 +42,7 @@ MIX: list[tuple[str, list[Step]]] = [
 async def main(calls: int, concurrency: int) -> None:
     """Run the mix and print the figures."""
     configure(level="error")
-    world = load_world(Path("scenarios/fixtures/default.yaml"))
+    world = load_world(worlds.packaged(worlds.DEFAULT))
     with tempfile.TemporaryDirectory() as tmp:
         system = await build_system(world=world, workdir=Path(tmp))
         gate = asyncio.Semaphore(concurrency)

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import structlog
 
+from ivr import worlds
 from ivr.bootstrap import build_system
 from ivr.callers import HANGUP, Press, ScriptedCaller, Silence
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_WORLD_PATH = REPO / "scenarios" / "fixtures" / "default.yaml"
+#: The packaged default world (ivr/worlds/default.yaml), as `ivr` finds it.
+DEFAULT_WORLD_PATH = worlds.packaged(worlds.DEFAULT)
 #: A Tuesday at 10:00 US Eastern: inside every contract's business hours.
 TUESDAY_10AM = datetime(2026, 11, 17, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
 
@@ -50,7 +52,7 @@ def _quiet_structlog():
 
 @pytest.fixture(scope="session")
 def default_world_path():
-    """The shipped default fixture world, by absolute path."""
+    """The packaged default fixture world, by absolute path."""
     return DEFAULT_WORLD_PATH
 
 

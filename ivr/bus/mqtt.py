@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["DEFAULT_INFLIGHT", "Backoff", "MqttBus", "forget_session"]
+__all__ = ["DEFAULT_INFLIGHT", "Backoff", "MqttBus", "forget_session", "probe"]
 
 #: Publishes awaiting their PUBACK at once; ~100 is where Mosquitto's throughput levels off.
 DEFAULT_INFLIGHT: Final = 100
@@ -522,3 +522,36 @@ async def forget_session(config: BrokerConfig, client_id: str) -> None:
             timeout=5,
         ):
             pass
+
+
+async def probe(config: BrokerConfig, *, timeout: float) -> None:
+    """Connect once and leave: return when the broker answers, raise :class:`BusError` saying why not.
+
+    One attempt, no reconnection: a command about to rely on a broker asks first, so a wrong
+    address is an error at once instead of a process retrying in silence.
+    """
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            aiomqtt.Client(
+                config.host,
+                config.port,
+                username=config.username,
+                password=config.password,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                timeout=timeout,
+            ),
+        ):
+            pass
+    except TimeoutError:
+        msg = f"no MQTT broker answers at {config} (waited {timeout:g} s)"
+        raise BusUnavailableError(msg) from None
+    except aiomqtt.MqttCodeError as exc:
+        code = _code(getattr(exc, "rc", None))
+        if code in _REFUSED:
+            raise BusRefusedError(code or 0, str(exc)) from None
+        msg = f"no MQTT broker answers at {config}: {exc}"
+        raise BusUnavailableError(msg) from None
+    except aiomqtt.MqttError as exc:
+        msg = f"no MQTT broker answers at {config}: {exc}"
+        raise BusUnavailableError(msg) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ivr import __version__
+from ivr.cli.common import Commands
 from ivr.cli.diagram import diagram
 from ivr.cli.events import events
 from ivr.cli.ledger import ledger
@@ -18,10 +19,14 @@ from ivr.secrets import PepperError, pepper_from_env
 __all__ = ["main"]
 
 
-@click.group()
+@click.group(cls=Commands, context_settings={"show_default": True})
 @click.version_option(__version__, prog_name="ivr")
 def main() -> None:
-    """ivr: a support line's authorization IVR, simulated."""
+    """ivr: a support line's authorization IVR, simulated.
+
+    Each command's --help says what it does and every option's default. Shell completion:
+    eval "$(_IVR_COMPLETE=bash_source ivr)" (zsh_source, fish_source), see the README.
+    """
     try:  # checked once here, so a bad pepper is a usage error before any command starts
         pepper_from_env()
     except PepperError as exc:

@@ -1,19 +1,59 @@
-"""Options and helpers the `ivr` subcommands share."""
+"""Options and helpers the `ivr` subcommands share: the broker, the fixture world, logging, help."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
+from ivr import worlds
+from ivr.bus.base import BusError, BusRefusedError
 from ivr.bus.broker import embedded_broker
-from ivr.bus.url import BrokerConfig, BrokerUrlError, parse_broker_url
+from ivr.bus.mqtt import probe
+from ivr.bus.url import ENV_VAR, BrokerConfig, BrokerUrlError, parse_broker_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-__all__ = ["broker_option", "parse_broker", "replay_broker"]
+__all__ = [
+    "LOG_LEVELS",
+    "PRIVATE_BROKER",
+    "PROBE_TIMEOUT",
+    "Commands",
+    "broker_option",
+    "fixture_option",
+    "log_options",
+    "parse_broker",
+    "parse_world",
+    "replay_broker",
+    "require_broker",
+]
+
+#: What a command without --broker or IVR_BROKER uses when it starts a broker of its own.
+PRIVATE_BROKER: Final = "a private broker on a free loopback port: Mosquitto, else amqtt in process"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+#: Seconds a command waits for a broker it was told to use before saying none answers.
+PROBE_TIMEOUT: Final = 5.0
+
+
+class Commands(click.Group):
+    """A group whose command list shows each command's whole summary (its docstring's first sentence).
+
+    Click cuts a summary to fit one line of the terminal and ends it with "..."; a summary is a
+    sentence worth reading whole, so it is wrapped instead.
+    """
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the visible subcommands with their whole summaries."""
+        commands = ((name, self.get_command(ctx, name)) for name in self.list_commands(ctx))
+        rows = [(name, cmd.get_short_help_str(limit=sys.maxsize)) for name, cmd in commands if cmd and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def parse_broker(_: click.Context, __: click.Parameter, value: str | None) -> BrokerConfig | None:
@@ -27,16 +67,75 @@ def parse_broker(_: click.Context, __: click.Parameter, value: str | None) -> Br
 
 
 def broker_option(*, help_text: str, default: str | None = None) -> Callable[[Any], Any]:
-    """``--broker mqtt://[user:pass@]host:port``, also read from ``IVR_BROKER``."""
+    """``--broker mqtt://[user:pass@]host:port``, else ``IVR_BROKER``, else ``default`` or a private broker."""
     return click.option(
         "--broker",
-        envvar="IVR_BROKER",
+        envvar=ENV_VAR,
         default=default,
         callback=parse_broker,
         metavar="URL",
-        help=help_text,
+        help=help_text if default is not None else f"{help_text} [default: {PRIVATE_BROKER}]",
         show_envvar=True,
     )
+
+
+def log_options(*, level: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--log-format`` and ``--log-level`` (a choice: any other level is a usage error, exit 2)."""
+    fmt = click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        default="console",
+        show_default=True,
+        help="Log lines on stderr for people (console) or machines (json).",
+    )
+    threshold = click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=level,
+        show_default=True,
+        help="Log this level and above.",
+    )
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        return fmt(threshold(command))
+
+    return decorate
+
+
+def parse_world(_: click.Context, __: click.Parameter, value: str) -> Path:
+    """Click callback: a packaged world's name (``default``) to its file, else the fixture file named."""
+    packaged = worlds.packaged(value)
+    if packaged is not None:
+        return packaged
+    path = Path(value)
+    if not path.is_file():
+        msg = f"{value}: no such fixture file (nor a packaged world: {', '.join(worlds.names())})"
+        raise click.BadParameter(msg)
+    return path
+
+
+def fixture_option(*, help_text: str) -> Callable[[Any], Any]:
+    """``--fixture FILE|NAME``: a fixture file, or a packaged world by name; the packaged default if not given."""
+    return click.option(
+        "--fixture",
+        default=worlds.DEFAULT,
+        callback=parse_world,
+        metavar="FILE|NAME",
+        show_default=False,
+        help=f"{help_text} A fixture file, or the name of a world packaged with ivr [default: {worlds.DEFAULT}].",
+    )
+
+
+def require_broker(config: BrokerConfig, *, timeout: float = PROBE_TIMEOUT) -> None:
+    """Return when ``config``'s broker answers; else exit 1 naming the URL tried and how to give another."""
+    try:
+        asyncio.run(probe(config, timeout=timeout))
+    except BusRefusedError as exc:
+        msg = f"{config}: {exc}; check the user and password in --broker URL or {ENV_VAR}"
+        raise click.ClickException(msg) from None
+    except BusError as exc:
+        msg = f"{exc}; start a broker there, or name another with --broker URL or {ENV_VAR}"
+        raise click.ClickException(msg) from None
 
 
 @contextlib.asynccontextmanager

@@ -57,13 +57,20 @@ def _svg(source: str) -> str:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "dot"]), default="mermaid", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "svg", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid text, Graphviz DOT, or SVG drawn by Graphviz's `dot`.",
+)
 @click.option(
     "--highlight",
     type=click.Choice(list(STATES)),
     default=None,
     metavar="STATE",
-    help="Mark this state as the current one.",
+    help="Mark this state as the current one [default: none].",
 )
 @click.option(
     "--side-edges/--no-side-edges",
@@ -71,11 +78,11 @@ def _svg(source: str) -> str:
     show_default=True,
     help="Draw the hang-up, no-input and no-match edges (a third of all arrows).",
 )
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write here, not to stdout.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write here [default: stdout].")
 @click.option(
     "--update",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Rewrite the generated Mermaid block of this Markdown file (docs/flow.md).",
+    help="Rewrite the generated Mermaid block of this Markdown file (docs/flow.md) [default: none, print].",
 )
 def diagram(fmt: str, highlight: str | None, output: Path | None, update: Path | None, *, side_edges: bool) -> None:
     """Write the call flow diagram, generated from STATES and TRANSITIONS in ivr/states/flow.py."""

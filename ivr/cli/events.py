@@ -13,8 +13,8 @@ import click
 
 from ivr.bus.base import BusRefusedError, TaskEndedError, wait_unless_ended
 from ivr.bus.mqtt import MqttBus
-from ivr.bus.url import parse_broker_url
-from ivr.cli.common import broker_option
+from ivr.bus.url import DEFAULT_BROKER_URL, parse_broker_url
+from ivr.cli.common import broker_option, require_broker
 from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
 
@@ -40,24 +40,25 @@ def format_event(topic: str, payload: bytes) -> str:
 
 
 @click.command()
-@broker_option(help_text="The broker to listen to.", default="mqtt://127.0.0.1:1883")
+@broker_option(help_text="The broker to listen to.", default=DEFAULT_BROKER_URL)
 @click.option(
     "--type", "pattern", default="*", show_default=True, help="Only event types matching this glob (ivr.auth.*)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print each event's JSON as received, one per line.")
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to listen under.")
-@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many events [default: never].")
 @click.option(
     "--client-id",
     default=None,
-    help="The client id your login is bound to (deploy/mosquitto binds one to each integrator's account); "
-    "default: one the broker makes up.",
+    help="The client id your login is bound to (deploy/mosquitto binds one to each integrator's account) "
+    "[default: one the broker makes up].",
 )
 def events(  # noqa: PLR0913 - one keyword per option
     broker: BrokerConfig | None, pattern: str, *, as_json: bool, root: str, count: int | None, client_id: str | None
 ) -> None:
     """Print events as they cross the bus, until interrupted (or --count reached)."""
-    config = broker or parse_broker_url("mqtt://127.0.0.1:1883")
+    config = broker or parse_broker_url(DEFAULT_BROKER_URL)
+    require_broker(config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -20,8 +21,8 @@ import click
 from ivr.bus.base import BusRefusedError, wait_unless_ended
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
-from ivr.bus.url import BrokerConfig, parse_broker_url
-from ivr.cli.common import broker_option
+from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
+from ivr.cli.common import Commands, broker_option, fixture_option, log_options, require_broker
 from ivr.cli.relay import POLL, relay_options, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
@@ -32,6 +33,7 @@ from ivr.ledger.service import LedgerService
 from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerFileError, LedgerStore, VerifyReport
 from ivr.logs import LogFormat, configure
 from ivr.secrets import PepperError, pepper_from_env
+from ivr.tables import Terminal, render, terminal_of
 from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
@@ -42,34 +44,31 @@ __all__ = ["ledger"]
 T = TypeVar("T")
 
 _DEFAULT_DB = Path("var/ledger.db")
-_DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Commands, invoke_without_command=True)
 @click.option(
     "--db",
     type=click.Path(path_type=Path),
     default=_DEFAULT_DB,
     show_default=True,
     envvar="IVR_LEDGER_DB",
-    help="The ledger's SQLite file.",
+    help="The ledger's SQLite file (`ivr ledger run` creates it).",
 )
 @click.pass_context
 def ledger(ctx: click.Context, db: Path) -> None:
     """Run the ledger consumer (no subcommand), or report on its file."""
     ctx.obj = db
     if ctx.invoked_subcommand is None:
-        ctx.invoke(run)
+        # Parsed as `ivr ledger run` with no arguments, so IVR_BROKER and the option callbacks apply.
+        with run.make_context("run", [], parent=ctx) as run_ctx:
+            run.invoke(run_ctx)
 
 
 @ledger.command()
-@broker_option(help_text="The broker to consume from.", default=_DEFAULT_BROKER)
-@click.option(
-    "--fixture",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=Path("scenarios/fixtures/default.yaml"),
-    show_default=True,
-    help="Fixture world whose contracts give the opening balances (contracts already in the file keep theirs).",
+@broker_option(help_text="The broker to consume from.", default=DEFAULT_BROKER_URL)
+@fixture_option(
+    help_text="Fixture world whose contracts give the opening balances (contracts already in the file keep theirs)."
 )
 @click.option("--client-id", default="ivr-ledger", show_default=True, help="Fixed MQTT client id (persistent session).")
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root the IVR publishes under.")
@@ -78,7 +77,7 @@ def ledger(ctx: click.Context, db: Path) -> None:
     "--share",
     metavar="GROUP",
     help="Take a share of the ticket events with the other ledgers of GROUP (an MQTT shared subscription), "
-    "all on the same --db; each needs its own --client-id and --source.",
+    "all on the same --db; each needs its own --client-id and --source [default: none, take every event].",
 )
 @click.option(
     "--announce/--no-announce",
@@ -87,8 +86,7 @@ def ledger(ctx: click.Context, db: Path) -> None:
     help="Publish the ledger events from this process, or leave them to `ivr ledger relay`. A file "
     "announced by a relay and then by its ledger again gets everything announced again (same event ids).",
 )
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-@click.option("--log-level", default="info", show_default=True)
+@log_options(level="info")
 @click.pass_obj
 def run(  # noqa: PLR0913 - one keyword per option
     db: Path,
@@ -113,7 +111,8 @@ def run(  # noqa: PLR0913 - one keyword per option
         LedgerConsumer.subscriptions(root, share)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--share") from exc
-    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    config = broker or parse_broker_url(DEFAULT_BROKER_URL)
+    require_broker(config)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -177,9 +176,8 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
 
 
 @ledger.command(name="relay")
-@relay_options(progress_file=LEDGER_PROGRESS_FILE, instance="ivr-ledger-relay", broker_default=_DEFAULT_BROKER)
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-@click.option("--log-level", default="info", show_default=True)
+@relay_options(progress_file=LEDGER_PROGRESS_FILE, instance="ivr-ledger-relay")
+@log_options(level="info")
 @click.pass_obj
 def relay_events(  # noqa: PLR0913 - one keyword per option
     db: Path,
@@ -197,7 +195,8 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
     in its own file, as `ivr relay` keeps for an IVR's outbox.
     """
     configure(fmt=log_format, level=log_level)
-    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    config = broker or parse_broker_url(DEFAULT_BROKER_URL)
+    require_broker(config)
     rows = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
     where = progress or db.parent / LEDGER_PROGRESS_FILE
     asyncio.run(run_relay(_existing(db), where, config, root=root, instance=instance, poll=POLL, rows=rows))
@@ -212,11 +211,9 @@ def balances(db: Path, *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
-    click.echo(f"{'CONTRACT':<18} {'OPENING':>9} {'DEDUCTED':>9} {'BALANCE':>9}")
-    for contract, row in rows.items():
-        opening = "unlimited" if row["opening"] is None else row["opening"]
-        balance = "unlimited" if row["balance"] is None else row["balance"]
-        click.echo(f"{contract:<18} {opening:>9} {row['deducted']:>9} {balance:>9}")
+    table = [("CONTRACT", "OPENING", "DEDUCTED", "BALANCE")]
+    table += [(c, _count(r["opening"]), str(r["deducted"]), _count(r["balance"])) for c, r in rows.items()]
+    click.echo(render(table, _stdout()))
 
 
 async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
@@ -230,19 +227,22 @@ async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
 
 @ledger.command()
 @click.argument("contract")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of the entries, oldest first.")
 @click.pass_obj
-def history(db: Path, contract: str) -> None:
+def history(db: Path, contract: str, *, as_json: bool) -> None:
     """A contract's entries, oldest first."""
     entries = _reading(_history(_existing(db), contract))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
+        return
     if not entries:
         click.echo(f"no entries for {contract}")
         return
-    for e in entries:
-        after = "unlimited" if e.balance_after is None else e.balance_after
-        why = f" ({e.reason})" if e.reason else ""
-        click.echo(
-            f"{e.applied_at}  {e.outcome:<8}{why}  ticket {e.ticket_id}  balance after {after}  event {e.event_id}"
-        )
+    table = [("APPLIED AT", "OUTCOME", "REASON", "TICKET", "BALANCE AFTER", "EVENT")]
+    table += [
+        (e.applied_at, e.outcome, e.reason or "-", e.ticket_id, _count(e.balance_after), e.event_id) for e in entries
+    ]
+    click.echo(render(table, _stdout()))
 
 
 async def _history(db: Path, contract: str) -> list[Entry]:
@@ -260,15 +260,25 @@ async def _history(db: Path, contract: str) -> list[Entry]:
     multiple=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="An IVR's SQLite file: also check that every deductible ticket it created was applied once "
-    "(repeat for IVRs sharing the ledger).",
+    "(repeat for IVRs sharing the ledger) [default: none, check the ledger's file alone].",
 )
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, counts and the problems found.")
 @click.pass_obj
-def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
+def verify(db: Path, directory_dbs: tuple[Path, ...], *, as_json: bool) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
     try:
         report = _reading(_verify(_existing(db), directory_dbs))
     except PepperError as exc:
         raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, **dataclasses.asdict(report)}, indent=2))
+    else:
+        _print_verify(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_verify(report: VerifyReport) -> None:
     for problem in report.problems:
         click.echo(f"MISMATCH {problem}")
     verdict = "OK" if report.ok else "FAILED"
@@ -276,8 +286,6 @@ def verify(db: Path, directory_dbs: tuple[Path, ...]) -> None:
         f"ledger verify: {verdict} ({report.contracts} contracts, {report.deductions} deductions, "
         f"{report.rejections} rejections, {len(report.problems)} problems)"
     )
-    if not report.ok:
-        sys.exit(1)
 
 
 async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
@@ -305,6 +313,17 @@ def _reading(report: Coroutine[None, None, T]) -> T:
 
 def _existing(db: Path) -> Path:
     if not db.is_file():
-        msg = f"no ledger file at {db}"
+        msg = (
+            f"no ledger file at {db}: `ivr ledger --db {db} run` creates one "
+            "(or name another with --db or IVR_LEDGER_DB)"
+        )
         raise click.ClickException(msg)
     return db
+
+
+def _count(incidents: int | None) -> str:
+    return "unlimited" if incidents is None else str(incidents)
+
+
+def _stdout() -> Terminal:
+    return terminal_of(sys.stdout)

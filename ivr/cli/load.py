@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option
+from ivr.cli.common import broker_option, require_broker
 from ivr.collector import paced_collection
 from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
@@ -109,7 +109,7 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Persona mix (YAML weights per kind of call) [default: the shipped ivr/load/mix.yaml].",
 )
-@broker_option(help_text="Broker to run over; default: a private Mosquitto on a free loopback port.")
+@broker_option(help_text="Broker to run over.")
 @click.option("--seed", type=int, default=1, show_default=True, help="The same seed makes the same world and calls.")
 @click.option("--realtime", is_flag=True, help="Live callers on the real clock: calls take their human duration.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -155,7 +155,7 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
     "--write-world",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Only write the run's world (from --seed and --customers) as a fixture file and exit: "
-    "for an `ivr ledger --fixture FILE` started before a --ledger-running run.",
+    "for an `ivr ledger --fixture FILE` started before a --ledger-running run [default: none, run the calls].",
 )
 def load(  # noqa: PLR0913 - one keyword per option
     *,
@@ -201,9 +201,7 @@ def load(  # noqa: PLR0913 - one keyword per option
     if shard[1] > 1 and calls_from is None:
         msg = "--shard needs --calls-from: the workers share one call file"
         raise click.UsageError(msg)
-    if ledger_running and broker is None:
-        msg = "--ledger-running needs --broker: a private broker has no ledger on it"
-        raise click.UsageError(msg)
+    _check_broker(broker, ledger_running=ledger_running)
     options = LoadOptions(
         calls=calls,
         rate=rate,
@@ -235,6 +233,15 @@ def load(  # noqa: PLR0913 - one keyword per option
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if not report.ok:
         sys.exit(1)
+
+
+def _check_broker(broker: BrokerConfig | None, *, ledger_running: bool) -> None:
+    """A broker given must answer now; a ledger already running needs one (a private broker has none)."""
+    if broker is not None:
+        require_broker(broker)
+    elif ledger_running:
+        msg = "--ledger-running needs --broker: a private broker has no ledger on it"
+        raise click.UsageError(msg)
 
 
 async def _paced(run: Coroutine[None, None, LoadReport]) -> LoadReport:

@@ -21,8 +21,8 @@ import click
 
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
-from ivr.bus.url import BrokerConfig, parse_broker_url
-from ivr.cli.common import broker_option
+from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
+from ivr.cli.common import broker_option, log_options, require_broker
 from ivr.directory.relayed import OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
@@ -34,14 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = ["POLL", "relay", "relay_options", "run_relay"]
 
-_DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 #: Seconds between looks at an idle outbox, unless told otherwise.
 POLL = 0.005
 
 
-def relay_options(
-    *, progress_file: str, instance: str, broker_default: str | None
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def relay_options(*, progress_file: str, instance: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """The options every relay command takes: its progress file, the broker, the topic root, its status name."""
     options = [
         click.option(
@@ -49,7 +46,7 @@ def relay_options(
             type=click.Path(path_type=Path, dir_okay=False),
             help=f"The relay's own file: how far it has published [default: {progress_file} beside --db].",
         ),
-        broker_option(help_text="Broker to publish to.", default=broker_default),
+        broker_option(help_text="Broker to publish to.", default=DEFAULT_BROKER_URL),
         click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root to publish under."),
         click.option(
             "--instance",
@@ -71,7 +68,7 @@ def relay_options(
 @click.option(
     "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The IVR's directory (ivr.db)."
 )
-@relay_options(progress_file=PROGRESS_FILE, instance="ivr-relay", broker_default=None)
+@relay_options(progress_file=PROGRESS_FILE, instance="ivr-relay")
 @click.option(
     "--poll",
     default=POLL,
@@ -79,8 +76,7 @@ def relay_options(
     type=click.FloatRange(min=0.001),
     help="Seconds between looks at an idle outbox.",
 )
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-@click.option("--log-level", default="info", show_default=True)
+@log_options(level="info")
 def relay(  # noqa: PLR0913 - one keyword per option
     *,
     db: Path,
@@ -94,10 +90,11 @@ def relay(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Publish an IVR's outbox to the broker, in order, at least once, until stopped."""
     if not db.exists():
-        msg = f"{db}: no such directory file (start the IVR first)"
+        msg = f"{db}: no such directory file (the IVR whose outbox this publishes creates it: start it first)"
         raise click.ClickException(msg)
     configure(fmt=log_format, level=log_level)
-    config = broker or parse_broker_url(_DEFAULT_BROKER)
+    config = broker or parse_broker_url(DEFAULT_BROKER_URL)
+    require_broker(config)
     asyncio.run(run_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
 
 

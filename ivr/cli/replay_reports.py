@@ -73,29 +73,31 @@ def suite_reports(  # noqa: PLR0913 - one keyword per option
     record_to: Path | None,
     baseline: dict[Key, dict[str, Any]] | None,
     baseline_path: Path | None,
+    err: bool = False,
 ) -> bool:
     """Print and write the reports asked for; ``True`` when no call differs from the baseline.
 
-    A file or folder that cannot be written is an error naming it (exit 2), after the table.
+    A file or folder that cannot be written is an error naming it (exit 2), after the table. With
+    ``err`` (``--json`` owns standard output) the printed reports go to standard error.
     """
     try:
         if coverage or coverage_json or coverage_html:
             measured = measure(c.record.call for r in results for c in r.calls)
             if coverage:
-                click.echo("\n" + measured.text())
+                click.echo("\n" + measured.text(), err=err)
             if coverage_json:
                 write_json(measured, coverage_json)
             if coverage_html:
-                click.echo(f"coverage diagram: {write_html(measured, coverage_html)}")
+                click.echo(f"coverage diagram: {write_html(measured, coverage_html)}", err=err)
         calls = record(results, roots) if record_to or baseline is not None else {}
         if record_to:
             write_baseline(record_to, calls)
-            click.echo(f"recorded {len(calls)} calls to {record_to}")
+            click.echo(f"recorded {len(calls)} calls to {record_to}", err=err)
     except OSError as exc:
         click.echo(f"ERROR {exc.filename}: cannot write: {exc.strerror}", err=True)
         sys.exit(EXIT_UNWRITABLE)
     if baseline is None or baseline_path is None:
         return True
     changes = compare(baseline, calls)
-    click.echo("\n" + changes_text(changes, baseline_path))
+    click.echo("\n" + changes_text(changes, baseline_path), err=err)
     return not changes

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ivr.cli.common import fixture_option
 from ivr.directory.fixtures import load_world
 from ivr.logs import configure
 from ivr.replay.coverage import Coverage, measure
@@ -32,12 +33,7 @@ def scenarios() -> None:
 @scenarios.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--missing", is_flag=True, help="Only for what the suite in PATHS (default ./scenarios) never reaches.")
-@click.option(
-    "--fixture",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The fixture world the scenarios run against.",
-)
+@fixture_option(help_text="The fixture world the scenarios run against.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write into.")
 def generate(paths: tuple[Path, ...], *, missing: bool, fixture: Path, out: Path) -> None:
     """Write a scenario for each transition row and counter state (with --missing: each the suite misses).

@@ -2,52 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Final
 
 import click
 
-from ivr.bus.base import BusError
-from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option
+from ivr.cli.common import broker_option, fixture_option, log_options, require_broker
 from ivr.logs import LogFormat, configure
 from ivr.yamlsrc import SourceError
 
 __all__ = ["serve"]
 
 EXIT_UNREADABLE = 2
-EXIT_NO_BROKER = 1
-_DEFAULT_FIXTURE = Path("scenarios/fixtures/default.yaml")
-_PROBE_TIMEOUT: Final = 5.0
-
-
-async def _probe(config: BrokerConfig) -> str | None:
-    """Why the broker cannot be used (refused, or no answer), or ``None`` when it answers."""
-    bus = MqttBus(config=config, connect_timeout=_PROBE_TIMEOUT)
-    try:
-        async with bus, asyncio.timeout(_PROBE_TIMEOUT):
-            await bus.wait_connected()
-    except TimeoutError:
-        return f"no MQTT broker answers at {config} (waited {_PROBE_TIMEOUT:g} s)"
-    except BusError as exc:
-        return f"the broker at {config} refused the connection: {exc}"
-    return None
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option(
-    "--fixture",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=_DEFAULT_FIXTURE,
-    show_default=True,
-    help="The fixture world whose personas the trainees call as.",
-)
-@broker_option(help_text="Broker the calls' events cross; default: a private Mosquitto on a free loopback port.")
+@fixture_option(help_text="The fixture world whose personas the trainees call as.")
+@broker_option(help_text="Broker the calls' events cross.")
 @click.option(
     "--ledger",
     "ledger_mode",
@@ -56,8 +30,7 @@ async def _probe(config: BrokerConfig) -> str | None:
     show_default=True,
     help="own: each call gets a private ledger; external: an `ivr ledger` process on --broker deducts.",
 )
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
-@click.option("--log-level", default="warning", show_default=True, help="debug, info, warning or error.")
+@log_options(level="warning")
 def serve(  # noqa: PLR0913 - one keyword per option
     *,
     host: str,
@@ -78,9 +51,6 @@ def serve(  # noqa: PLR0913 - one keyword per option
     from ivr.web.app import create_app  # noqa: PLC0415 - same
 
     configure(fmt=log_format, level=log_level)
-    if not fixture.is_file():
-        click.echo(f"ERROR {fixture}: no such fixture file", err=True)
-        sys.exit(EXIT_UNREADABLE)
     if ledger_mode == "external" and broker is None:
         click.echo("ERROR --ledger external needs --broker (or IVR_BROKER): where the ledger listens", err=True)
         sys.exit(EXIT_UNREADABLE)
@@ -90,9 +60,6 @@ def serve(  # noqa: PLR0913 - one keyword per option
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)
     if broker is not None:
-        problem = asyncio.run(_probe(broker))
-        if problem is not None:
-            click.echo(f"ERROR {problem}", err=True)
-            sys.exit(EXIT_NO_BROKER)
+        require_broker(broker)
     click.echo(f"trainer console on http://{host}:{port}/ (fixture {fixture}); Ctrl-C to stop")
     uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")

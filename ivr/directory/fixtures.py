@@ -1,4 +1,4 @@
-"""Fixture worlds: the YAML files under `scenarios/fixtures/` that fill a directory.
+"""Fixture worlds: the YAML files (packaged ones in `ivr/worlds/`, or a user's own) that fill a directory.
 
 A fixture is hand-written, so every check names the file, the line and the entry
 ("contracts[3] (K-ACME): unknown plan 'gold'"), and all of them are checked before any is used.

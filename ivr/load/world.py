@@ -147,7 +147,7 @@ def _contract_entry(contract: Contract) -> dict[str, Any]:
 
 
 def write_fixture(world: World, path: Path) -> None:
-    """Write ``world`` in the fixture format (`scenarios/fixtures/`), for `ivr ledger --fixture`: no codes or keys."""
+    """Write ``world`` in the fixture format (docs/scenarios.md), for `ivr ledger --fixture`: no codes or keys."""
     doc = {
         "customers": [
             {"id": c.id, "name": c.name, "kind": c.kind.value, "caller_numbers": list(c.caller_numbers)}

@@ -10,7 +10,6 @@ missing; a candidate whose run disagrees with its expectation is reported, never
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
+from ivr import worlds
 from ivr.auth import lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import CallerKind, Method, OwnedTicket, Purpose, Severity, Standing
@@ -439,10 +439,10 @@ _Dumper.add_representer(str, _text)
 
 
 def write_candidates(chosen: list[Candidate], folder: Path, fixture: Path) -> list[Path]:
-    """Write each chosen candidate as ``folder/NAME.yaml`` naming ``fixture`` relative to the folder."""
+    """Write each chosen candidate as ``folder/NAME.yaml`` naming ``fixture`` (a packaged world by name)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    relative = os.path.relpath(fixture.resolve(), folder.resolve())
+    relative = worlds.reference(fixture, folder)
     for candidate in chosen:
         doc = {"name": candidate.doc["name"], "at": candidate.doc["at"], "fixture": relative, **candidate.doc}
         path = folder / f"{candidate.name}.yaml"

@@ -1,13 +1,14 @@
-"""How replay results are shown: a table, failure details, call traces and JUnit XML."""
+"""How replay results are shown: a table, failure details, call traces, JSON and JUnit XML."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ivr.auth.decisions import Rule
 from ivr.secrets import scrub
+from ivr.tables import PLAIN, Terminal, render
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -16,7 +17,16 @@ if TYPE_CHECKING:
     from ivr.auth.decisions import Decision
     from ivr.replay.runner import LoadFailure, ScenarioResult
 
-__all__ = ["failures_text", "junit_xml", "ledger_text", "rule_summary", "summary_line", "table", "trace_text"]
+__all__ = [
+    "failures_text",
+    "junit_xml",
+    "ledger_text",
+    "report_json",
+    "rule_summary",
+    "summary_line",
+    "table",
+    "trace_text",
+]
 
 
 def _label(result: ScenarioResult, index: int) -> str:
@@ -24,18 +34,12 @@ def _label(result: ScenarioResult, index: int) -> str:
     return name if len(result.calls) == 1 else f"{name} #{index + 1}"
 
 
-def _columns(rows: Sequence[Sequence[str]]) -> str:
-    """Rows as left-aligned columns two spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
 def _decided(decision: Decision) -> str:
     """``R2 denied ticket_closed`` or ``R4 granted``."""
     return f"{decision.rule} granted" if decision.granted else f"{decision.rule} denied {decision.reason}"
 
 
-def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
+def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], terminal: Terminal = PLAIN) -> str:
     """One row per call: how it ended, the last decision made in it, PASS/FAIL; unreadable files as ERROR rows.
 
     The last decision is what a scenario is usually written to check: a denial stays visible even
@@ -58,10 +62,10 @@ def table(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure
                 ),
             )
     rows.extend((f.path.name, "-", "-", "-", "-", "ERROR") for f in load_failures)
-    return _columns(rows)
+    return render(rows, terminal)
 
 
-def rule_summary(results: Sequence[ScenarioResult]) -> str:
+def rule_summary(results: Sequence[ScenarioResult], terminal: Terminal = PLAIN) -> str:
     """Per rule: the scenarios in which it decided something or ended a call, and how many passed."""
     seen: dict[str, list[bool]] = {}
     for result in results:
@@ -72,7 +76,7 @@ def rule_summary(results: Sequence[ScenarioResult]) -> str:
     order = [str(r) for r in Rule]
     rows = [("RULE", "SCENARIOS", "PASSED")]
     rows.extend((rule, str(len(seen[rule])), str(sum(seen[rule]))) for rule in order if rule in seen)
-    return _columns(rows)
+    return render(rows, terminal)
 
 
 def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure]) -> str:
@@ -96,7 +100,7 @@ def failures_text(results: Sequence[ScenarioResult], load_failures: Sequence[Loa
     return scrub("\n".join(out))
 
 
-def ledger_text(results: Sequence[ScenarioResult]) -> str:
+def ledger_text(results: Sequence[ScenarioResult], terminal: Terminal = PLAIN) -> str:
     """Each scenario's ledger: the contracts it touched (opening, deducted, balance), then verify."""
     rows = [("SCENARIO", "CONTRACT", "OPENING", "DEDUCTED", "BALANCE")]
     for result in results:
@@ -104,7 +108,7 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
             opening = "unlimited" if row.opening is None else str(row.opening)
             balance = "unlimited" if row.balance is None else str(row.balance)
             rows.append((result.scenario.label, row.contract, opening, str(row.deducted), balance))
-    lines = [_columns(rows)]
+    lines = [render(rows, terminal)]
     reports = [r.verify for r in results if r.verify is not None]
     bad = sum(1 for v in reports if not v.ok)
     lines.append(
@@ -113,6 +117,58 @@ def ledger_text(results: Sequence[ScenarioResult]) -> str:
         f"{bad} with problems)"
     )
     return "\n".join(lines)
+
+
+def report_json(
+    results: Sequence[ScenarioResult], load_failures: Sequence[LoadFailure], seconds: float
+) -> dict[str, Any]:
+    """Everything the table, the failures and ``--ledger`` show, as JSON-able data (``ivr replay --json``)."""
+    scenarios = [
+        {
+            "path": str(result.scenario.path),
+            "name": result.scenario.name,
+            "example": result.scenario.example,
+            "passed": result.passed,
+            "error": None if result.error is None else scrub(result.error),
+            "seconds": round(result.seconds, 3),
+            "calls": [
+                {
+                    "outcome": call.record.call.outcome,
+                    "reason": call.record.call.reason,
+                    "rule": call.record.call.rule,
+                    "last_decision": _decided(call.record.call.decisions[-1]) if call.record.call.decisions else None,
+                    "passed": not call.failures,
+                    "failures": [scrub(f) for f in call.failures],
+                    "states": list(call.record.call.path),
+                    "deducted": call.deducted,
+                }
+                for call in result.calls
+            ],
+            "ledger": [
+                {"contract": row.contract, "opening": row.opening, "deducted": row.deducted, "balance": row.balance}
+                for row in result.ledger
+            ],
+            "verify": None
+            if result.verify is None
+            else {
+                "ok": result.verify.ok,
+                "deductions": result.verify.deductions,
+                "rejections": result.verify.rejections,
+                "problems": result.verify.problems,
+            },
+        }
+        for result in results
+    ]
+    passed = sum(1 for r in results if r.passed)
+    return {
+        "ok": passed == len(results) and not load_failures,
+        "passed": passed,
+        "failed": len(results) - passed,
+        "calls": sum(len(r.calls) for r in results),
+        "seconds": round(seconds, 3),
+        "scenarios": scenarios,
+        "unreadable": [{"path": str(f.path), "error": scrub(str(f.error))} for f in load_failures],
+    }
 
 
 def trace_text(results: Sequence[ScenarioResult]) -> str:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from ivr import worlds
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import HANGUP, KEYS, Press, Silence, Step
 from ivr.phone import InvalidNumberError, normalize
@@ -295,13 +296,16 @@ def scenario_from(path: Path, doc: Any) -> Scenario:  # noqa: ANN401 - YAML is w
     assert at is not None  # noqa: S101 - required above
     assert fixture is not None  # noqa: S101 - required above
     try:
-        fixture_path = (path.parent / fixture).resolve()
+        fixture_path = worlds.packaged(fixture) or (path.parent / fixture).resolve()
         found = fixture_path.is_file()
     except (OSError, ValueError) as exc:  # a NUL in the name, or a name longer than the system allows
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise r.fail(f"fixture {shown(fixture)} cannot be a file's name: {why}", "fixture") from None
     if not found:
-        raise r.fail(f"fixture {shown(fixture)} not found (looked at {fixture_path})", "fixture")
+        known = ", ".join(worlds.names())
+        raise r.fail(
+            f"fixture {shown(fixture)} is no packaged world ({known}) and no file (looked at {fixture_path})", "fixture"
+        )
     if "calls" in doc:
         if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -46,9 +47,10 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["SECURITY_HEADERS", "STATIC", "create_app"]
+__all__ = ["SECURITY_HEADERS", "create_app"]
 
-STATIC: Final = Path(__file__).parent / "static"
+#: The page and its assets, package data (read through importlib.resources, so an installed wheel serves them).
+_STATIC: Final = ("ivr.web", "static")
 #: Headers on every HTTP response: what the page may load, and that no other site may frame it.
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -93,7 +95,8 @@ def _same_origin(websocket: WebSocket) -> bool:
 
 
 async def _index(_: Request) -> Response:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    page = resources.files(_STATIC[0]).joinpath(_STATIC[1], "index.html").read_bytes()
+    return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 async def _socket(websocket: WebSocket) -> None:
@@ -141,8 +144,9 @@ def create_app(
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
-    name the fixture relative to ``scenarios_dir`` (default: ``./scenarios``, where ``ivr replay``
-    looks). With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
+    name a packaged world by its name, any other fixture relative to ``scenarios_dir`` (default:
+    ``./scenarios``, where ``ivr replay`` looks). With ``own_ledger=False`` the calls' deductions
+    come from an `ivr ledger` process.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -171,7 +175,7 @@ def create_app(
         routes=[
             Route("/", _index),
             WebSocketRoute("/ws", _socket),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", StaticFiles(packages=[_STATIC]), name="static"),
         ],
         middleware=[Middleware(_SecurityHeaders)],
         lifespan=lifespan,

@@ -20,14 +20,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ivr import phone
+from ivr import phone, worlds
 from ivr.bus.base import BusUnavailableError
 from ivr.bus.mqtt import MqttBus
 from ivr.events import TOPIC_ROOT
@@ -98,7 +97,8 @@ class Console:
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
 
-        Saved scenarios name the fixture relative to ``scenarios_dir``, where they are meant to be kept.
+        Saved scenarios name a packaged world by its name, any other fixture relative to ``scenarios_dir``,
+        where they are meant to be kept.
         ``own_ledger=False``: deductions come from an `ivr ledger` process already on the broker.
         """
         self.own_ledger = own_ledger
@@ -106,7 +106,7 @@ class Console:
         self.broker = broker
         self.workdir = workdir
         self.root = root
-        self.fixture = os.path.relpath(fixture.resolve(), scenarios_dir.resolve()).replace(os.sep, "/")
+        self.fixture = worlds.reference(fixture, scenarios_dir)
         self.calls: dict[str, CallRun] = {}  # running calls, by id
         self.sessions: set[Session] = set()
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)

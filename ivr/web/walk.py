@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from ivr import worlds
 from ivr.callers import HangUp, Key, NoInput
 from ivr.engine import NO_INPUT_TIMEOUT
 from ivr.states.flow import STATES, Kind
@@ -45,7 +46,7 @@ class Walk:
     name: str
     description: str
     at: datetime
-    fixture: str  # as the scenario file names it: relative to the folder the file is saved in
+    fixture: str  # as the scenario file names it: a packaged world, or relative to the folder it is saved in
     caller: str
     taken: Sequence[Taken]
     call: Call
@@ -102,12 +103,18 @@ def _step_line(step: Step) -> str:
     return f"{text:<{_COMMENT_COLUMN}} # {step.comment}"
 
 
+def _where(fixture: str) -> str:
+    if fixture in worlds.names():
+        return "a world packaged with ivr, so the file replays in any folder"
+    return "a path relative to the folder this file is saved in"
+
+
 def scenario_yaml(walk: Walk) -> str:
     """The scenario file's text."""
     call = walk.call
     lines = [
         "# Saved from the trainer console (`ivr serve`): replay it with `ivr replay FILE`.",
-        f"# The fixture path is relative to the folder this file is saved in (here: {walk.fixture}).",
+        f"# The fixture is {_where(walk.fixture)} (here: {walk.fixture}).",
         f"name: {json.dumps(walk.name)}",
         f"description: {json.dumps(walk.description)}",
         f"at: {json.dumps(walk.at.isoformat(timespec='seconds'))}",

@@ -17,9 +17,10 @@ SCRIPT = textwrap.dedent(
     import asyncio, dataclasses, sys, tempfile
     from pathlib import Path
     from ivr.bootstrap import build_system
+    from ivr import worlds
     from ivr.directory.fixtures import load_world
 
-    world = load_world(Path("scenarios/fixtures/default.yaml"))
+    world = load_world(worlds.packaged(worlds.DEFAULT))
     first = next(iter(world.contracts.values()))
     world.contracts[first.id] = dataclasses.replace(first, incidents=2**70)
 

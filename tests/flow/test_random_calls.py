@@ -18,8 +18,9 @@ from ivr.directory.fixtures import load_world
 from ivr.engine import NO_INPUT_TIMEOUT
 from ivr.events import EventType
 from ivr.states.call import MAX_FAILURES
+from tests.conftest import DEFAULT_WORLD_PATH
 
-WORLD = load_world(Path(__file__).resolve().parents[2] / "scenarios" / "fixtures" / "default.yaml")
+WORLD = load_world(DEFAULT_WORLD_PATH)
 FINAL = {"routed", "sales", "fallback", "abandoned"}
 START = datetime(2026, 11, 17, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
 #: Entries that mean something in the default world, so random calls reach the deep states too.

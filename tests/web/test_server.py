@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 
 import aiomqtt
@@ -52,11 +51,9 @@ def finish(ws, *also):
 
 
 def replay_saved(tmp_path, text, name="walk.yaml"):
-    """Save a scenario as a trainer would, under scenarios/ beside the fixtures, and replay it in-process."""
+    """Save a scenario as a trainer would, in a folder of its own, and replay it in-process."""
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir(exist_ok=True)
-    if not (scenarios / "fixtures").exists():
-        (scenarios / "fixtures").symlink_to(REPO / "scenarios" / "fixtures")
     path = scenarios / name
     path.write_text(text, encoding="utf-8")
     return CliRunner().invoke(main, ["replay", "--in-process", str(path)])
@@ -83,7 +80,7 @@ def test_hello_lists_every_persona_with_its_description(client, world):
         "caller": "+15550100001",
         "reveals": "support code",
     }
-    assert hello["fixture"] == "fixtures/default.yaml"
+    assert hello["fixture"] == "default"
     assert hello["diagram"].startswith("flowchart TD")
     assert "abandoned" in hello["diagram_all"]
 
@@ -141,7 +138,7 @@ def test_a_whole_call_by_messages(client, tmp_path):
     )
     assert ended["deducted"] == {"K-ANNA-STD": 1}
     text = ended["scenario"]
-    assert 'fixture: "fixtures/default.yaml"' in text
+    assert 'fixture: "default"' in text
     assert '  - press: "1234500001#"' in text
     assert '  deducted: {"K-ANNA-STD": 1}' in text
     result = replay_saved(tmp_path, text)
@@ -318,6 +315,7 @@ def test_serve_refuses_a_missing_or_broken_fixture(tmp_path):
     missing = runner.invoke(main, ["serve", "--fixture", str(tmp_path / "nowhere.yaml")])
     assert missing.exit_code == 2
     assert "nowhere.yaml: no such fixture file" in missing.output
+    assert "Traceback" not in missing.output
     broken = tmp_path / "broken.yaml"
     broken.write_text("customers:\n  - {id: C-X, name: X, kind: robot}\n", encoding="utf-8")
     result = runner.invoke(main, ["serve", "--fixture", str(broken)])
@@ -326,13 +324,13 @@ def test_serve_refuses_a_missing_or_broken_fixture(tmp_path):
     assert "'kind' is 'robot'" in result.output
 
 
-def test_serve_with_a_broker_that_does_not_answer_says_so(monkeypatch):
+def test_serve_with_a_broker_that_does_not_answer_says_so():
     """`ivr serve --broker URL` with nothing there exits 1 naming the broker, instead of a traceback."""
-    monkeypatch.setattr(sys.modules["ivr.cli.serve"], "_PROBE_TIMEOUT", 0.5)
     port = free_port()
     result = CliRunner().invoke(main, ["serve", "--broker", f"mqtt://127.0.0.1:{port}"])
     assert result.exit_code == 1
-    assert f"ERROR no MQTT broker answers at mqtt://127.0.0.1:{port}" in result.output
+    assert f"Error: no MQTT broker answers at mqtt://127.0.0.1:{port}" in result.output
+    assert "--broker URL or IVR_BROKER" in result.output
 
 
 def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(tmp_path):

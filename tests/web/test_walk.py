@@ -15,7 +15,7 @@ from ivr.web.clock import ShiftedClock
 from ivr.web.messages import BadMessageError, Control, KeyPress, StartCall, parse
 from ivr.web.recording import RecordingCaller, Taken
 from ivr.web.walk import Step, Walk, scenario_yaml, steps_of
-from tests.conftest import REPO, TUESDAY_10AM, steps_from
+from tests.conftest import TUESDAY_10AM, steps_from
 
 EASTERN = timezone(timedelta(hours=-5))
 
@@ -138,7 +138,7 @@ async def test_a_written_walk_replays_as_it_went(system, world, tmp_path):
         name='a "quoted" name: with colons',
         description="Anna: a code, after one silence",
         at=TUESDAY_10AM,
-        fixture="fixtures/default.yaml",
+        fixture="default",
         caller="+15550100001",
         taken=recorder.taken,
         call=record.call,
@@ -147,7 +147,6 @@ async def test_a_written_walk_replays_as_it_went(system, world, tmp_path):
     )
     folder = tmp_path / "scenarios"
     folder.mkdir()
-    (folder / "fixtures").symlink_to(REPO / "scenarios" / "fixtures")
     path = folder / "walk.yaml"
     text = scenario_yaml(walk)
     path.write_text(text, encoding="utf-8")
