@@ -524,7 +524,7 @@ async def forget_session(config: BrokerConfig, client_id: str) -> None:
             pass
 
 
-async def probe(config: BrokerConfig, *, timeout: float) -> None:
+async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: float) -> None:
     """Connect once and leave: return when the broker answers, raise :class:`BusError` saying why not.
 
     One attempt, no reconnection: a command about to rely on a broker asks first, so a wrong
@@ -538,7 +538,9 @@ async def probe(config: BrokerConfig, *, timeout: float) -> None:
                 config.port,
                 username=config.username,
                 password=config.password,
+                identifier=client_id,
                 protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=True,
                 timeout=timeout,
             ),
         ):

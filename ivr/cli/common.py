@@ -126,12 +126,19 @@ def fixture_option(*, help_text: str) -> Callable[[Any], Any]:
     )
 
 
-def require_broker(config: BrokerConfig, *, timeout: float = PROBE_TIMEOUT) -> None:
-    """Return when ``config``'s broker answers; else exit 1 naming the URL tried and how to give another."""
+def require_broker(config: BrokerConfig, *, client_id: str | None = None, timeout: float = PROBE_TIMEOUT) -> None:
+    """Return when ``config``'s broker answers; else exit 1 naming the URL tried and how to give another.
+
+    The probe connects clean, so it may use the command's ``client_id`` only where the command's
+    own session is clean too. Without it, a refused login is left to the command's own connection:
+    a broker that binds each login to one client id (deploy/mosquitto) refuses any other.
+    """
     try:
-        asyncio.run(probe(config, timeout=timeout))
+        asyncio.run(probe(config, client_id=client_id, timeout=timeout))
     except BusRefusedError as exc:
-        msg = f"{config}: {exc}; check the user and password in --broker URL or {ENV_VAR}"
+        if client_id is None:
+            return  # it answered; whether the login is good, the command's own connection says
+        msg = f"{config}: {exc}; check the user and password in --broker URL or {ENV_VAR}, and --client-id"
         raise click.ClickException(msg) from None
     except BusError as exc:
         msg = f"{exc}; start a broker there, or name another with --broker URL or {ENV_VAR}"

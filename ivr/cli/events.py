@@ -58,7 +58,7 @@ def events(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Print events as they cross the bus, until interrupted (or --count reached)."""
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
-    require_broker(config)
+    require_broker(config, client_id=client_id)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))

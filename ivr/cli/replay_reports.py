@@ -33,19 +33,22 @@ def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of this module, added to a click command."""
     options = (
         click.option("--coverage", is_flag=True, help="After the table, print coverage and every item never reached."),
-        click.option("--coverage-json", type=_FILE, metavar="FILE", help="Write coverage as JSON to FILE."),
+        click.option("--coverage-json", type=_FILE, metavar="FILE", help="Write coverage as JSON to FILE [default: none]."),
         click.option(
-            "--coverage-html", type=_DIR, metavar="DIR", help="Write the flow diagram, covered arrows marked, to DIR."
+            "--coverage-html", type=_DIR, metavar="DIR", help="Write the flow diagram, covered arrows marked, to DIR [default: none]."
         ),
         click.option(
             "--record",
             "record_to",
             type=_FILE,
             metavar="FILE",
-            help="Save every call's ending and route as a baseline.",
+            help="Save every call's ending and route as a baseline [default: none].",
         ),
         click.option(
-            "--baseline", type=_FILE, metavar="FILE", help="Report every call that ends differently from FILE (exit 1)."
+            "--baseline",
+            type=_FILE,
+            metavar="FILE",
+            help="Report every call that ends differently from FILE (exit 1) [default: none].",
         ),
     )
     for option in reversed(options):
