@@ -8,6 +8,7 @@ import shutil
 
 from ivr.replay.coverage import CATEGORIES, Coverage
 from ivr.states.flow import STATES, TRANSITIONS
+from tests.conftest import DEFAULT_WORLD_PATH
 
 #: The calls that authorize against K-GLOBEX-STD with a rule that needs an incident left (R2's ticket
 #: 1000102 on a technical call, R5's key 40000002): with 0 incidents each is refused (no_incidents).
@@ -63,8 +64,14 @@ def test_a_fixture_change_fails_the_baseline_listing_exactly_the_calls_it_moved(
     assert len(recorded["calls"]) == int(re.search(r"(\d+) calls", shipped.result.stdout).group(1))
     copy = tmp_path / "suite"
     shutil.copytree(suite, copy)
+    for scenario in copy.glob("*/*.yaml"):  # the copy's scenarios use a world of its own, not the packaged one
+        scenario.write_text(
+            scenario.read_text(encoding="utf-8").replace("fixture: default\n", "fixture: ../fixtures/default.yaml\n"),
+            encoding="utf-8",
+        )
     world = copy / "fixtures" / "default.yaml"
-    text = world.read_text(encoding="utf-8")
+    world.parent.mkdir()
+    text = DEFAULT_WORLD_PATH.read_text(encoding="utf-8")
     changed = text.replace(
         "{id: K-GLOBEX-STD, customer: B-GLOBEX, plan: standard, incidents: 10,",
         "{id: K-GLOBEX-STD, customer: B-GLOBEX, plan: standard, incidents: 0,",
