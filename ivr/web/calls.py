@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
 from ivr.bootstrap import System, build_system
-from ivr.callers import LiveCaller
+from ivr.callers import Key, LiveCaller
 from ivr.clock import RealClock
 from ivr.events import EventType
 from ivr.secrets import scrub
@@ -28,12 +29,11 @@ from ivr.states.diagram import mermaid
 from ivr.states.flow import INITIAL
 from ivr.web.clock import ShiftedClock
 from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
-from ivr.web.recording import RecordingCaller
+from ivr.web.recording import RecordingCaller, Taken
 from ivr.web.walk import Walk, scenario_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import datetime
     from pathlib import Path
 
     from ivr.auth.decisions import Decision
@@ -81,7 +81,10 @@ class CallRun:
         self._send = send
         self.live = LiveCaller(clock=RealClock())  # the countdown runs in real seconds
         self.call: Call | None = None
-        self.recorder = RecordingCaller(live=self.live, state=lambda: self.call.state if self.call else INITIAL)
+        self.recorder = RecordingCaller(
+            live=self.live, state=lambda: self.call.state if self.call else INITIAL, on_taken=self._taken
+        )
+        self.clock: ShiftedClock | None = None  # set once the system is built, so the call starts at ``at``
         self.paused = False
         self.scenario: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -141,15 +144,16 @@ class CallRun:
                         source=f"console-{self.id}",
                         broker=self._broker,
                         own_ledger=self._own_ledger,
+                        ledger_now=self._now,
                     )
             except TimeoutError:
                 msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"
                 raise RuntimeError(msg) from None
             system.engine.observers.append(self)
             # The clock is set now, after the build, so that the call starts at the chosen instant.
-            clock = ShiftedClock(start=self.at)
+            self.clock = ShiftedClock(start=self.at)
             record = await system.engine.run_call(
-                self.recorder, clock=clock, number=self.persona.caller, call_id=self.id
+                self.recorder, clock=self.clock, number=self.persona.caller, call_id=self.id
             )
             ticker.cancel()
             self._send({"type": "timer", "remaining": None, "paused": False})
@@ -165,6 +169,15 @@ class CallRun:
             if system is not None:
                 await system.close()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _now(self) -> datetime:
+        """The call's simulated instant, which the ledger stamps its events with."""
+        return self.clock.now() if self.clock is not None else self.at
+
+    def _taken(self, taken: Taken) -> None:
+        """A key the IVR took: the phone's screen shows it under the prompt it answers."""
+        if isinstance(taken.input, Key):
+            self._send({"type": "taken", "call_id": self.id, "key": taken.input.key, "state": taken.state})
 
     async def _tick(self) -> None:
         """Tell the page the countdown: seconds left, or paused, or not waiting for input."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ivr import phone, worlds
+from ivr import phone, worlds, zones
 from ivr.bus.base import BusUnavailableError
 from ivr.bus.mqtt import MqttBus
 from ivr.events import TOPIC_ROOT
@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_AT",
     "MAX_CALLS",
     "STOP_GRACE",
-    "ZONES",
     "Console",
     "Session",
     "persona_secrets",
@@ -56,8 +55,6 @@ __all__ = [
 #: The page's starting instant: a Tuesday 10:00 US Eastern, inside every contract of the default
 #: world (the date the shipped scenarios use), so a first walk is not refused for the hours.
 DEFAULT_AT: Final = "2026-11-17T10:00"
-#: Time zones the page offers for the chosen instant; support hours are US Eastern by default.
-ZONES: Final = ("America/New_York", "Europe/Berlin", "UTC")
 #: Calls running at once on one server: each holds two broker connections and two SQLite files.
 MAX_CALLS: Final = 50
 #: How long a hung-up call may take to end and close before it is cancelled.
@@ -134,7 +131,8 @@ class Console:
             "diagram": mermaid(side_edges=False),
             "diagram_all": mermaid(),
             "default_at": DEFAULT_AT,
-            "zones": list(ZONES),
+            # The zones the page offers, each with the name a caller hears (US Eastern first: the default).
+            "zones": [{"id": key, "name": name} for key, name in zones.SPOKEN.items()],
         }
 
     async def start(self) -> None:

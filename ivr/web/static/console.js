@@ -10,8 +10,12 @@ const TIMEOUT = 5; // seconds of the no-input countdown (ivr.engine.NO_INPUT_TIM
 const SUMMARY = ["outcome", "reason", "rule", "method", "queue", "priority", "ticket", "contract", "balance_after"];
 
 let socket = null;
+let connected = false; // the server is there: a closed socket means every later action is refused
 let personas = [];
 let running = false; // a call is in progress on this page
+let heard = true; // the caller answered since the last prompt: the next prompt starts a fresh screen
+let taken = ""; // keys the IVR took at the prompt now playing
+let pending = []; // keys sent that the IVR has not taken yet (typed ahead of the prompt)
 let scenario = null; // the last ended call's scenario text and file name
 let paused = false;
 let drawSeq = 0;
@@ -38,9 +42,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const OFFLINE = "the console server is not answering (stopped, or the network is down): reload the page once it is back";
+
 function send(message) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  else showMessage("not connected to the console server: reload the page");
+  if (connected && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  else showMessage(OFFLINE);
+}
+
+function showTyped() {
+  $("typed").textContent = taken + pending.join("");
 }
 
 function showMessage(text) {
@@ -100,8 +110,9 @@ const handlers = {
   hello(msg) {
     personas = msg.personas;
     const select = $("persona");
-    select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: `${p.id} — ${p.description}` })));
-    $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z, text: z })));
+    // The list names each persona by its id alone, so no name is cut off; the line below describes it.
+    select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: p.id, title: p.description })));
+    $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z.id, text: `${z.name} (${z.id})` })));
     $("at").value = msg.default_at;
     describePersona();
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: "" };
@@ -113,7 +124,10 @@ const handlers = {
     clearMessage();
     for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
     $("result").hidden = true;
-    $("typed").textContent = "";
+    taken = "";
+    pending = [];
+    heard = true;
+    showTyped();
     $("caller-number").textContent = msg.caller;
     $("status").textContent = `call ${msg.call_id} · ${msg.persona} · ${msg.at}`;
     scenario = null;
@@ -128,13 +142,24 @@ const handlers = {
     redraw();
   },
   prompt(msg) {
-    $("prompt-text").textContent = msg.text;
-    $("typed").textContent = "";
+    // Prompts played one after another (the case number, then "please hold") stay on the screen
+    // together; the caller's next key starts it afresh.
+    if (heard) $("prompt-text").replaceChildren();
+    heard = false;
+    $("prompt-text").append(el("p", { text: msg.text }));
+    taken = "";
+    showTyped();
     const item = el("li", {}, el("b", { text: msg.name }), " ", msg.text);
     append($("prompts"), item);
     if ($("sound").checked && "speechSynthesis" in window) {
       window.speechSynthesis.speak(new SpeechSynthesisUtterance(msg.text));
     }
+  },
+  taken(msg) {
+    heard = true;
+    taken += msg.key;
+    pending.shift();
+    showTyped();
   },
   decision(msg) {
     const verdict = msg.granted === null ? "branch" : msg.granted ? "granted" : "denied";
@@ -153,8 +178,12 @@ const handlers = {
     const ledger = String(ev.type).startsWith("ivr.ledger.");
     const details = el("details", {}, el("summary", { text: msg.topic }),
       el("pre", { text: JSON.stringify(ev, null, 2) }));
-    const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type },
-      el("span", { class: "seq", text: `#${ev.sequence} ` }), el("span", { class: "type", text: ev.type }), " ",
+    // The call's events are numbered 1, 2, 3...; the ledger's answer is its own stream (always 1), so
+    // it is labelled "ledger" rather than numbered after them. Times are the call's simulated clock.
+    const when = String(ev.time).slice(11, 19);
+    const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type, "data-time": ev.time },
+      el("span", { class: "seq", text: ledger ? "ledger " : `#${ev.sequence} ` }),
+      el("span", { class: "time", text: `${when} ` }), el("span", { class: "type", text: ev.type }), " ",
       el("span", { class: "fields", text: fields.join(" ") }), details);
     append($("events"), item);
   },
@@ -187,6 +216,8 @@ const handlers = {
       .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v), "data-field": k })]));
     $("result").hidden = false;
     $("status").textContent = `call ${msg.call_id} ended: ${msg.outcome}`;
+    pending = [];
+    showTyped();
   },
   error(msg) {
     showMessage(msg.message);
@@ -203,10 +234,17 @@ function connect() {
     const handler = handlers[msg.type];
     if (handler) handler(msg);
   });
+  socket.addEventListener("open", () => {
+    connected = true;
+  });
   socket.addEventListener("close", () => {
+    const wasRunning = running;
+    connected = false;
     setRunning(false);
     $("call").disabled = true;
+    handlers.timer({ remaining: null, paused: false }); // nothing counts down on a server that is gone
     $("status").textContent = "disconnected: reload the page to reconnect";
+    showMessage(wasRunning ? `${OFFLINE}. The call was cut off.` : OFFLINE);
   });
 }
 
@@ -222,12 +260,17 @@ function describePersona() {
 }
 
 function press(key) {
+  if (!connected) {
+    showMessage(OFFLINE);
+    return;
+  }
   if (!running) {
     showMessage("no call in progress: choose a persona and press Call first");
     return;
   }
   send({ type: "key", key });
-  $("typed").textContent += key;
+  pending.push(key);
+  showTyped();
   const button = document.querySelector(`.key[data-key="${CSS.escape(key)}"]`);
   if (button) {
     button.classList.add("flash");
@@ -278,6 +321,12 @@ document.addEventListener("DOMContentLoaded", () => {
       event.preventDefault();
       press(event.key);
     }
+  });
+  // Leaving or reloading the page hangs its call up: ask first (the browser shows its own dialog).
+  window.addEventListener("beforeunload", (event) => {
+    if (!running) return;
+    event.preventDefault();
+    event.returnValue = ""; // older browsers ask only when this is set
   });
   connect();
 });
