@@ -92,12 +92,24 @@ async function drawDiagram(text, state) {
       const box = $("diagram");
       box.innerHTML = svg;
       box.dataset.current = job.state || "";
+      centreCurrent(box);
     }
   } catch (err) {
     showMessage(`the diagram could not be drawn: ${err}`);
   } finally {
     drawing = false;
   }
+}
+
+function centreCurrent(box) {
+  // Where the diagram is wider or taller than its box (a phone), scroll the box — never the
+  // page — so the current state is in view.
+  const node = box.querySelector("g.node.current");
+  if (!node) return;
+  const at = node.getBoundingClientRect();
+  const frame = box.getBoundingClientRect();
+  box.scrollLeft += at.left + at.width / 2 - (frame.left + frame.width / 2);
+  box.scrollTop += at.top + at.height / 2 - (frame.top + frame.height / 2);
 }
 
 function redraw() {
