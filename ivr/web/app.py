@@ -107,7 +107,12 @@ async def _socket(websocket: WebSocket) -> None:
     console: Console = websocket.app.state.console
     await websocket.accept()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    session = console.session(outbox.put_nowait)
+    try:
+        session = console.session(outbox.put_nowait, name=websocket.query_params.get("session"))
+    except ValueError as exc:
+        await websocket.send_text(json.dumps({"type": "error", "message": str(exc)}))
+        await websocket.close(code=_POLICY_VIOLATION, reason="bad session name")
+        return
 
     async def pump() -> None:
         while True:
@@ -115,7 +120,8 @@ async def _socket(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(message, separators=(",", ":")))
 
     writer = asyncio.create_task(pump(), name="console-writer")
-    session.send(console.hello())
+    session.send({**console.hello(), "world": session.world.status()})
+    session.world.tell(skip=session)  # the others: one more page in their world
     try:
         while True:
             message = await websocket.receive()

@@ -1,26 +1,24 @@
 """One call walked in the console, from "Call" to its final state, on the same system replay uses.
 
-Each call gets a fresh system from :func:`ivr.bootstrap.build_system` on the console's broker —
-the same flow, rules, outbox, publisher and ledger as ``ivr replay`` — built from the fixture
-world. Fresh, because a saved walk is replayed on a fresh world: a walk that ran on a world other
-trainees had already changed (a balance spent, a number locked out) would not replay as it went.
-It also means trainees never see each other's effects.
+A call runs in its page's session world (`ivr.web.worlds`): a system from
+:func:`ivr.bootstrap.build_system` on the console's broker — the same flow, rules, outbox,
+publisher and ledger as ``ivr replay`` — kept across the world's calls, so what one call spent or
+locked is there for the next. A walk saved after earlier calls in its world says so, since a
+replay starts from the fixture world.
 
-The call watches itself as an engine observer (states, prompts, decisions) and reports to its
-page through ``send``; its events reach the page from the bus, not from here (`ivr.web.console`).
+The world passes the engine's reports about this call (states, prompts, decisions) here, and the
+call reports to its page through ``send``; its events reach the page from the bus, not from here
+(`ivr.web.console`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ivr.bootstrap import System, build_system
 from ivr.callers import Key, LiveCaller
 from ivr.clock import RealClock
 from ivr.events import EventType
@@ -34,21 +32,19 @@ from ivr.web.walk import Walk, scenario_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
+    from datetime import datetime
 
     from ivr.auth.decisions import Decision
-    from ivr.bus.url import BrokerConfig
-    from ivr.directory.fixtures import Persona, World
+    from ivr.directory.fixtures import Persona
     from ivr.engine import CallRecord, Heard
     from ivr.events import CloudEvent
     from ivr.states.call import Call
+    from ivr.web.worlds import SessionWorld
 
-__all__ = ["BUILD_TIMEOUT", "TIMER_TICK", "CallRun"]
+__all__ = ["TIMER_TICK", "CallRun"]
 
 #: How often the page is told the no-input countdown (seconds): smooth enough to watch.
 TIMER_TICK: Final = 0.2
-#: How long building a call's system (its broker connections) may take before the call gives up.
-BUILD_TIMEOUT: Final = 10.0
 
 log = structlog.get_logger("ivr.web")
 
@@ -62,23 +58,18 @@ class CallRun:
         call_id: str,
         persona: Persona,
         at: datetime,
-        world: World,
-        broker: BrokerConfig,
-        workdir: Path,
+        world: SessionWorld,
         fixture: str,
         send: Callable[[dict[str, Any]], None],
-        own_ledger: bool = True,
     ) -> None:
-        """Prepare the call; nothing runs until :meth:`start`.
-
-        With ``own_ledger=False`` the deductions come from an `ivr ledger` process on the broker.
-        """
-        self._own_ledger = own_ledger
+        """Prepare the call in ``world``; nothing runs until :meth:`start`."""
         self.id = call_id
         self.persona = persona
         self.at = at
-        self._world, self._broker, self._workdir, self._fixture = world, broker, workdir, fixture
-        self._send = send
+        self.world = world
+        self.earlier = world.placed  # calls placed in the world before this one (since its last reset)
+        self._fixture = fixture
+        self._page = send
         self.live = LiveCaller(clock=RealClock())  # the countdown runs in real seconds
         self.call: Call | None = None
         self.recorder = RecordingCaller(
@@ -130,49 +121,33 @@ class CallRun:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def _send(self, message: dict[str, Any]) -> None:
+        """Tell the page, and whoever watches the world's calls (the room view)."""
+        self._page(message)
+        if message["type"] != "timer":
+            self.world.show({**message, "call_id": self.id, "persona": self.persona.id})
+
     async def _run(self) -> None:
-        system: System | None = None
         ticker = asyncio.create_task(self._tick(), name=f"console-timer-{self.id}")
-        workdir = self._workdir / self.id
         try:
-            workdir.mkdir(parents=True)
-            try:
-                async with asyncio.timeout(BUILD_TIMEOUT):
-                    system = await build_system(
-                        world=self._world,
-                        workdir=workdir,
-                        source=f"console-{self.id}",
-                        broker=self._broker,
-                        own_ledger=self._own_ledger,
-                        ledger_now=self._now,
-                    )
-            except TimeoutError:
-                msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"
-                raise RuntimeError(msg) from None
-            system.engine.observers.append(self)
+            system = await self.world.system()
             # The clock is set now, after the build, so that the call starts at the chosen instant.
             self.clock = ShiftedClock(start=self.at)
+            self.world.clocked(self.clock.now)
             record = await system.engine.run_call(
                 self.recorder, clock=self.clock, number=self.persona.caller, call_id=self.id
             )
             ticker.cancel()
             self._send({"type": "timer", "remaining": None, "paused": False})
             await system.settle()
-            assert system.ledger is not None  # noqa: S101 - the console builds its own ledger
-            deducted = await system.ledger.deducted()
-            self._ended(record, deducted)
+            self._ended(record, await self.world.deducted_for(record.call.ticket_id))
         except Exception as exc:  # a call that breaks must say so on its page, never hang there
             log.exception("console call failed", call_id=self.id)
             self._send({"type": "error", "message": f"the call stopped: {exc}", "call_over": True})
         finally:
             ticker.cancel()
-            if system is not None:
-                await system.close()
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def _now(self) -> datetime:
-        """The call's simulated instant, which the ledger stamps its events with."""
-        return self.clock.now() if self.clock is not None else self.at
+            self.world.forget(self)
+            self.world.tell()
 
     def _taken(self, taken: Taken) -> None:
         """A key the IVR took: the phone's screen shows it under the prompt it answers."""
@@ -201,6 +176,7 @@ class CallRun:
             call=call,
             events=[e.type for e in record.events],
             deducted=deducted,
+            earlier=self.earlier,
         )
         self.scenario = scenario_yaml(walk)
         self._send(

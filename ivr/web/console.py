@@ -1,7 +1,9 @@
 """The console server's state: the fixture world, the broker, and which page each call belongs to.
 
 One :class:`Console` per server; one :class:`Session` per WebSocket (one open page), holding at
-most one running call. Several trainees use one server at once without seeing each other: a page
+most one running call, placed in the page's session world (`ivr.web.worlds`): the world named by
+the page's ``?session=NAME``, shared with the other pages naming it, or else one of its own.
+Several trainees use one server at once without seeing each other: a page
 only ever hears about its own calls, since the engine's reports go straight to the call's page,
 and the bus's events are forwarded by their CloudEvents ``subject`` — the call id — to the page
 that placed that call. The events a page shows are the very JSON integrators receive.
@@ -33,7 +35,8 @@ from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
-from ivr.web.messages import BadMessageError, Command, Control, KeyPress, Reveal, StartCall, parse
+from ivr.web.messages import BadMessageError, Command, Control, KeyPress, Reset, Reveal, StartCall, parse
+from ivr.web.worlds import SessionWorld, check_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,6 +109,7 @@ class Console:
         self.fixture = worlds.reference(fixture, scenarios_dir)
         self.calls: dict[str, CallRun] = {}  # running calls, by id
         self.sessions: set[Session] = set()
+        self.worlds: dict[str, SessionWorld] = {}  # the named (shared) session worlds, kept until the server stops
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
         # The console is the long-running IVR process: its connection carries the retained
         # ivr/v1/status/ivr-console (online; the last will says offline).
@@ -152,15 +156,28 @@ class Console:
         for session in list(self.sessions):
             self.closing(session)
         await asyncio.gather(*self._closing)
+        for world in self.worlds.values():
+            await world.close()
         if self._forwarder is not None:
             self._forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._forwarder
         await self._bus.aclose()
 
-    def session(self, send: Callable[[dict[str, Any]], None]) -> Session:
-        """A new page."""
-        session = Session(console=self, send=send)
+    def session_world(self, name: str | None) -> SessionWorld:
+        """The session world named ``name`` (made at its first page), or a new private one for ``None``."""
+        if name is not None and name in self.worlds:
+            return self.worlds[name]
+        world = SessionWorld(
+            name=name, world=self.world, broker=self.broker, workdir=self.workdir, own_ledger=self.own_ledger
+        )
+        if name is not None:
+            self.worlds[check_name(name)] = world
+        return world
+
+    def session(self, send: Callable[[dict[str, Any]], None], *, name: str | None = None) -> Session:
+        """A new page, in the session world ``name`` (``None``: a world of its own); a bad name is a ValueError."""
+        session = Session(console=self, send=send, world=self.session_world(name))
         self.sessions.add(session)
         return session
 
@@ -206,11 +223,14 @@ class Console:
 class Session:
     """One open page: at most one call running, the trainee's messages applied to it."""
 
-    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None]) -> None:
-        """A page reached through ``send``."""
+    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None], world: SessionWorld) -> None:
+        """A page reached through ``send``, calling into ``world``."""
         self.console = console
+        self.world = world
+        world.pages[self] = self.send
         self._out = send
         self.run: CallRun | None = None
+        self._resetting: asyncio.Task[None] | None = None
         self.closed = False
         self.detached = False
 
@@ -244,6 +264,9 @@ class Session:
         if isinstance(command, Reveal):
             self._reveal(command.persona)
             return
+        if isinstance(command, Reset):
+            self._resetting = asyncio.create_task(self._reset(), name="console-world-reset")
+            return
         run = self.run
         if run is None:
             self.error("no call in progress: choose a persona and press Call first")
@@ -256,6 +279,16 @@ class Session:
             return
         assert isinstance(command, Control)  # noqa: S101 - the last kind of command
         {"silence": run.silence, "hangup": run.hang_up, "pause": run.pause, "resume": run.resume}[command.action]()
+
+    async def _reset(self) -> None:
+        refused = await self.world.reset()
+        if refused is not None:
+            self.error(refused)
+            return
+        log.info("console world reset", world=self.world.name or "private")
+        for send in list(self.world.pages.values()):
+            send({"type": "reset", "by_you": send == self.send})
+        self.world.tell()
 
     def _persona(self, persona_id: str) -> Persona | None:
         """The persona named, or ``None`` after telling the page which ones there are."""
@@ -296,14 +329,12 @@ class Session:
             call_id=call_id,
             persona=persona,
             at=command.at,
-            world=console.world,
-            broker=console.broker,
-            workdir=console.workdir,
+            world=self.world,
             fixture=console.fixture,
             send=self.send,
-            own_ledger=console.own_ledger,
         )
         self.run = run
+        self.world.place(run)
         console.route(call_id, self)
         console.calls[call_id] = run
         self.send(
@@ -326,3 +357,9 @@ class Session:
             await self.run.stop(grace=STOP_GRACE)
             self.console.calls.pop(self.run.id, None)
         self.console.forget(self)
+        self.world.pages.pop(self, None)
+        self.world.watchers.pop(self, None)
+        if self.world.name is None:  # a private world ends with its page
+            await self.world.close()
+        else:
+            self.world.tell()

@@ -10,6 +10,7 @@ Messages are JSON objects with a ``type``:
   (``at`` may instead carry its own offset; ``zone`` defaults to US Eastern, the support centre's)
 - ``{"type": "key", "key": "0"-"9" | "*" | "#"}``
 - ``{"type": "silence"}``, ``{"type": "hangup"}``, ``{"type": "pause"}``, ``{"type": "resume"}``
+- ``{"type": "reset"}``: the page's session world back to the fixture world (refused while calls run in it)
 - ``{"type": "reveal", "persona": ID}``: the support code or license key that persona types, asked
   for by the card's "show code" (the page is sent codes and keys masked, and whole only so)
 """
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.callers import KEYS
 
-__all__ = ["CONTROLS", "BadMessageError", "Command", "Control", "KeyPress", "Reveal", "StartCall", "parse"]
+__all__ = ["CONTROLS", "BadMessageError", "Command", "Control", "KeyPress", "Reset", "Reveal", "StartCall", "parse"]
 
 #: Commands that act on the running call and carry nothing else.
 CONTROLS: Final = ("silence", "hangup", "pause", "resume")
@@ -67,7 +68,12 @@ class Reveal:
     persona: str
 
 
-Command = StartCall | KeyPress | Control | Reveal
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reset:
+    """Put the page's session world back as the fixture describes it."""
+
+
+Command = StartCall | KeyPress | Control | Reveal | Reset
 
 
 def _instant(raw: object, zone: object) -> datetime:
@@ -99,6 +105,12 @@ def parse(text: str | bytes) -> Command:
     if not isinstance(raw, dict):
         raise BadMessageError("a message is a JSON object with a 'type'")
     kind = raw.get("type")
+    if kind == "reset":
+        return Reset()
+    return _command(kind, raw)
+
+
+def _command(kind: object, raw: dict[str, object]) -> Command:
     if kind in {"call", "reveal"}:
         persona = raw.get("persona")
         if not isinstance(persona, str) or not persona:
@@ -113,5 +125,5 @@ def parse(text: str | bytes) -> Command:
         return KeyPress(key=key)
     if kind in CONTROLS:
         return Control(action=kind)
-    expected = ", ".join(("call", "key", *CONTROLS, "reveal"))
+    expected = ", ".join(("call", "key", *CONTROLS, "reveal", "reset"))
     raise BadMessageError(f"unknown message type {kind!r}; expected one of {expected}")

@@ -52,6 +52,7 @@ class Walk:
     call: Call
     events: Sequence[str]  # the call's own event types, in order
     deducted: Mapping[str, int] = field(default_factory=dict)
+    earlier: int = 0  # calls placed in the session world before this walk: a replay starts without them
 
 
 def steps_of(taken: Sequence[Taken]) -> list[Step]:
@@ -109,12 +110,22 @@ def _where(fixture: str) -> str:
     return "a path relative to the folder this file is saved in"
 
 
+def _earlier(calls: int) -> list[str]:
+    if not calls:
+        return []
+    return [
+        f"# Walked after {calls} earlier call(s) in its session world; a replay starts from the fixture world,",
+        "# so a walk that relied on them (a lockout, a balance spent, a new ticket) goes otherwise.",
+    ]
+
+
 def scenario_yaml(walk: Walk) -> str:
     """The scenario file's text."""
     call = walk.call
     lines = [
         "# Saved from the trainer console (`ivr serve`): replay it with `ivr replay FILE`.",
         f"# The fixture is {_where(walk.fixture)} (here: {walk.fixture}).",
+        *_earlier(walk.earlier),
         f"name: {json.dumps(walk.name)}",
         f"description: {json.dumps(walk.description)}",
         f"at: {json.dumps(walk.at.isoformat(timespec='seconds'))}",

@@ -22,6 +22,9 @@ let drawSeq = 0;
 let drawing = false;
 let nextDrawing = null;
 let diagrams = { main: "", all: "", state: "" }; // the latest texts from the server
+let facts = {}; // what the session world holds for each persona now
+// ?session=NAME joins that shared session world; without it the page has a world of its own.
+const SESSION = new URLSearchParams(location.search).get("session");
 
 mermaid.initialize({
   startOnLoad: false,
@@ -126,9 +129,10 @@ const handlers = {
     select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: p.id, title: p.description })));
     $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z.id, text: `${z.name} (${z.id})` })));
     $("at").value = msg.default_at;
-    describePersona();
+    choosePersona();
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: "" };
     redraw();
+    handlers.world(msg.world);
     $("status").textContent = `connected · fixture ${msg.fixture}`;
     setRunning(false);
   },
@@ -166,6 +170,23 @@ const handlers = {
     if ($("sound").checked && "speechSynthesis" in window) {
       window.speechSynthesis.speak(new SpeechSynthesisUtterance(msg.text));
     }
+  },
+  world(msg) {
+    facts = msg.facts;
+    const calls = `${msg.placed} call${msg.placed === 1 ? "" : "s"} since it was last reset`;
+    if (msg.shared) {
+      $("world-name").textContent = `session ${msg.name}`;
+      $("world-summary").textContent = `Shared by ${msg.pages} page${msg.pages === 1 ? "" : "s"} that opened ` +
+        `?session=${msg.name}: failures, tickets and balances carry over between calls · ${calls}.`;
+    } else {
+      $("world-name").textContent = "private";
+      $("world-summary").textContent = `This page's own: failures, tickets and balances carry over between ` +
+        `your calls, and no other page sees them (open ?session=NAME to share one) · ${calls}.`;
+    }
+    describePersona();
+  },
+  reset(msg) {
+    showMessage(msg.by_you ? "the world is reset: as the fixture describes it" : "the trainer reset this session's world");
   },
   taken(msg) {
     heard = true;
@@ -240,7 +261,8 @@ const handlers = {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  const query = SESSION ? `?session=${encodeURIComponent(SESSION)}` : "";
+  socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   socket.addEventListener("message", (event) => {
     const msg = JSON.parse(event.data);
     const handler = handlers[msg.type];
@@ -263,9 +285,15 @@ function connect() {
 // -- what the trainee does -----------------------------------------------------------------------
 
 function describePersona() {
+  const persona = personas.find((p) => p.id === $("persona").value);
+  const now = persona && facts[persona.id] ? ` · in this world now: ${facts[persona.id]}` : "";
+  $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}${now}` : "";
+}
+
+function choosePersona() {
   // Codes and keys come masked; the whole one is asked for per persona, and forgotten on a change.
   const persona = personas.find((p) => p.id === $("persona").value);
-  $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}` : "";
+  describePersona();
   $("secret-row").hidden = !(persona && persona.reveals);
   $("reveal").textContent = persona && persona.reveals ? `Show ${persona.reveals}` : "Show code";
   $("persona-secret").textContent = "";
@@ -308,7 +336,7 @@ function saveScenario() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setRunning(false);
-  $("persona").addEventListener("change", describePersona);
+  $("persona").addEventListener("change", choosePersona);
   $("reveal").addEventListener("click", () => send({ type: "reveal", persona: $("persona").value }));
   $("call").addEventListener("click", placeCall);
   $("hangup").addEventListener("click", () => send({ type: "hangup" }));
@@ -319,6 +347,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("pause").textContent = paused ? "Resume countdown" : "Pause countdown";
   });
   $("save").addEventListener("click", saveScenario);
+  $("reset").addEventListener("click", () => send({ type: "reset" }));
   $("all-edges").addEventListener("change", redraw);
   $("sound").addEventListener("change", () => {
     if (!$("sound").checked && "speechSynthesis" in window) window.speechSynthesis.cancel();
