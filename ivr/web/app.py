@@ -144,15 +144,12 @@ async def _socket(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
-def create_app(
-    *, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None, own_ledger: bool = True
-) -> Starlette:
+def create_app(*, fixture: Path, broker: BrokerConfig | None = None, own_ledger: bool = True) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
-    name a packaged world by its name, any other fixture relative to ``scenarios_dir`` (default:
-    ``./scenarios``, where ``ivr replay`` looks). With ``own_ledger=False`` the calls' deductions
-    come from an `ivr ledger` process.
+    name a packaged world by its name, and hold any other world whole, so they replay anywhere.
+    With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -167,7 +164,6 @@ def create_app(
             console = Console(
                 world=world,
                 fixture=fixture,
-                scenarios_dir=scenarios_dir or Path("scenarios"),
                 broker=config,
                 workdir=workdir,
                 own_ledger=own_ledger,

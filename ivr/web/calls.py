@@ -22,12 +22,14 @@ import structlog
 from ivr.callers import Key, LiveCaller
 from ivr.clock import RealClock
 from ivr.events import EventType
+from ivr.ledger.core import Outcome
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.states.flow import INITIAL
 from ivr.web.clock import ShiftedClock
 from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
 from ivr.web.recording import RecordingCaller, Taken
+from ivr.web.transcript import Transcript
 from ivr.web.walk import Walk, scenario_yaml
 
 if TYPE_CHECKING:
@@ -59,16 +61,20 @@ class CallRun:
         persona: Persona,
         at: datetime,
         world: SessionWorld,
-        fixture: str,
+        fixture: str | None,
+        world_text: str | None,
         send: Callable[[dict[str, Any]], None],
     ) -> None:
-        """Prepare the call in ``world``; nothing runs until :meth:`start`."""
+        """Prepare the call in ``world``; nothing runs until :meth:`start`.
+
+        A saved walk names the packaged world ``fixture``, or (``None``) holds ``world_text`` whole.
+        """
         self.id = call_id
         self.persona = persona
         self.at = at
         self.world = world
         self.earlier = world.placed  # calls placed in the world before this one (since its last reset)
-        self._fixture = fixture
+        self._fixture, self._world_text = fixture, world_text
         self._page = send
         self.live = LiveCaller(clock=RealClock())  # the countdown runs in real seconds
         self.call: Call | None = None
@@ -79,6 +85,7 @@ class CallRun:
         self.paused = False
         self.scenario: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.transcript = Transcript()
 
     @property
     def done(self) -> bool:
@@ -140,7 +147,14 @@ class CallRun:
             ticker.cancel()
             self._send({"type": "timer", "remaining": None, "paused": False})
             await system.settle()
-            self._ended(record, await self.world.deducted_for(record.call.ticket_id))
+            entries = await self.world.ledger_entries(record.call.ticket_id)
+            for entry in entries:
+                self.transcript.ledger(self._clock_now(), entry)
+            deducted: dict[str, int] = {}
+            for entry in entries:
+                if entry.outcome == Outcome.DEDUCTED:
+                    deducted[entry.contract_id] = deducted.get(entry.contract_id, 0) + 1
+            self._ended(record, deducted)
         except Exception as exc:  # a call that breaks must say so on its page, never hang there
             log.exception("console call failed", call_id=self.id)
             self._send({"type": "error", "message": f"the call stopped: {exc}", "call_over": True})
@@ -149,8 +163,12 @@ class CallRun:
             self.world.forget(self)
             self.world.tell()
 
+    def _clock_now(self) -> datetime | None:
+        return self.clock.now() if self.clock is not None else None
+
     def _taken(self, taken: Taken) -> None:
         """A key the IVR took: the phone's screen shows it under the prompt it answers."""
+        self.transcript.taken(self._clock_now(), taken)
         if isinstance(taken.input, Key):
             self._send({"type": "taken", "call_id": self.id, "key": taken.input.key, "state": taken.state})
 
@@ -171,6 +189,7 @@ class CallRun:
             description=description,
             at=self.at,
             fixture=self._fixture,
+            world=self._world_text,
             caller=self.persona.caller,
             taken=self.recorder.taken,
             call=call,
@@ -179,6 +198,20 @@ class CallRun:
             earlier=self.earlier,
         )
         self.scenario = scenario_yaml(walk)
+        summary = {
+            "outcome": call.outcome,
+            "rule": call.rule,
+            "reason": call.reason,
+            "queue": call.queue,
+            "priority": call.priority,
+            "ticket": call.ticket_id,
+            "deducted": ", ".join(f"{k}: {v}" for k, v in deducted.items() if v) or "nothing",
+        }
+        transcript = self.transcript.html(
+            title=f"Call {self.id}: {self.persona.id}, {call.outcome}",
+            meta=f"{description}; from {self.persona.caller} at {self.at.isoformat(timespec='minutes')}",
+            summary=summary,
+        )
         self._send(
             {
                 "type": "ended",
@@ -192,6 +225,8 @@ class CallRun:
                 "deducted": {k: v for k, v in deducted.items() if v},
                 "scenario": self.scenario,
                 "filename": f"console_{self.persona.id}_{self.id}.yaml".replace("-", "_"),
+                "transcript": transcript,
+                "transcript_filename": f"transcript_{self.persona.id}_{self.id}.html".replace("-", "_"),
             }
         )
 
@@ -214,6 +249,7 @@ class CallRun:
 
     def _entry(self, entry: Entry | None) -> None:
         if entry is not None:
+            self.transcript.decision(self._clock_now(), entry)
             self._send({"type": "decision", "call_id": self.id, **entry.to_json()})
 
     def on_transition(self, call: Call, trigger: str, source: str, dest: str) -> None:
@@ -226,6 +262,7 @@ class CallRun:
         """The caller heard a prompt: show (and maybe speak) it."""
         self.call = call
         self._entry(retry_entry(call, heard.name))
+        self.transcript.prompt(self._clock_now(), heard.name, heard.text)
         self._send({"type": "prompt", "call_id": call.id, "state": call.state, "name": heard.name, "text": heard.text})
 
     def on_decision(self, call: Call, decision: Decision) -> None:
@@ -236,6 +273,7 @@ class CallRun:
     def on_event(self, call: Call, event: CloudEvent) -> None:
         """The first event starts the picture; the events themselves reach the page from the bus."""
         self.call = call
+        self.transcript.event(event)
         if event.type == EventType.CALL_STARTED:
             self._state(call)
 

@@ -89,7 +89,6 @@ class Console:
         *,
         world: World,
         fixture: Path,
-        scenarios_dir: Path,
         broker: BrokerConfig,
         workdir: Path,
         root: str = TOPIC_ROOT,
@@ -97,8 +96,8 @@ class Console:
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
 
-        Saved scenarios name a packaged world by its name, any other fixture relative to ``scenarios_dir``,
-        where they are meant to be kept.
+        Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
+        so they replay wherever they are kept.
         ``own_ledger=False``: deductions come from an `ivr ledger` process already on the broker.
         """
         self.own_ledger = own_ledger
@@ -106,7 +105,9 @@ class Console:
         self.broker = broker
         self.workdir = workdir
         self.root = root
-        self.fixture = worlds.reference(fixture, scenarios_dir)
+        self.fixture = worlds.name_of(fixture)  # None: a world of one's own, embedded in saved walks
+        self.world_text = None if self.fixture else fixture.read_text(encoding="utf-8")
+        self._fixture_shown = self.fixture or fixture.name
         self.calls: dict[str, CallRun] = {}  # running calls, by id
         self.sessions: set[Session] = set()
         self.worlds: dict[str, SessionWorld] = {}  # the named (shared) session worlds, kept until the server stops
@@ -131,7 +132,7 @@ class Console:
                 }
                 for p in self.world.personas.values()
             ],
-            "fixture": self.fixture,
+            "fixture": self._fixture_shown,
             "diagram": mermaid(side_edges=False),
             "diagram_all": mermaid(),
             "default_at": DEFAULT_AT,
@@ -331,6 +332,7 @@ class Session:
             at=command.at,
             world=self.world,
             fixture=console.fixture,
+            world_text=console.world_text,
             send=self.send,
         )
         self.run = run

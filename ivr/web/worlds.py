@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ivr.auth import lockout
 from ivr.bootstrap import System, build_system
-from ivr.ledger.core import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from ivr.directory.fixtures import Persona, World
     from ivr.engine import Heard
     from ivr.events import CloudEvent
+    from ivr.ledger.store import Entry
     from ivr.states.call import Call
     from ivr.web.calls import CallRun
 
@@ -118,16 +118,12 @@ class SessionWorld:
         """A call of this world has ended and settled."""
         self.runs.pop(run.id, None)
 
-    async def deducted_for(self, ticket: str | None) -> dict[str, int]:
-        """What the ledger deducted for ``ticket`` (a call's own ticket): contract -> incidents."""
+    async def ledger_entries(self, ticket: str | None) -> list[Entry]:
+        """What the ledger did with ``ticket`` (a call's own ticket), oldest first."""
         system = self._system
         if ticket is None or system is None or system.ledger is None:
-            return {}
-        deducted: dict[str, int] = {}
-        for entry in await system.ledger.entries():
-            if entry.ticket_id == ticket and entry.outcome == Outcome.DEDUCTED:
-                deducted[entry.contract_id] = deducted.get(entry.contract_id, 0) + 1
-        return deducted
+            return []
+        return [e for e in await system.ledger.entries() if e.ticket_id == ticket]
 
     async def reset(self) -> str | None:
         """Back to the fixture world; the reason it cannot be done yet, or ``None`` once done."""

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from ivr.bus.broker import find_mosquitto
 from ivr.web.app import create_app
-from tests.conftest import DEFAULT_WORLD_PATH, REPO
+from tests.conftest import DEFAULT_WORLD_PATH
 from tests.web import browser as browser_helpers
 
 #: Bound on every wait for the server: generous for a loaded machine, short enough to fail a test.
@@ -31,7 +31,7 @@ def app(monkeypatch):
     monkeypatch.delenv("IVR_BROKER", raising=False)
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
-    return create_app(fixture=DEFAULT_WORLD_PATH, scenarios_dir=REPO / "scenarios")
+    return create_app(fixture=DEFAULT_WORLD_PATH)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from ivr.bus.url import BrokerConfig
 from ivr.cli import main
 from ivr.web.app import create_app
 from ivr.web.console import MAX_CALLS
-from tests.conftest import DEFAULT_WORLD_PATH, REPO
+from tests.conftest import DEFAULT_WORLD_PATH
 from tests.web.conftest import WAIT, event_of, of_type, receive, until
 
 CODE_KEYS = ["2", "1", "2", *"1234500001#", "2"]  # technical, consumer, support code, severity B
@@ -346,7 +346,7 @@ def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(
 
     async def run() -> tuple[bytes, bytes]:
         async with EmbeddedBroker() as broker:
-            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config, scenarios_dir=REPO / "scenarios")
+            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config)
             async with app.router.lifespan_context(app):
                 while_up = await retained(broker.config)
             return while_up, await retained(broker.config)

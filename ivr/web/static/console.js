@@ -241,7 +241,8 @@ const handlers = {
   },
   ended(msg) {
     setRunning(false);
-    scenario = { text: msg.scenario, filename: msg.filename };
+    scenario = { text: msg.scenario, filename: msg.filename, transcript: msg.transcript,
+      transcriptFilename: msg.transcript_filename };
     const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
       ["priority", msg.priority], ["ticket", msg.ticket],
       ["deducted", Object.entries(msg.deducted).map(([k, v]) => `${k}: ${v}`).join(", ") || "nothing"]];
@@ -324,10 +325,9 @@ function placeCall() {
   send({ type: "call", persona: $("persona").value, at: $("at").value, zone: $("zone").value });
 }
 
-function saveScenario() {
-  if (!scenario) return;
-  const blob = new Blob([scenario.text], { type: "application/x-yaml" });
-  const link = el("a", { href: URL.createObjectURL(blob), download: scenario.filename });
+function download(text, filename, type) {
+  const blob = new Blob([text], { type });
+  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
   document.body.append(link);
   link.click();
   link.remove();
@@ -346,7 +346,12 @@ document.addEventListener("DOMContentLoaded", () => {
     send({ type: paused ? "pause" : "resume" });
     $("pause").textContent = paused ? "Resume countdown" : "Pause countdown";
   });
-  $("save").addEventListener("click", saveScenario);
+  $("save").addEventListener("click", () => {
+    if (scenario) download(scenario.text, scenario.filename, "application/x-yaml");
+  });
+  $("transcript").addEventListener("click", () => {
+    if (scenario) download(scenario.transcript, scenario.transcriptFilename, "text/html");
+  });
   $("reset").addEventListener("click", () => send({ type: "reset" }));
   $("all-edges").addEventListener("change", redraw);
   $("sound").addEventListener("change", () => {
