@@ -35,8 +35,20 @@ from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
-from ivr.web.messages import BadMessageError, Command, Control, KeyPress, Reset, Reveal, StartCall, parse
+from ivr.web.messages import (
+    BadMessageError,
+    Command,
+    Control,
+    KeyPress,
+    OpenScenario,
+    Reset,
+    Reveal,
+    StartCall,
+    parse,
+)
+from ivr.web.playback import play, read_scenario
 from ivr.web.worlds import SessionWorld, check_name
+from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,6 +56,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
+    from ivr.replay.scenario import Scenario
 
 __all__ = [
     "BROKER_TIMEOUT",
@@ -93,14 +106,18 @@ class Console:
         workdir: Path,
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
+        scenario: Scenario | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
+
+        ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens.
 
         Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
         so they replay wherever they are kept.
         ``own_ledger=False``: deductions come from an `ivr ledger` process already on the broker.
         """
         self.own_ledger = own_ledger
+        self.scenario = scenario
         self.world = world
         self.broker = broker
         self.workdir = workdir
@@ -232,6 +249,7 @@ class Session:
         self._out = send
         self.run: CallRun | None = None
         self._resetting: asyncio.Task[None] | None = None
+        self._playing: asyncio.Task[None] | None = None
         self.closed = False
         self.detached = False
 
@@ -259,14 +277,8 @@ class Session:
 
     def apply(self, command: Command) -> None:
         """Start a call, show a persona's code, or pass a key or a control to the running call."""
-        if isinstance(command, StartCall):
-            self._start(command)
-            return
-        if isinstance(command, Reveal):
-            self._reveal(command.persona)
-            return
-        if isinstance(command, Reset):
-            self._resetting = asyncio.create_task(self._reset(), name="console-world-reset")
+        if isinstance(command, StartCall | Reveal | OpenScenario | Reset):
+            self._page_command(command)
             return
         run = self.run
         if run is None:
@@ -280,6 +292,41 @@ class Session:
             return
         assert isinstance(command, Control)  # noqa: S101 - the last kind of command
         {"silence": run.silence, "hangup": run.hang_up, "pause": run.pause, "resume": run.resume}[command.action]()
+
+    def _page_command(self, command: StartCall | Reveal | OpenScenario | Reset) -> None:
+        """The commands that need no running call."""
+        if isinstance(command, StartCall):
+            self._start(command)
+        elif isinstance(command, Reveal):
+            self._reveal(command.persona)
+        elif isinstance(command, OpenScenario):
+            self._open(command)
+        else:
+            self._resetting = asyncio.create_task(self._reset(), name="console-world-reset")
+
+    def _open(self, command: OpenScenario) -> None:
+        try:
+            scenario = read_scenario(command.name, command.text)
+        except SourceError as exc:  # named as the page knows the file, not by the server's folder
+            where = f"{exc.path.name}:{exc.line}" if exc.line else exc.path.name
+            self.error(f"cannot play this scenario back: {where}: {exc.message}")
+            return
+        self.play(scenario)
+
+    def play(self, scenario: Scenario) -> None:
+        """Run ``scenario`` and send the page its frames to play back on the diagram."""
+        if self._playing is not None and not self._playing.done():
+            self.error("a scenario is still being prepared on this page: one at a time")
+            return
+        self.send({"type": "replay_loading", "name": scenario.name})
+        self._playing = asyncio.create_task(self._play(scenario), name="console-playback")
+
+    async def _play(self, scenario: Scenario) -> None:
+        try:
+            self.send(await play(scenario, workdir=self.console.workdir))
+        except Exception as exc:  # the page must hear why, never wait forever
+            log.exception("console playback failed", scenario=scenario.name)
+            self.error(f"the scenario could not be played back: {exc}")
 
     async def _reset(self) -> None:
         refused = await self.world.reset()

@@ -23,6 +23,8 @@ let drawing = false;
 let nextDrawing = null;
 let diagrams = { main: "", all: "", state: "" }; // the latest texts from the server
 let facts = {}; // what the session world holds for each persona now
+let quiet = false; // redrawing a played-back scenario up to a step: speak nothing
+let replay = null; // a scenario played back: { frames, at (the step shown), timer }
 // ?session=NAME joins that shared session world; without it the page has a world of its own.
 const SESSION = new URLSearchParams(location.search).get("session");
 
@@ -138,6 +140,9 @@ const handlers = {
   },
   started(msg) {
     clearMessage();
+    stopPlaying(); // a live call takes the panels over from a played-back scenario
+    replay = null;
+    $("player").hidden = true;
     for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
     $("result").hidden = true;
     taken = "";
@@ -152,6 +157,7 @@ const handlers = {
     setRunning(true);
   },
   state(msg) {
+    if (msg.heard) heard = true;
     $("state").textContent = msg.state;
     $("path").replaceChildren(...msg.path.map((s) => el("li", { text: s })));
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: msg.state };
@@ -167,7 +173,7 @@ const handlers = {
     showTyped();
     const item = el("li", {}, el("b", { text: msg.name }), " ", msg.text);
     append($("prompts"), item);
-    if ($("sound").checked && "speechSynthesis" in window) {
+    if (!quiet && $("sound").checked && "speechSynthesis" in window) {
       window.speechSynthesis.speak(new SpeechSynthesisUtterance(msg.text));
     }
   },
@@ -187,6 +193,39 @@ const handlers = {
   },
   reset(msg) {
     showMessage(msg.by_you ? "the world is reset: as the fixture describes it" : "the trainer reset this session's world");
+  },
+  replay_loading(msg) {
+    $("replay-status").textContent = `preparing “${msg.name}”…`;
+  },
+  replay(msg) {
+    stopPlaying();
+    replay = { frames: msg.frames, at: 0, timer: null };
+    $("player").hidden = false;
+    const verdict = msg.error ? `stopped: ${msg.error}` : msg.passed ? "it passes its expectations" : "it fails its expectations";
+    $("replay-status").textContent = `“${msg.name}”: ${msg.calls} call${msg.calls === 1 ? "" : "s"}, ` +
+      `${msg.frames.length} steps; ${verdict}. Use Play, Back and Forward above the diagram.`;
+    showStep(0);
+  },
+  replay_call(msg) {
+    for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
+    $("result").hidden = true;
+    $("prompt-text").replaceChildren();
+    taken = "";
+    pending = [];
+    heard = true;
+    showTyped();
+    $("caller-number").textContent = msg.caller;
+    $("status").textContent = `replay · call ${msg.index} · from ${msg.caller} at ${msg.at}`;
+  },
+  replay_result(msg) {
+    const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
+      ["priority", msg.priority], ["ticket", msg.ticket],
+      ["deducted", Object.entries(msg.deducted || {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "nothing"],
+      ["expectations", msg.failures.length ? `not met: ${msg.failures.join("; ")}` : "met"]];
+    $("outcome").replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined)
+      .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v), "data-field": k })]));
+    $("result").hidden = false;
+    $("save").hidden = $("transcript").hidden = true; // a played-back call is the file itself
   },
   taken(msg) {
     heard = true;
@@ -241,6 +280,7 @@ const handlers = {
   },
   ended(msg) {
     setRunning(false);
+    $("save").hidden = $("transcript").hidden = false;
     scenario = { text: msg.scenario, filename: msg.filename, transcript: msg.transcript,
       transcriptFilename: msg.transcript_filename };
     const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
@@ -325,6 +365,47 @@ function placeCall() {
   send({ type: "call", persona: $("persona").value, at: $("at").value, zone: $("zone").value });
 }
 
+// -- a scenario played back on the diagram: every step redrawn from its call's first frame ------
+
+function showStep(index) {
+  const frames = replay.frames;
+  replay.at = Math.max(0, Math.min(frames.length - 1, index));
+  let start = replay.at;
+  while (start > 0 && frames[start].type !== "replay_call") start -= 1;
+  quiet = true;
+  for (let i = start; i < replay.at; i += 1) handlers[frames[i].type](frames[i]);
+  quiet = false;
+  handlers[frames[replay.at].type](frames[replay.at]); // the step itself, spoken if sound is on
+  $("replay-step").textContent = `step ${replay.at + 1} of ${frames.length}: ${frames[replay.at].type.replace("replay_", "")}`;
+  $("replay-back").disabled = replay.at === 0;
+  $("replay-forward").disabled = replay.at === frames.length - 1;
+  if (replay.at === frames.length - 1) stopPlaying();
+}
+
+function stopPlaying() {
+  if (replay && replay.timer) clearInterval(replay.timer);
+  if (replay) replay.timer = null;
+  $("replay-play").textContent = "Play";
+}
+
+function togglePlaying() {
+  if (!replay) return;
+  if (replay.timer) {
+    stopPlaying();
+    return;
+  }
+  if (replay.at === replay.frames.length - 1) showStep(0);
+  $("replay-play").textContent = "Pause";
+  replay.timer = setInterval(() => showStep(replay.at + 1), Number($("replay-speed").value));
+}
+
+function openScenario() {
+  const file = $("open-scenario").files[0];
+  if (!file) return;
+  file.text().then((text) => send({ type: "open", name: file.name, text }));
+  $("open-scenario").value = ""; // the same file may be opened again
+}
+
 function download(text, filename, type) {
   const blob = new Blob([text], { type });
   const link = el("a", { href: URL.createObjectURL(blob), download: filename });
@@ -353,6 +434,13 @@ document.addEventListener("DOMContentLoaded", () => {
     if (scenario) download(scenario.transcript, scenario.transcriptFilename, "text/html");
   });
   $("reset").addEventListener("click", () => send({ type: "reset" }));
+  $("open-scenario").addEventListener("change", openScenario);
+  $("replay-play").addEventListener("click", togglePlaying);
+  $("replay-back").addEventListener("click", () => { stopPlaying(); showStep(replay.at - 1); });
+  $("replay-forward").addEventListener("click", () => { stopPlaying(); showStep(replay.at + 1); });
+  $("replay-speed").addEventListener("change", () => {
+    if (replay && replay.timer) { stopPlaying(); togglePlaying(); }
+  });
   $("all-edges").addEventListener("change", redraw);
   $("sound").addEventListener("change", () => {
     if (!$("sound").checked && "speechSynthesis" in window) window.speechSynthesis.cancel();
