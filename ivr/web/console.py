@@ -193,9 +193,25 @@ class Console:
             self.worlds[check_name(name)] = world
         return world
 
-    def session(self, send: Callable[[dict[str, Any]], None], *, name: str | None = None) -> Session:
-        """A new page, in the session world ``name`` (``None``: a world of its own); a bad name is a ValueError."""
-        session = Session(console=self, send=send, world=self.session_world(name))
+    def session(
+        self,
+        send: Callable[[dict[str, Any]], None],
+        *,
+        name: str | None = None,
+        trainee: str | None = None,
+        room: str | None = None,
+    ) -> Session:
+        """A new page: in the session world ``name`` (``None``: one of its own) as ``trainee``, or a room view.
+
+        With ``room`` the page watches that session read-only. A bad name is a :class:`ValueError`
+        saying what a name may be.
+        """
+        if room is not None:
+            session = Session(console=self, send=send, world=self.session_world(room), watching=True)
+        else:
+            world = self.session_world(name)
+            label = world.roster.join(None if trainee is None else check_name(trainee))
+            session = Session(console=self, send=send, world=world, trainee=label)
         self.sessions.add(session)
         return session
 
@@ -241,11 +257,21 @@ class Console:
 class Session:
     """One open page: at most one call running, the trainee's messages applied to it."""
 
-    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None], world: SessionWorld) -> None:
-        """A page reached through ``send``, calling into ``world``."""
+    def __init__(
+        self,
+        *,
+        console: Console,
+        send: Callable[[dict[str, Any]], None],
+        world: SessionWorld,
+        trainee: str = "",
+        watching: bool = False,
+    ) -> None:
+        """A page reached through ``send``: ``trainee`` calling into ``world``, or a room view ``watching`` it."""
         self.console = console
         self.world = world
-        world.pages[self] = self.send
+        self.trainee = trainee
+        self.watching = watching
+        (world.watchers if watching else world.pages)[self] = self.send
         self._out = send
         self.run: CallRun | None = None
         self._resetting: asyncio.Task[None] | None = None
@@ -268,6 +294,9 @@ class Session:
 
     async def handle(self, text: str | bytes) -> None:
         """Apply one message from the page."""
+        if self.watching:
+            self.error("the room view is read-only: open the console without ?room= to place calls")
+            return
         try:
             command = parse(text)
         except BadMessageError as exc:
@@ -378,6 +407,7 @@ class Session:
             persona=persona,
             at=command.at,
             world=self.world,
+            trainee=self.trainee,
             fixture=console.fixture,
             world_text=console.world_text,
             send=self.send,
