@@ -62,6 +62,7 @@ __all__ = [
     "BROKER_TIMEOUT",
     "DEFAULT_AT",
     "MAX_CALLS",
+    "MAX_WORLDS",
     "STOP_GRACE",
     "Console",
     "Session",
@@ -73,6 +74,9 @@ __all__ = [
 DEFAULT_AT: Final = "2026-11-17T10:00"
 #: Calls running at once on one server: each holds two broker connections and two SQLite files.
 MAX_CALLS: Final = 50
+#: Shared session worlds one server keeps (each holds two broker connections and two SQLite files
+#: until the server stops): a page naming a new one beyond this is refused.
+MAX_WORLDS: Final = 50
 #: How long a hung-up call may take to end and close before it is cancelled.
 STOP_GRACE: Final = 5.0
 #: How long the server waits for the broker at start-up before it says it cannot reach it.
@@ -186,6 +190,9 @@ class Console:
         """The session world named ``name`` (made at its first page), or a new private one for ``None``."""
         if name is not None and name in self.worlds:
             return self.worlds[name]
+        if name is not None and len(self.worlds) >= MAX_WORLDS:
+            msg = f"the console keeps {MAX_WORLDS} session worlds already: join one of them, or restart the server"
+            raise ValueError(msg)
         world = SessionWorld(
             name=name, world=self.world, broker=self.broker, workdir=self.workdir, own_ledger=self.own_ledger
         )

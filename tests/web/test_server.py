@@ -353,3 +353,24 @@ def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(
 
     while_up, after = asyncio.run(run())
     assert (while_up, after) == (b"online", b"offline")
+
+
+def test_session_worlds_beyond_the_limit_are_refused(client, monkeypatch):
+    """A page naming a new session world when the server keeps its maximum is told so; known ones still open."""
+    monkeypatch.setattr("ivr.web.console.MAX_WORLDS", 1)
+    with client.websocket_connect("/ws?session=first") as ws:
+        assert receive(ws)["world"]["name"] == "first"
+    with client.websocket_connect("/ws?session=second") as ws:
+        refused = receive(ws)
+        assert refused == {
+            "type": "error",
+            "message": "the console keeps 1 session worlds already: join one of them, or restart the server",
+        }
+    with client.websocket_connect("/ws?session=first") as ws:
+        assert receive(ws)["world"]["name"] == "first"
+
+
+def test_a_bad_session_name_is_refused_saying_what_a_name_may_be(client):
+    """?session= with a name that is not one: a clear error, and the page is closed."""
+    with client.websocket_connect("/ws?session=../etc") as ws:
+        assert receive(ws)["message"].startswith("not a session name: '../etc' (1-40 letters, digits")
