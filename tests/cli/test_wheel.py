@@ -62,7 +62,7 @@ def wheel(tmp_path_factory):
 def venv(wheel, tmp_path_factory):
     """A fresh venv outside the checkout with the wheel installed: its ``bin`` folder."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     home = tmp_path_factory.mktemp("venv")
     _run([sys.executable, "-m", "venv", home], cwd=home)
     python = home / "bin" / "python"

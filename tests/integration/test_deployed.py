@@ -32,7 +32,7 @@ def as_user(config: BrokerConfig, user: str) -> BrokerConfig:
 async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
     """As compose runs them: a call by user ivr is deducted by the ledger process, which an integrator cannot unseat."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
         ledger_db = tmp_path / "ledger.db"
         ledger = LedgerProcess(
@@ -75,7 +75,7 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
 async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
     """`ivr ledger run --no-announce` as ledger, `ivr ledger relay` as ledger-relay: the IVR hears the deduction."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
         watch = as_user(broker.config, "ivr")  # neither service's account may read its own status
         ledger_db = tmp_path / "ledger.db"
