@@ -44,8 +44,16 @@ class Commands(click.Group):
     """A group whose command list shows each command's whole summary (its docstring's first sentence).
 
     Click cuts a summary to fit one line of the terminal and ends it with "..."; a summary is a
-    sentence worth reading whole, so it is wrapped instead.
+    sentence worth reading whole, so it is wrapped instead. A :class:`BusError` that escapes a
+    command becomes click's one-line error.
     """
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a broker that fails it mid-way (a refused subscription) is an error, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except BusError as exc:
+            raise click.ClickException(str(exc)) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List the visible subcommands with their whole summaries."""

@@ -10,9 +10,13 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from ivr.bus.base import BusError
 from ivr.bus.broker import free_port
+from ivr.cli.common import Commands
 
 #: Bound on each command: the probe of a dead broker is refused at once on loopback.
 TIMEOUT = 60
@@ -112,3 +116,25 @@ def test_a_broker_that_does_not_answer_is_named_with_the_option_that_sets_it(fol
     assert f"no MQTT broker answers at {url}" in done.stderr
     assert "--broker URL or IVR_BROKER" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_bus_error_inside_a_command_is_an_error_not_a_traceback():
+    """What a broker does mid-command (a cluster node refusing a subscription while it starts) ends in one line.
+
+    No broker here refuses a subscription on demand (Mosquitto grants it and filters deliveries;
+    NATS refuses only while a node rejoins its cluster), so the command raises what the bus raises.
+    """
+
+    @click.group(cls=Commands)
+    def group() -> None:
+        """A group like `ivr`'s."""
+
+    @group.command()
+    def subscribe() -> None:
+        """Fail as the bus does."""
+        raise BusError("the broker refused the subscription to 'ivr/v1/ledger/#'")
+
+    done = CliRunner().invoke(group, ["subscribe"])
+    assert done.exit_code == 1, done.output
+    assert "Error: the broker refused the subscription to 'ivr/v1/ledger/#'" in done.output
+    assert isinstance(done.exception, SystemExit)
