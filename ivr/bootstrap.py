@@ -19,6 +19,8 @@ from ivr.link import InProcessLink, Link, MqttLink
 from ivr.secrets import pepper_from_env
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
     from pathlib import Path
 
     from ivr.bus.url import BrokerConfig
@@ -58,6 +60,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     own_ledger: bool = True,
     relay: bool = False,
     shard: tuple[int, int] = (0, 1),
+    ledger_now: Callable[[], datetime] | None = None,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
 
@@ -67,7 +70,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does,
     keeping its progress in ``workdir/relay.db``.
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
-    tickets accordingly (:meth:`Directory.share_ticket_numbers`).
+    tickets accordingly (:meth:`Directory.share_ticket_numbers`). ``ledger_now`` stamps the
+    ledger's events (default: the wall clock).
     The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
     """
     if not own_ledger and broker is None:
@@ -90,7 +94,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             ledger = await LedgerStore.open(workdir / "ledger.db")
             opened.push_async_callback(ledger.close)
             await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
-            service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source)
+            service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source, now=ledger_now)
         link: Link
         if broker is None:
             assert service is not None  # noqa: S101 - checked above

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Decision", "Reason", "Rule"]
+__all__ = ["R8_NOTICE", "Decision", "Reason", "Rule"]
+
+#: R8's second half alone: a premier call routed after hours hears it, and was *not* refused, so
+#: the first half ("no ticket is made") would tell a trainee the opposite of what happened.
+R8_NOTICE = "Premier routed outside weekday office hours hears that support is in English only."
 
 
 class Rule(StrEnum):
@@ -62,7 +66,7 @@ _SENTENCES: dict[Rule, str] = {
     ),
     Rule.R8: (
         "A support call authorized outside its contract's hours is told the hours and offered other channels; "
-        "no ticket is made. Premier routed outside weekday office hours hears that support is in English only."
+        f"no ticket is made. {R8_NOTICE}"
     ),
     Rule.R9: (
         "A new ticket asks for a severity, A to D; routing priority rises with severity and with the premier plan."

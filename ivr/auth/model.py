@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from ivr import zones
+
 __all__ = [
     "BUSINESS_KEY_PRODUCTS",
     "US_EASTERN",
@@ -128,7 +130,7 @@ class SupportHours:
         if self.always:
             return "24 hours a day, 7 days a week"
         days = _describe_days(self.weekdays)
-        return f"{days}, {self.opens:%H:%M} to {self.closes:%H:%M} {self.tz.key}"
+        return f"{days}, {self.opens:%H:%M} to {self.closes:%H:%M} {zones.spoken(self.tz)}"
 
 
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

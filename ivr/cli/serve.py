@@ -28,7 +28,13 @@ EXIT_UNREADABLE = 2
     type=click.Choice(["own", "external"]),
     default="own",
     show_default=True,
-    help="own: each call gets a private ledger; external: an `ivr ledger` process on --broker deducts.",
+    help="own: each session world gets a ledger of its own; external: an `ivr ledger` process on --broker deducts.",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A scenario file to play back on the diagram, step by step, on every page that opens [default: none].",
 )
 @log_options(level="warning")
 def serve(  # noqa: PLR0913 - one keyword per option
@@ -38,13 +44,15 @@ def serve(  # noqa: PLR0913 - one keyword per option
     fixture: Path,
     broker: BrokerConfig | None,
     ledger_mode: str,
+    scenario: Path | None,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
     """Serve the trainer console: pick a persona, call, press keys, watch the flow, rules and events.
 
-    Each call runs the same flow, rules, events and ledger as `ivr replay`, on a fresh copy of the
-    fixture world, and can be saved as a scenario file that `ivr replay` passes.
+    Each call runs the same flow, rules, events and ledger as `ivr replay`, in the page's session
+    world (kept across its calls; shared by pages opened with ?session=NAME), and can be saved as
+    a scenario file that `ivr replay` passes, or as a printable transcript.
     """
     import uvicorn  # noqa: PLC0415 - the web stack loads only for this command
 
@@ -55,7 +63,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
         click.echo("ERROR --ledger external needs --broker (or IVR_BROKER): where the ledger listens", err=True)
         sys.exit(EXIT_UNREADABLE)
     try:
-        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own")
+        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own", scenario=scenario)
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)

@@ -24,7 +24,7 @@ from ivr.ledger.core import DeductionRequest, MalformedEventError, request_from
 from ivr.secrets import scrub
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from ivr.ledger.core import Verdict
     from ivr.ledger.store import LedgerStore
@@ -54,15 +54,25 @@ class Handled:
 class LedgerService:
     """Turns ``ticket.created`` payloads into deductions, exactly once each."""
 
-    def __init__(self, *, store: LedgerStore, source: str, only_from: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: LedgerStore,
+        source: str,
+        only_from: str | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         """``source`` names this ledger instance in the events it emits.
 
         ``only_from`` keeps a private ledger (a replayed scenario's) to one IVR's events on a
-        shared broker; `ivr ledger` takes every IVR's.
+        shared broker; `ivr ledger` takes every IVR's. ``now`` stamps its events (default: the
+        wall clock); the trainer console passes the call's simulated clock, so the ledger's event
+        carries the same day and hour as the call it answers.
         """
         self.store = store
         self.source = source
         self.only_from = only_from
+        self._now = now or (lambda: datetime.now(UTC))
         prepare(EventType.TICKET_CREATED)
 
     async def handle(self, payloads: Iterable[bytes]) -> Handled:
@@ -81,7 +91,7 @@ class LedgerService:
             else:
                 requests.append(request)
                 applying.append(payload)
-        now = datetime.now(UTC).isoformat()
+        now = self._now().isoformat()
         applied = await self.store.apply(requests, source=self.source, now=now)
         handled.verdicts = applied.verdicts
         if applied.conflicts:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ivr.bus.url import BrokerConfig
-    from ivr.engine import CallRecord
+    from ivr.engine import CallRecord, Observer
     from ivr.ledger.store import VerifyReport
 
 #: Scenarios replayed at once.
@@ -113,12 +113,18 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
 
 
 async def run_scenario(
-    scenario: Scenario, world: World, *, workdir: Path, broker: BrokerConfig | None = None
+    scenario: Scenario,
+    world: World,
+    *,
+    workdir: Path,
+    broker: BrokerConfig | None = None,
+    observers: Sequence[Observer] = (),
 ) -> ScenarioResult:
     """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each.
 
     Each run gets its own event ``source`` so that, on a shared broker, a scenario's IVR only
-    takes the ledger's answers to its own tickets.
+    takes the ledger's answers to its own tickets. ``observers`` watch the calls as they run
+    (the trainer console plays a scenario back on its diagram so).
     """
     result = ScenarioResult(scenario)
     started = time.perf_counter()
@@ -126,6 +132,7 @@ async def run_scenario(
     name = scenario.label.replace("[", "-").replace("]", "")
     source = f"replay-{uuid.uuid4().hex[:8]}-{name}"
     system = await build_system(world=world, workdir=workdir, source=source, broker=broker)
+    system.engine.observers.extend(observers)
     try:
         next_start = scenario.at
         tickets: list[str | None] = []

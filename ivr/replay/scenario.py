@@ -17,6 +17,7 @@ from typing import Any, Final
 from ivr import worlds
 from ivr.auth.decisions import Reason, Rule
 from ivr.callers import HANGUP, KEYS, Press, Silence, Step
+from ivr.directory.fixtures import load_world
 from ivr.phone import InvalidNumberError, normalize
 from ivr.replay.expectations import Absent, DecisionMatch, EventMatch, parse_absent, parse_decisions, parse_events
 from ivr.secrets import mask
@@ -41,7 +42,7 @@ _EXPECT_KEYS: Final = frozenset(
     | {"absent", "decisions"},
 )
 _CALL_KEYS: Final = frozenset({"caller", "at", "steps", "expect"})
-_TOP_KEYS: Final = frozenset({"name", "at", "fixture", "description", "calls"}) | _CALL_KEYS
+_TOP_KEYS: Final = frozenset({"name", "at", "fixture", "world", "description", "calls"}) | _CALL_KEYS
 _PLACEHOLDER: Final = re.compile(r"\{ticket(?::(\d+))?\}")
 #: A call with no ``at`` of its own starts this long after the previous call ended.
 GAP_SECONDS: Final = 30.0
@@ -291,21 +292,9 @@ def scenario_from(path: Path, doc: Any) -> Scenario:  # noqa: ANN401 - YAML is w
     r.check_keys(_TOP_KEYS)
     name = r.text("name")
     at = r.instant("at", required=True)
-    fixture = r.text("fixture")
     assert name is not None  # noqa: S101 - required above
     assert at is not None  # noqa: S101 - required above
-    assert fixture is not None  # noqa: S101 - required above
-    try:
-        fixture_path = worlds.packaged(fixture) or (path.parent / fixture).resolve()
-        found = fixture_path.is_file()
-    except (OSError, ValueError) as exc:  # a NUL in the name, or a name longer than the system allows
-        why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise r.fail(f"fixture {shown(fixture)} cannot be a file's name: {why}", "fixture") from None
-    if not found:
-        known = ", ".join(worlds.names())
-        raise r.fail(
-            f"fixture {shown(fixture)} is no packaged world ({known}) and no file (looked at {fixture_path})", "fixture"
-        )
+    fixture_path = _world(r, path, doc)
     if "calls" in doc:
         if any(k in doc for k in ("caller", "steps", "expect")):
             raise r.fail("give either 'calls' or one call's 'caller'/'steps'/'expect', not both", "calls")
@@ -323,6 +312,43 @@ def scenario_from(path: Path, doc: Any) -> Scenario:  # noqa: ANN401 - YAML is w
         calls=calls,
         description=r.text("description", required=False) or "",
     )
+
+
+def _world(r: _Reader, path: Path, doc: LinedDict) -> Path:
+    """The fixture world's file: a packaged world, a file beside the scenario, or the world embedded in it."""
+    if "world" in doc:
+        if "fixture" in doc:
+            raise r.fail("give either 'fixture' or an embedded 'world', not both", "world")
+        return _embedded(r, doc["world"])
+    fixture = r.text("fixture")
+    assert fixture is not None  # noqa: S101 - required above
+    try:
+        fixture_path = worlds.packaged(fixture) or (path.parent / fixture).resolve()
+        found = fixture_path.is_file()
+    except (OSError, ValueError) as exc:  # a NUL in the name, or a name longer than the system allows
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise r.fail(f"fixture {shown(fixture)} cannot be a file's name: {why}", "fixture") from None
+    if not found:
+        known = ", ".join(worlds.names())
+        raise r.fail(
+            f"fixture {shown(fixture)} is no packaged world ({known}) and no file (looked at {fixture_path})", "fixture"
+        )
+    return fixture_path
+
+
+def _embedded(r: _Reader, text: object) -> Path:
+    """The file of a world embedded under ``world:`` (a fixture file's text), checked now."""
+    if not isinstance(text, str):
+        raise r.fail("'world' must be a fixture world's text (a YAML block: world: |)", "world")
+    path = worlds.embedded(text)
+    try:
+        load_world(path)
+    except SourceError as exc:
+        where = f"line {exc.line} of it" if exc.line else "it"
+        raise r.fail(
+            f"the world embedded under 'world' is not a fixture world ({where}): {exc.message}", "world"
+        ) from None
+    return path
 
 
 def discover(paths: list[Path]) -> list[Path]:

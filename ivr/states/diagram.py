@@ -8,7 +8,9 @@ Mermaid) and Graphviz DOT (for ``ivr diagram --format svg``, through ``dot`` whe
 Both can mark one call: ``highlight`` is the state it is in, ``path`` the states it went through
 (``Call.path``), whose edges are drawn thicker. The side edges (a hang-up from every live state,
 the third no-input or no-match from every prompt) are a third of the arrows; ``side_edges=False``
-draws only those a call walked, so the console's picture shows the main flow legibly. Internal
+shows only those a call walked, so the console's picture shows the main flow legibly. In Mermaid
+the others are still laid out, unlabelled and invisible (``~~~``), so the states keep their places
+when a walked one appears; in DOT they are left out. Internal
 transitions (a replayed prompt after a no-input, a no-match or ``*``) leave the state where it is,
 so they are no edge of the picture.
 """
@@ -169,12 +171,17 @@ def mermaid(  # noqa: PLR0913 - every drawing option is keyword-only
     ``covered`` (a replay's coverage: the (source, dest) pairs its calls walked) draws those arrows
     green and every other arrow red, so what a suite never took stands out.
     """
-    arrows = _arrows(highlight, path, side_edges=side_edges, states=states, transitions=transitions)
+    arrows = _arrows(highlight, path, side_edges=True, states=states, transitions=transitions)
+    steps = set(pairwise(path))
     lines = ["flowchart TD", f"    %% {_HEADER}"]
     for name, spec in states.items():
         opening, closing = _MERMAID_SHAPE[spec.kind]
         lines.append(f"    {name}{opening}{_quote(name)}{closing}")
     for arrow in arrows:
+        if arrow.side and not side_edges:  # same layout walked or not: unlabelled, and invisible until walked
+            link = "-.->" if (arrow.source, arrow.dest) in steps else "~~~"
+            lines.append(f"    {arrow.source} {link} {arrow.dest}")
+            continue
         link = "-.->" if arrow.side else "-->"
         lines.append(f'    {arrow.source} {link}|"{_quote(arrow.label)}"| {arrow.dest}')
     for kind in Kind:

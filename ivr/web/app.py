@@ -37,7 +37,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
-from ivr.web.console import Console
+from ivr.replay.scenario import load_scenario
+from ivr.web.console import Console, Session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -99,6 +100,14 @@ async def _index(_: Request) -> Response:
     return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
+def _greet(console: Console, session: Session) -> None:
+    """A new page: hello and its world; the world's other pages hear of it; ``--scenario`` starts playing."""
+    session.send({**console.hello(), "world": session.world.status()})
+    session.world.tell(skip=session)
+    if console.scenario is not None:
+        session.play(console.scenario)
+
+
 async def _socket(websocket: WebSocket) -> None:
     """One page: hello, then its messages in order, while its call reports back through a queue."""
     if not _same_origin(websocket):
@@ -107,7 +116,12 @@ async def _socket(websocket: WebSocket) -> None:
     console: Console = websocket.app.state.console
     await websocket.accept()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    session = console.session(outbox.put_nowait)
+    try:
+        session = console.session(outbox.put_nowait, name=websocket.query_params.get("session"))
+    except ValueError as exc:
+        await websocket.send_text(json.dumps({"type": "error", "message": str(exc)}))
+        await websocket.close(code=_POLICY_VIOLATION, reason="bad session name")
+        return
 
     async def pump() -> None:
         while True:
@@ -115,7 +129,7 @@ async def _socket(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(message, separators=(",", ":")))
 
     writer = asyncio.create_task(pump(), name="console-writer")
-    session.send(console.hello())
+    _greet(console, session)
     try:
         while True:
             message = await websocket.receive()
@@ -139,19 +153,20 @@ async def _socket(websocket: WebSocket) -> None:
 
 
 def create_app(
-    *, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None, own_ledger: bool = True
+    *, fixture: Path, broker: BrokerConfig | None = None, own_ledger: bool = True, scenario: Path | None = None
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
-    name a packaged world by its name, any other fixture relative to ``scenarios_dir`` (default:
-    ``./scenarios``, where ``ivr replay`` looks). With ``own_ledger=False`` the calls' deductions
-    come from an `ivr ledger` process.
+    name a packaged world by its name, and hold any other world whole, so they replay anywhere.
+    With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
+    ``scenario`` is played back on each page as it opens (read now, like the fixture).
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
         raise ValueError(msg)
     world = load_world(fixture)
+    played = load_scenario(scenario) if scenario is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -161,10 +176,10 @@ def create_app(
             console = Console(
                 world=world,
                 fixture=fixture,
-                scenarios_dir=scenarios_dir or Path("scenarios"),
                 broker=config,
                 workdir=workdir,
                 own_ledger=own_ledger,
+                scenario=played,
             )
             await console.start()
             stack.push_async_callback(console.close)

@@ -1,54 +1,52 @@
 """One call walked in the console, from "Call" to its final state, on the same system replay uses.
 
-Each call gets a fresh system from :func:`ivr.bootstrap.build_system` on the console's broker —
-the same flow, rules, outbox, publisher and ledger as ``ivr replay`` — built from the fixture
-world. Fresh, because a saved walk is replayed on a fresh world: a walk that ran on a world other
-trainees had already changed (a balance spent, a number locked out) would not replay as it went.
-It also means trainees never see each other's effects.
+A call runs in its page's session world (`ivr.web.worlds`): a system from
+:func:`ivr.bootstrap.build_system` on the console's broker — the same flow, rules, outbox,
+publisher and ledger as ``ivr replay`` — kept across the world's calls, so what one call spent or
+locked is there for the next. A walk saved after earlier calls in its world says so, since a
+replay starts from the fixture world.
 
-The call watches itself as an engine observer (states, prompts, decisions) and reports to its
-page through ``send``; its events reach the page from the bus, not from here (`ivr.web.console`).
+The world passes the engine's reports about this call (states, prompts, decisions) here, and the
+call reports to its page through ``send``; its events reach the page from the bus, not from here
+(`ivr.web.console`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ivr.bootstrap import System, build_system
-from ivr.callers import LiveCaller
+from ivr.callers import Key, LiveCaller
 from ivr.clock import RealClock
 from ivr.events import EventType
+from ivr.ledger.core import Outcome
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.states.flow import INITIAL
 from ivr.web.clock import ShiftedClock
 from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
-from ivr.web.recording import RecordingCaller
+from ivr.web.recording import RecordingCaller, Taken
+from ivr.web.transcript import Transcript
 from ivr.web.walk import Walk, scenario_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
-    from pathlib import Path
 
     from ivr.auth.decisions import Decision
-    from ivr.bus.url import BrokerConfig
-    from ivr.directory.fixtures import Persona, World
+    from ivr.directory.fixtures import Persona
     from ivr.engine import CallRecord, Heard
     from ivr.events import CloudEvent
     from ivr.states.call import Call
+    from ivr.web.worlds import SessionWorld
 
-__all__ = ["BUILD_TIMEOUT", "TIMER_TICK", "CallRun"]
+__all__ = ["TIMER_TICK", "CallRun"]
 
 #: How often the page is told the no-input countdown (seconds): smooth enough to watch.
 TIMER_TICK: Final = 0.2
-#: How long building a call's system (its broker connections) may take before the call gives up.
-BUILD_TIMEOUT: Final = 10.0
 
 log = structlog.get_logger("ivr.web")
 
@@ -62,29 +60,32 @@ class CallRun:
         call_id: str,
         persona: Persona,
         at: datetime,
-        world: World,
-        broker: BrokerConfig,
-        workdir: Path,
-        fixture: str,
+        world: SessionWorld,
+        fixture: str | None,
+        world_text: str | None,
         send: Callable[[dict[str, Any]], None],
-        own_ledger: bool = True,
     ) -> None:
-        """Prepare the call; nothing runs until :meth:`start`.
+        """Prepare the call in ``world``; nothing runs until :meth:`start`.
 
-        With ``own_ledger=False`` the deductions come from an `ivr ledger` process on the broker.
+        A saved walk names the packaged world ``fixture``, or (``None``) holds ``world_text`` whole.
         """
-        self._own_ledger = own_ledger
         self.id = call_id
         self.persona = persona
         self.at = at
-        self._world, self._broker, self._workdir, self._fixture = world, broker, workdir, fixture
-        self._send = send
+        self.world = world
+        self.earlier = world.placed  # calls placed in the world before this one (since its last reset)
+        self._fixture, self._world_text = fixture, world_text
+        self._page = send
         self.live = LiveCaller(clock=RealClock())  # the countdown runs in real seconds
         self.call: Call | None = None
-        self.recorder = RecordingCaller(live=self.live, state=lambda: self.call.state if self.call else INITIAL)
+        self.recorder = RecordingCaller(
+            live=self.live, state=lambda: self.call.state if self.call else INITIAL, on_taken=self._taken
+        )
+        self.clock: ShiftedClock | None = None  # set once the system is built, so the call starts at ``at``
         self.paused = False
         self.scenario: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.transcript = Transcript()
 
     @property
     def done(self) -> bool:
@@ -127,44 +128,49 @@ class CallRun:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def _send(self, message: dict[str, Any]) -> None:
+        """Tell the page, and whoever watches the world's calls (the room view)."""
+        self._page(message)
+        if message["type"] != "timer":
+            self.world.show({**message, "call_id": self.id, "persona": self.persona.id})
+
     async def _run(self) -> None:
-        system: System | None = None
         ticker = asyncio.create_task(self._tick(), name=f"console-timer-{self.id}")
-        workdir = self._workdir / self.id
         try:
-            workdir.mkdir(parents=True)
-            try:
-                async with asyncio.timeout(BUILD_TIMEOUT):
-                    system = await build_system(
-                        world=self._world,
-                        workdir=workdir,
-                        source=f"console-{self.id}",
-                        broker=self._broker,
-                        own_ledger=self._own_ledger,
-                    )
-            except TimeoutError:
-                msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"
-                raise RuntimeError(msg) from None
-            system.engine.observers.append(self)
+            system = await self.world.system()
             # The clock is set now, after the build, so that the call starts at the chosen instant.
-            clock = ShiftedClock(start=self.at)
+            self.clock = ShiftedClock(start=self.at)
+            self.world.clocked(self.clock.now)
             record = await system.engine.run_call(
-                self.recorder, clock=clock, number=self.persona.caller, call_id=self.id
+                self.recorder, clock=self.clock, number=self.persona.caller, call_id=self.id
             )
             ticker.cancel()
             self._send({"type": "timer", "remaining": None, "paused": False})
             await system.settle()
-            assert system.ledger is not None  # noqa: S101 - the console builds its own ledger
-            deducted = await system.ledger.deducted()
+            entries = await self.world.ledger_entries(record.call.ticket_id)
+            for entry in entries:
+                self.transcript.ledger(self._clock_now(), entry)
+            deducted: dict[str, int] = {}
+            for entry in entries:
+                if entry.outcome == Outcome.DEDUCTED:
+                    deducted[entry.contract_id] = deducted.get(entry.contract_id, 0) + 1
             self._ended(record, deducted)
         except Exception as exc:  # a call that breaks must say so on its page, never hang there
             log.exception("console call failed", call_id=self.id)
             self._send({"type": "error", "message": f"the call stopped: {exc}", "call_over": True})
         finally:
             ticker.cancel()
-            if system is not None:
-                await system.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            self.world.forget(self)
+            self.world.tell()
+
+    def _clock_now(self) -> datetime | None:
+        return self.clock.now() if self.clock is not None else None
+
+    def _taken(self, taken: Taken) -> None:
+        """A key the IVR took: the phone's screen shows it under the prompt it answers."""
+        self.transcript.taken(self._clock_now(), taken)
+        if isinstance(taken.input, Key):
+            self._send({"type": "taken", "call_id": self.id, "key": taken.input.key, "state": taken.state})
 
     async def _tick(self) -> None:
         """Tell the page the countdown: seconds left, or paused, or not waiting for input."""
@@ -183,13 +189,29 @@ class CallRun:
             description=description,
             at=self.at,
             fixture=self._fixture,
+            world=self._world_text,
             caller=self.persona.caller,
             taken=self.recorder.taken,
             call=call,
             events=[e.type for e in record.events],
             deducted=deducted,
+            earlier=self.earlier,
         )
         self.scenario = scenario_yaml(walk)
+        summary = {
+            "outcome": call.outcome,
+            "rule": call.rule,
+            "reason": call.reason,
+            "queue": call.queue,
+            "priority": call.priority,
+            "ticket": call.ticket_id,
+            "deducted": ", ".join(f"{k}: {v}" for k, v in deducted.items() if v) or "nothing",
+        }
+        transcript = self.transcript.html(
+            title=f"Call {self.id}: {self.persona.id}, {call.outcome}",
+            meta=f"{description}; from {self.persona.caller} at {self.at.isoformat(timespec='minutes')}",
+            summary=summary,
+        )
         self._send(
             {
                 "type": "ended",
@@ -203,6 +225,8 @@ class CallRun:
                 "deducted": {k: v for k, v in deducted.items() if v},
                 "scenario": self.scenario,
                 "filename": f"console_{self.persona.id}_{self.id}.yaml".replace("-", "_"),
+                "transcript": transcript,
+                "transcript_filename": f"transcript_{self.persona.id}_{self.id}.html".replace("-", "_"),
             }
         )
 
@@ -225,6 +249,7 @@ class CallRun:
 
     def _entry(self, entry: Entry | None) -> None:
         if entry is not None:
+            self.transcript.decision(self._clock_now(), entry)
             self._send({"type": "decision", "call_id": self.id, **entry.to_json()})
 
     def on_transition(self, call: Call, trigger: str, source: str, dest: str) -> None:
@@ -237,6 +262,7 @@ class CallRun:
         """The caller heard a prompt: show (and maybe speak) it."""
         self.call = call
         self._entry(retry_entry(call, heard.name))
+        self.transcript.prompt(self._clock_now(), heard.name, heard.text)
         self._send({"type": "prompt", "call_id": call.id, "state": call.state, "name": heard.name, "text": heard.text})
 
     def on_decision(self, call: Call, decision: Decision) -> None:
@@ -247,6 +273,7 @@ class CallRun:
     def on_event(self, call: Call, event: CloudEvent) -> None:
         """The first event starts the picture; the events themselves reach the page from the bus."""
         self.call = call
+        self.transcript.event(event)
         if event.type == EventType.CALL_STARTED:
             self._state(call)
 

@@ -1,7 +1,9 @@
 """The console server's state: the fixture world, the broker, and which page each call belongs to.
 
 One :class:`Console` per server; one :class:`Session` per WebSocket (one open page), holding at
-most one running call. Several trainees use one server at once without seeing each other: a page
+most one running call, placed in the page's session world (`ivr.web.worlds`): the world named by
+the page's ``?session=NAME``, shared with the other pages naming it, or else one of its own.
+Several trainees use one server at once without seeing each other: a page
 only ever hears about its own calls, since the engine's reports go straight to the call's page,
 and the bus's events are forwarded by their CloudEvents ``subject`` — the call id — to the page
 that placed that call. The events a page shows are the very JSON integrators receive.
@@ -26,14 +28,27 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ivr import phone, worlds
+from ivr import phone, worlds, zones
 from ivr.bus.base import BusUnavailableError
 from ivr.bus.mqtt import MqttBus
 from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
-from ivr.web.messages import BadMessageError, Command, Control, KeyPress, Reveal, StartCall, parse
+from ivr.web.messages import (
+    BadMessageError,
+    Command,
+    Control,
+    KeyPress,
+    OpenScenario,
+    Reset,
+    Reveal,
+    StartCall,
+    parse,
+)
+from ivr.web.playback import play, read_scenario
+from ivr.web.worlds import SessionWorld, check_name
+from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,13 +56,13 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
+    from ivr.replay.scenario import Scenario
 
 __all__ = [
     "BROKER_TIMEOUT",
     "DEFAULT_AT",
     "MAX_CALLS",
     "STOP_GRACE",
-    "ZONES",
     "Console",
     "Session",
     "persona_secrets",
@@ -56,8 +71,6 @@ __all__ = [
 #: The page's starting instant: a Tuesday 10:00 US Eastern, inside every contract of the default
 #: world (the date the shipped scenarios use), so a first walk is not refused for the hours.
 DEFAULT_AT: Final = "2026-11-17T10:00"
-#: Time zones the page offers for the chosen instant; support hours are US Eastern by default.
-ZONES: Final = ("America/New_York", "Europe/Berlin", "UTC")
 #: Calls running at once on one server: each holds two broker connections and two SQLite files.
 MAX_CALLS: Final = 50
 #: How long a hung-up call may take to end and close before it is cancelled.
@@ -89,26 +102,32 @@ class Console:
         *,
         world: World,
         fixture: Path,
-        scenarios_dir: Path,
         broker: BrokerConfig,
         workdir: Path,
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
+        scenario: Scenario | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
 
-        Saved scenarios name a packaged world by its name, any other fixture relative to ``scenarios_dir``,
-        where they are meant to be kept.
+        ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens.
+
+        Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
+        so they replay wherever they are kept.
         ``own_ledger=False``: deductions come from an `ivr ledger` process already on the broker.
         """
         self.own_ledger = own_ledger
+        self.scenario = scenario
         self.world = world
         self.broker = broker
         self.workdir = workdir
         self.root = root
-        self.fixture = worlds.reference(fixture, scenarios_dir)
+        self.fixture = worlds.name_of(fixture)  # None: a world of one's own, embedded in saved walks
+        self.world_text = None if self.fixture else fixture.read_text(encoding="utf-8")
+        self._fixture_shown = self.fixture or fixture.name
         self.calls: dict[str, CallRun] = {}  # running calls, by id
         self.sessions: set[Session] = set()
+        self.worlds: dict[str, SessionWorld] = {}  # the named (shared) session worlds, kept until the server stops
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
         # The console is the long-running IVR process: its connection carries the retained
         # ivr/v1/status/ivr-console (online; the last will says offline).
@@ -130,11 +149,12 @@ class Console:
                 }
                 for p in self.world.personas.values()
             ],
-            "fixture": self.fixture,
+            "fixture": self._fixture_shown,
             "diagram": mermaid(side_edges=False),
             "diagram_all": mermaid(),
             "default_at": DEFAULT_AT,
-            "zones": list(ZONES),
+            # The zones the page offers, each with the name a caller hears (US Eastern first: the default).
+            "zones": [{"id": key, "name": name} for key, name in zones.SPOKEN.items()],
         }
 
     async def start(self) -> None:
@@ -154,15 +174,28 @@ class Console:
         for session in list(self.sessions):
             self.closing(session)
         await asyncio.gather(*self._closing)
+        for world in self.worlds.values():
+            await world.close()
         if self._forwarder is not None:
             self._forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._forwarder
         await self._bus.aclose()
 
-    def session(self, send: Callable[[dict[str, Any]], None]) -> Session:
-        """A new page."""
-        session = Session(console=self, send=send)
+    def session_world(self, name: str | None) -> SessionWorld:
+        """The session world named ``name`` (made at its first page), or a new private one for ``None``."""
+        if name is not None and name in self.worlds:
+            return self.worlds[name]
+        world = SessionWorld(
+            name=name, world=self.world, broker=self.broker, workdir=self.workdir, own_ledger=self.own_ledger
+        )
+        if name is not None:
+            self.worlds[check_name(name)] = world
+        return world
+
+    def session(self, send: Callable[[dict[str, Any]], None], *, name: str | None = None) -> Session:
+        """A new page, in the session world ``name`` (``None``: a world of its own); a bad name is a ValueError."""
+        session = Session(console=self, send=send, world=self.session_world(name))
         self.sessions.add(session)
         return session
 
@@ -208,11 +241,15 @@ class Console:
 class Session:
     """One open page: at most one call running, the trainee's messages applied to it."""
 
-    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None]) -> None:
-        """A page reached through ``send``."""
+    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None], world: SessionWorld) -> None:
+        """A page reached through ``send``, calling into ``world``."""
         self.console = console
+        self.world = world
+        world.pages[self] = self.send
         self._out = send
         self.run: CallRun | None = None
+        self._resetting: asyncio.Task[None] | None = None
+        self._playing: asyncio.Task[None] | None = None
         self.closed = False
         self.detached = False
 
@@ -240,11 +277,8 @@ class Session:
 
     def apply(self, command: Command) -> None:
         """Start a call, show a persona's code, or pass a key or a control to the running call."""
-        if isinstance(command, StartCall):
-            self._start(command)
-            return
-        if isinstance(command, Reveal):
-            self._reveal(command.persona)
+        if isinstance(command, StartCall | Reveal | OpenScenario | Reset):
+            self._page_command(command)
             return
         run = self.run
         if run is None:
@@ -258,6 +292,51 @@ class Session:
             return
         assert isinstance(command, Control)  # noqa: S101 - the last kind of command
         {"silence": run.silence, "hangup": run.hang_up, "pause": run.pause, "resume": run.resume}[command.action]()
+
+    def _page_command(self, command: StartCall | Reveal | OpenScenario | Reset) -> None:
+        """The commands that need no running call."""
+        if isinstance(command, StartCall):
+            self._start(command)
+        elif isinstance(command, Reveal):
+            self._reveal(command.persona)
+        elif isinstance(command, OpenScenario):
+            self._open(command)
+        else:
+            self._resetting = asyncio.create_task(self._reset(), name="console-world-reset")
+
+    def _open(self, command: OpenScenario) -> None:
+        try:
+            scenario = read_scenario(command.name, command.text)
+        except SourceError as exc:  # named as the page knows the file, not by the server's folder
+            where = f"{exc.path.name}:{exc.line}" if exc.line else exc.path.name
+            self.error(f"cannot play this scenario back: {where}: {exc.message}")
+            return
+        self.play(scenario)
+
+    def play(self, scenario: Scenario) -> None:
+        """Run ``scenario`` and send the page its frames to play back on the diagram."""
+        if self._playing is not None and not self._playing.done():
+            self.error("a scenario is still being prepared on this page: one at a time")
+            return
+        self.send({"type": "replay_loading", "name": scenario.name})
+        self._playing = asyncio.create_task(self._play(scenario), name="console-playback")
+
+    async def _play(self, scenario: Scenario) -> None:
+        try:
+            self.send(await play(scenario, workdir=self.console.workdir))
+        except Exception as exc:  # the page must hear why, never wait forever
+            log.exception("console playback failed", scenario=scenario.name)
+            self.error(f"the scenario could not be played back: {exc}")
+
+    async def _reset(self) -> None:
+        refused = await self.world.reset()
+        if refused is not None:
+            self.error(refused)
+            return
+        log.info("console world reset", world=self.world.name or "private")
+        for send in list(self.world.pages.values()):
+            send({"type": "reset", "by_you": send == self.send})
+        self.world.tell()
 
     def _persona(self, persona_id: str) -> Persona | None:
         """The persona named, or ``None`` after telling the page which ones there are."""
@@ -298,14 +377,13 @@ class Session:
             call_id=call_id,
             persona=persona,
             at=command.at,
-            world=console.world,
-            broker=console.broker,
-            workdir=console.workdir,
+            world=self.world,
             fixture=console.fixture,
+            world_text=console.world_text,
             send=self.send,
-            own_ledger=console.own_ledger,
         )
         self.run = run
+        self.world.place(run)
         console.route(call_id, self)
         console.calls[call_id] = run
         self.send(
@@ -328,3 +406,9 @@ class Session:
             await self.run.stop(grace=STOP_GRACE)
             self.console.calls.pop(self.run.id, None)
         self.console.forget(self)
+        self.world.pages.pop(self, None)
+        self.world.watchers.pop(self, None)
+        if self.world.name is None:  # a private world ends with its page
+            await self.world.close()
+        else:
+            self.world.tell()

@@ -10,6 +10,9 @@ Messages are JSON objects with a ``type``:
   (``at`` may instead carry its own offset; ``zone`` defaults to US Eastern, the support centre's)
 - ``{"type": "key", "key": "0"-"9" | "*" | "#"}``
 - ``{"type": "silence"}``, ``{"type": "hangup"}``, ``{"type": "pause"}``, ``{"type": "resume"}``
+- ``{"type": "open", "name": FILE_NAME, "text": YAML}``: play a scenario file back on the diagram
+  (the one message that may be long: a scenario with its world embedded)
+- ``{"type": "reset"}``: the page's session world back to the fixture world (refused while calls run in it)
 - ``{"type": "reveal", "persona": ID}``: the support code or license key that persona types, asked
   for by the card's "show code" (the page is sent codes and keys masked, and whole only so)
 """
@@ -24,11 +27,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.callers import KEYS
 
-__all__ = ["CONTROLS", "BadMessageError", "Command", "Control", "KeyPress", "Reveal", "StartCall", "parse"]
+__all__ = [
+    "CONTROLS",
+    "BadMessageError",
+    "Command",
+    "Control",
+    "KeyPress",
+    "OpenScenario",
+    "Reset",
+    "Reveal",
+    "StartCall",
+    "parse",
+]
 
 #: Commands that act on the running call and carry nothing else.
 CONTROLS: Final = ("silence", "hangup", "pause", "resume")
 _MAX_LENGTH: Final = 4096
+#: An opened scenario's message may be this long (characters), its world embedded in it included.
+_MAX_OPEN: Final = 200_000
 _DEFAULT_ZONE: Final = "America/New_York"
 
 ControlName = Literal["silence", "hangup", "pause", "resume"]
@@ -67,7 +83,20 @@ class Reveal:
     persona: str
 
 
-Command = StartCall | KeyPress | Control | Reveal
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reset:
+    """Put the page's session world back as the fixture describes it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenScenario:
+    """Play the scenario file ``name`` (its ``text``) back on the diagram."""
+
+    name: str
+    text: str
+
+
+Command = StartCall | KeyPress | Control | Reveal | Reset | OpenScenario
 
 
 def _instant(raw: object, zone: object) -> datetime:
@@ -90,8 +119,8 @@ def _instant(raw: object, zone: object) -> datetime:
 
 def parse(text: str | bytes) -> Command:
     """One message from the page as a command; :class:`BadMessageError` says what is wrong."""
-    if len(text) > _MAX_LENGTH:
-        raise BadMessageError(f"message too long ({len(text)} characters; at most {_MAX_LENGTH})")
+    if len(text) > _MAX_OPEN:
+        raise BadMessageError(f"message too long ({len(text)} characters; at most {_MAX_OPEN})")
     try:
         raw = json.loads(text)
     except ValueError:
@@ -99,6 +128,23 @@ def parse(text: str | bytes) -> Command:
     if not isinstance(raw, dict):
         raise BadMessageError("a message is a JSON object with a 'type'")
     kind = raw.get("type")
+    if kind == "open":
+        return _open(raw)
+    if len(text) > _MAX_LENGTH:
+        raise BadMessageError(f"message too long ({len(text)} characters; at most {_MAX_LENGTH})")
+    if kind == "reset":
+        return Reset()
+    return _command(kind, raw)
+
+
+def _open(raw: dict[str, object]) -> OpenScenario:
+    name, text = raw.get("name"), raw.get("text")
+    if not isinstance(name, str) or not name or not isinstance(text, str):
+        raise BadMessageError("an open needs the scenario file's 'name' and its 'text'")
+    return OpenScenario(name=name, text=text)
+
+
+def _command(kind: object, raw: dict[str, object]) -> Command:
     if kind in {"call", "reveal"}:
         persona = raw.get("persona")
         if not isinstance(persona, str) or not persona:
@@ -113,5 +159,5 @@ def parse(text: str | bytes) -> Command:
         return KeyPress(key=key)
     if kind in CONTROLS:
         return Control(action=kind)
-    expected = ", ".join(("call", "key", *CONTROLS, "reveal"))
+    expected = ", ".join(("call", "key", *CONTROLS, "reveal", "reset", "open"))
     raise BadMessageError(f"unknown message type {kind!r}; expected one of {expected}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ivr.auth.decisions import Decision, Rule
+from ivr.auth.decisions import R8_NOTICE, Decision, Rule
 
 if TYPE_CHECKING:
     from ivr.states.call import Call
@@ -49,9 +49,16 @@ def decision_entry(call: Call, decision: Decision) -> Entry:
     )
 
 
-def _branch(call: Call, rule: Rule, detail: str) -> Entry:
+def _branch(call: Call, rule: Rule, detail: str, *, sentence: str | None = None) -> Entry:
     reason = call.reason.value if call.reason else None
-    return Entry(state=call.state, rule=rule.value, sentence=rule.sentence, granted=None, reason=reason, detail=detail)
+    return Entry(
+        state=call.state,
+        rule=rule.value,
+        sentence=sentence or rule.sentence,
+        granted=None,
+        reason=reason,
+        detail=detail,
+    )
 
 
 def branch_entry(call: Call, source: str, dest: str) -> Entry | None:
@@ -60,7 +67,10 @@ def branch_entry(call: Call, source: str, dest: str) -> Entry | None:
         return _branch(call, Rule.R1, "online sales chosen at the main menu: no authorization, nothing deducted")
     if dest == "english_notice":
         return _branch(
-            call, Rule.R8, f"{call.plan} plan routed outside weekday office hours (US Eastern): English only"
+            call,
+            Rule.R8,
+            f"{call.plan} plan routed outside weekday office hours (US Eastern): English only",
+            sentence=R8_NOTICE,
         )
     if dest == "routed":
         return _branch(

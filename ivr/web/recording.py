@@ -30,14 +30,24 @@ class Taken:
 class RecordingCaller:
     """Wraps a caller (the console's :class:`~ivr.callers.LiveCaller`); :attr:`taken` lists what the engine read."""
 
-    def __init__(self, *, live: Caller, state: Callable[[], str]) -> None:
-        """Read from ``live``; ``state`` tells the call's state at the moment an input is taken."""
+    def __init__(
+        self, *, live: Caller, state: Callable[[], str], on_taken: Callable[[Taken], None] | None = None
+    ) -> None:
+        """Read from ``live``; ``state`` tells the call's state at the moment an input is taken.
+
+        ``on_taken`` hears each input as it is taken: the page shows the keys the IVR took at the
+        prompt now playing, so keys typed ahead of a prompt appear under that prompt, not before it.
+        """
         self.live = live
         self._state = state
+        self._on_taken = on_taken
         self.taken: list[Taken] = []
 
     async def next_input(self, timeout: float) -> Input:
         """The live caller's next input, written down before the engine acts on it."""
         got = await self.live.next_input(timeout)
-        self.taken.append(Taken(got, self._state()))
+        taken = Taken(got, self._state())
+        self.taken.append(taken)
+        if self._on_taken is not None:
+            self._on_taken(taken)
         return got

@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from ivr import worlds
 from ivr.callers import HangUp, Key, NoInput
 from ivr.engine import NO_INPUT_TIMEOUT
 from ivr.states.flow import STATES, Kind
@@ -46,12 +45,14 @@ class Walk:
     name: str
     description: str
     at: datetime
-    fixture: str  # as the scenario file names it: a packaged world, or relative to the folder it is saved in
+    fixture: str | None  # the packaged world's name; None: ``world`` holds the world whole
     caller: str
     taken: Sequence[Taken]
     call: Call
     events: Sequence[str]  # the call's own event types, in order
     deducted: Mapping[str, int] = field(default_factory=dict)
+    world: str | None = None  # a world of one's own, embedded so the file replays wherever it is kept
+    earlier: int = 0  # calls placed in the session world before this walk: a replay starts without them
 
 
 def steps_of(taken: Sequence[Taken]) -> list[Step]:
@@ -103,10 +104,28 @@ def _step_line(step: Step) -> str:
     return f"{text:<{_COMMENT_COLUMN}} # {step.comment}"
 
 
-def _where(fixture: str) -> str:
-    if fixture in worlds.names():
-        return "a world packaged with ivr, so the file replays in any folder"
-    return "a path relative to the folder this file is saved in"
+def _world_lines(walk: Walk) -> list[str]:
+    """``fixture: NAME`` for a packaged world; else the world itself, so the file replays in any folder."""
+    if walk.fixture is not None:
+        return [
+            f"# The fixture is a world packaged with ivr, so the file replays in any folder (here: {walk.fixture}).",
+            f"fixture: {json.dumps(walk.fixture)}",
+        ]
+    assert walk.world is not None  # noqa: S101 - a walk names its world one way or the other
+    return [
+        "# The fixture world is held whole under 'world', so the file replays in any folder.",
+        "world: |",
+        *(f"  {line}".rstrip() for line in walk.world.splitlines()),
+    ]
+
+
+def _earlier(calls: int) -> list[str]:
+    if not calls:
+        return []
+    return [
+        f"# Walked after {calls} earlier call(s) in its session world; a replay starts from the fixture world,",
+        "# so a walk that relied on them (a lockout, a balance spent, a new ticket) goes otherwise.",
+    ]
 
 
 def scenario_yaml(walk: Walk) -> str:
@@ -114,11 +133,11 @@ def scenario_yaml(walk: Walk) -> str:
     call = walk.call
     lines = [
         "# Saved from the trainer console (`ivr serve`): replay it with `ivr replay FILE`.",
-        f"# The fixture is {_where(walk.fixture)} (here: {walk.fixture}).",
+        *_earlier(walk.earlier),
         f"name: {json.dumps(walk.name)}",
         f"description: {json.dumps(walk.description)}",
         f"at: {json.dumps(walk.at.isoformat(timespec='seconds'))}",
-        f"fixture: {json.dumps(walk.fixture)}",
+        *_world_lines(walk),
         f"caller: {json.dumps(walk.caller)}",
         "steps:",
         *(_step_line(step) for step in steps_of(walk.taken)),

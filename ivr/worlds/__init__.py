@@ -10,12 +10,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import hashlib
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
-__all__ = ["DEFAULT", "names", "packaged", "reference"]
+__all__ = ["DEFAULT", "embedded", "name_of", "names", "packaged", "reference"]
 
 #: The world every command uses when given none: one case for every rule (docs/scenarios.md).
 DEFAULT: Final = "default"
@@ -40,11 +42,33 @@ def packaged(name: str) -> Path | None:
     return _extracted.enter_context(resources.as_file(resources.files(__name__) / f"{name}{_SUFFIX}"))
 
 
-def reference(fixture: Path, folder: Path) -> str:
-    """How a scenario kept in ``folder`` names ``fixture``: a packaged world's name, else the relative path."""
+def embedded(text: str) -> Path:
+    """A file holding a world embedded in a scenario (its ``world:`` text), for as long as the process lives.
+
+    The world is then read from a file like any other; one file per distinct text, so a folder of
+    saved walks sharing one world writes it once.
+    """
+    path = _embedded_folder() / f"embedded-{hashlib.sha256(text.encode()).hexdigest()[:16]}{_SUFFIX}"
+    if not path.is_file():
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@functools.cache
+def _embedded_folder() -> Path:
+    return Path(_extracted.enter_context(tempfile.TemporaryDirectory(prefix="ivr-worlds-")))
+
+
+def name_of(fixture: Path) -> str | None:
+    """The name of the packaged world whose file ``fixture`` is, or ``None`` for a world of one's own."""
     resolved = fixture.resolve()
     for name in names():
         found = packaged(name)
         if found is not None and found.resolve() == resolved:
             return name
-    return Path(os.path.relpath(resolved, folder.resolve())).as_posix()
+    return None
+
+
+def reference(fixture: Path, folder: Path) -> str:
+    """How a scenario kept in ``folder`` names ``fixture``: a packaged world's name, else the relative path."""
+    return name_of(fixture) or Path(os.path.relpath(fixture.resolve(), folder.resolve())).as_posix()

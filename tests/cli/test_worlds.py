@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,50 @@ def test_replay_from_another_folder_passes_a_scenario_naming_the_packaged_world(
     assert "1 passed, 0 failed" in result.stdout
 
 
-def test_the_console_names_a_packaged_world_by_name_and_a_file_by_its_path(tmp_path):
-    """A saved scenario says `default` for the packaged world, a path relative to its folder for any other file."""
+def test_a_packaged_world_is_named_by_name_and_a_file_by_its_path(tmp_path):
+    """`default` for the packaged world's file; a path relative to a folder for any other file."""
     assert worlds.reference(worlds.packaged(worlds.DEFAULT), tmp_path / "anywhere") == "default"
+    assert worlds.name_of(tmp_path / "fixtures" / "mine.yaml") is None
     mine = tmp_path / "fixtures" / "mine.yaml"
     assert worlds.reference(mine, tmp_path / "scenarios") == "../fixtures/mine.yaml"
+
+
+def embedding(world_text: str) -> str:
+    """The sales scenario with ``world_text`` embedded under `world:` instead of a fixture."""
+    block = "".join(f"  {line}\n" for line in world_text.splitlines())
+    return SALES.replace("fixture: {fixture}\n", f"world: |\n{block}")
+
+
+def test_a_scenario_with_its_world_embedded_replays_in_any_folder(tmp_path, monkeypatch):
+    """`world: |` holding a fixture world's text: the scenario needs no file beside it."""
+    (tmp_path / "saved").mkdir()
+    text = embedding(worlds.packaged(worlds.DEFAULT).read_text(encoding="utf-8").replace("B-ACME", "B-ACME2"))
+    (tmp_path / "saved" / "sales.yaml").write_text(text, encoding="utf-8")
+    assert load_scenario(tmp_path / "saved" / "sales.yaml").fixture.read_text(encoding="utf-8").count("B-ACME2") > 0
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["replay", "--in-process", "saved"])
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            embedding("customers: [oops") + "fixture: default\n",
+            "give either 'fixture' or an embedded 'world', not both",
+        ),
+        (SALES.replace("fixture: {fixture}", "world: 12"), "'world' must be a fixture world's text"),
+        (
+            embedding("customers:\n  - {id: C-X, kind: nobody}\n"),
+            "the world embedded under 'world' is not a fixture world",
+        ),
+    ],
+)
+def test_a_bad_embedded_world_is_a_located_error(tmp_path, text, message):
+    """Both keys, a world that is not text, or text that is no fixture world: an error at the `world` line."""
+    path = tmp_path / "sales.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SourceError, match=re.escape(message)) as err:
+        load_scenario(path)
+    assert err.value.line == 3

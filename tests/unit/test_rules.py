@@ -35,6 +35,7 @@ from ivr.auth.rules import (
     check_length,
     shown,
 )
+from ivr.zones import spoken
 
 EASTERN = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -616,14 +617,14 @@ class TestSupportHours:
     @pytest.mark.parametrize(
         ("hours", "text"),
         [
-            (STANDARD_HOURS, "Monday to Friday, 08:00 to 20:00 America/New_York"),
-            (BERLIN_HOURS, "Monday to Friday, 09:00 to 17:00 Europe/Berlin"),
-            (WEEKEND_HOURS, "Saturday to Sunday, 10:00 to 14:00 America/New_York"),
+            (STANDARD_HOURS, "Monday to Friday, 08:00 to 20:00 US Eastern time"),
+            (BERLIN_HOURS, "Monday to Friday, 09:00 to 17:00 Central European time"),
+            (WEEKEND_HOURS, "Saturday to Sunday, 10:00 to 14:00 US Eastern time"),
             (
                 SupportHours(tz=EASTERN, weekdays=frozenset({0, 2})),
-                "Monday, Wednesday, 08:00 to 20:00 America/New_York",
+                "Monday, Wednesday, 08:00 to 20:00 US Eastern time",
             ),
-            (SupportHours(tz=EASTERN, weekdays=frozenset({3})), "Thursday, 08:00 to 20:00 America/New_York"),
+            (SupportHours(tz=EASTERN, weekdays=frozenset({3})), "Thursday, 08:00 to 20:00 US Eastern time"),
             (SupportHours(tz=EASTERN, always=True), "24 hours a day, 7 days a week"),
         ],
     )
@@ -691,3 +692,16 @@ def test_deny_names_rule_reason_and_facts():
         contract_id="K-1",
         customer_id="C-1",
     )
+
+
+@pytest.mark.parametrize(
+    ("zone", "said"),
+    [
+        ("America/New_York", "US Eastern time"),
+        ("Europe/Berlin", "Central European time"),
+        ("Asia/Ho_Chi_Minh", "Ho Chi Minh time"),
+    ],
+)
+def test_zones_are_spoken_by_name_not_by_iana_key(zone, said):
+    """A prompt says "US Eastern time", never "America/New_York"; a zone not listed is said as its city."""
+    assert spoken(ZoneInfo(zone)) == said

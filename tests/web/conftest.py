@@ -7,14 +7,19 @@ share a broker with each other or with a developer's running console.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import anyio
 import pytest
+from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
 from ivr.bus.broker import find_mosquitto
 from ivr.web.app import create_app
-from tests.conftest import DEFAULT_WORLD_PATH, REPO
+from tests.conftest import DEFAULT_WORLD_PATH
+from tests.web import browser as browser_helpers
 
 #: Bound on every wait for the server: generous for a loaded machine, short enough to fail a test.
 WAIT = 15.0
@@ -26,7 +31,7 @@ def app(monkeypatch):
     monkeypatch.delenv("IVR_BROKER", raising=False)
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
-    return create_app(fixture=DEFAULT_WORLD_PATH, scenarios_dir=REPO / "scenarios")
+    return create_app(fixture=DEFAULT_WORLD_PATH)
 
 
 @pytest.fixture
@@ -71,3 +76,49 @@ def of_type(kind: str, **fields):
 def event_of(event_type: str):
     """A predicate: a forwarded bus event of this CloudEvents type."""
     return lambda m: m["type"] == "event" and m["event"]["type"] == event_type
+
+
+# -- the browser tests' fixtures (helpers in tests/web/browser.py) ------------------------------------
+
+CHROMIUM = Path(os.environ.get("IVR_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Where screenshots go: docs/img/ when asked (``IVR_SCREENSHOTS=docs``), else a temporary folder."""
+    if os.environ.get("IVR_SCREENSHOTS") == "docs":
+        return browser_helpers.DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium, or a skip that says how to install it."""
+    found = CHROMIUM if CHROMIUM.is_file() else Path(shutil.which("chromium") or "/nonexistent")
+    if not found.is_file():
+        pytest.skip(f"Chromium not found at {CHROMIUM} or on PATH (apt-get install chromium); browser tests skipped")
+    return found
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`ivr serve` on a free loopback port, started from the repository, for the test module."""
+    with browser_helpers.serving() as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """Headless Chromium, launched once for the module."""
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(chromium), args=browser_helpers.CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page (its own WebSocket, so its own session) on the console, ready to call."""
+    opened = browser_helpers.open_page(browser, server)
+    yield opened
+    browser_helpers.close_page(opened)

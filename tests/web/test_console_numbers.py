@@ -8,6 +8,7 @@ from ivr.bus.url import BrokerConfig
 from ivr.directory.fixtures import Persona, World
 from ivr.web.console import Console
 from ivr.web.messages import StartCall
+from tests.conftest import DEFAULT_WORLD_PATH
 
 AT = datetime(2026, 11, 17, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
 
@@ -15,9 +16,7 @@ AT = datetime(2026, 11, 17, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
 async def test_a_persona_with_no_telephone_number_is_refused_with_a_message(tmp_path):
     """A world built in code may hold any number: starting that persona's call is refused, and nothing runs."""
     world = World(personas={"local": Persona(id="local", description="a local number", caller="555 0100")})
-    console = Console(
-        world=world, fixture=tmp_path / "world.yaml", scenarios_dir=tmp_path, broker=BrokerConfig(), workdir=tmp_path
-    )
+    console = Console(world=world, fixture=DEFAULT_WORLD_PATH, broker=BrokerConfig(), workdir=tmp_path)
     sent: list[dict] = []
     session = console.session(sent.append)
     session.apply(StartCall(persona="local", at=AT))

@@ -17,7 +17,7 @@ from ivr.bus.url import BrokerConfig
 from ivr.cli import main
 from ivr.web.app import create_app
 from ivr.web.console import MAX_CALLS
-from tests.conftest import DEFAULT_WORLD_PATH, REPO
+from tests.conftest import DEFAULT_WORLD_PATH
 from tests.web.conftest import WAIT, event_of, of_type, receive, until
 
 CODE_KEYS = ["2", "1", "2", *"1234500001#", "2"]  # technical, consumer, support code, severity B
@@ -237,11 +237,11 @@ def test_a_second_call_while_one_runs_is_refused(client, app):
         assert ended["outcome"] == "abandoned"
         wait_for(lambda: app.state.console.calls == {})
         ws.send_json({"type": "key", "key": "1"})
-        assert "the call has ended" in receive(ws)["message"]
+        assert "the call has ended" in until(ws, of_type("error"))[0]["message"]
 
 
 def test_a_dropped_page_hangs_up_and_cleans_up(client, app):
-    """Closing the WebSocket mid-call hangs the call up; its task ends and its system's files are removed."""
+    """Closing the WebSocket mid-call hangs the call up; its task ends and its private world's files are removed."""
     console = app.state.console
     with client.websocket_connect("/ws") as ws:
         receive(ws)
@@ -254,7 +254,7 @@ def test_a_dropped_page_hangs_up_and_cleans_up(client, app):
     assert run.call.outcome == "abandoned"
     assert console.calls == {}
     assert console.sessions == set()
-    assert not (console.workdir / run.id).exists()
+    wait_for(lambda: list(console.workdir.iterdir()) == [])  # the page's private world went with it
     assert run.task is not None
     assert not run.task.cancelled()
 
@@ -346,7 +346,7 @@ def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(
 
     async def run() -> tuple[bytes, bytes]:
         async with EmbeddedBroker() as broker:
-            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config, scenarios_dir=REPO / "scenarios")
+            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config)
             async with app.router.lifespan_context(app):
                 while_up = await retained(broker.config)
             return while_up, await retained(broker.config)

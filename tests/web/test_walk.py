@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +13,7 @@ from ivr.clock import VirtualClock
 from ivr.replay.runner import run_scenario
 from ivr.replay.scenario import load_scenario
 from ivr.web.clock import ShiftedClock
-from ivr.web.messages import BadMessageError, Control, KeyPress, StartCall, parse
+from ivr.web.messages import BadMessageError, Control, KeyPress, OpenScenario, Reset, StartCall, parse
 from ivr.web.recording import RecordingCaller, Taken
 from ivr.web.walk import Step, Walk, scenario_yaml, steps_of
 from tests.conftest import TUESDAY_10AM, steps_from
@@ -53,6 +54,11 @@ def test_parse_reads_each_command():
     assert default.at.astimezone(UTC) == TUESDAY_10AM.astimezone(UTC)
     assert parse('{"type": "key", "key": "#"}') == KeyPress(key="#")
     assert parse('{"type": "pause"}') == Control(action="pause")
+    assert parse('{"type": "reset"}') == Reset()
+    long_text = "name: x\n" + "#" * 10_000
+    assert parse(json.dumps({"type": "open", "name": "a.yaml", "text": long_text})) == OpenScenario(
+        name="a.yaml", text=long_text
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,7 +68,9 @@ def test_parse_reads_each_command():
         ('{"type": "call"}', "needs a 'persona'"),
         ('{"type": "call", "persona": "sales"}', "needs 'at'"),
         ('{"type": "key", "key": "12"}', "not a phone key"),
-        ("x" * 5000, "message too long"),
+        ("x" * 200_001, "message too long"),
+        ('{"type": "key", "key": "' + "1" * 5000 + '"}', "message too long"),  # only an open may be long
+        ('{"type": "open", "name": "a.yaml"}', "an open needs the scenario file's 'name' and its 'text'"),
     ],
 )
 def test_parse_refuses_with_a_reason(text, expected):

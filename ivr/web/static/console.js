@@ -10,14 +10,23 @@ const TIMEOUT = 5; // seconds of the no-input countdown (ivr.engine.NO_INPUT_TIM
 const SUMMARY = ["outcome", "reason", "rule", "method", "queue", "priority", "ticket", "contract", "balance_after"];
 
 let socket = null;
+let connected = false; // the server is there: a closed socket means every later action is refused
 let personas = [];
 let running = false; // a call is in progress on this page
+let heard = true; // the caller answered since the last prompt: the next prompt starts a fresh screen
+let taken = ""; // keys the IVR took at the prompt now playing
+let pending = []; // keys sent that the IVR has not taken yet (typed ahead of the prompt)
 let scenario = null; // the last ended call's scenario text and file name
 let paused = false;
 let drawSeq = 0;
 let drawing = false;
 let nextDrawing = null;
 let diagrams = { main: "", all: "", state: "" }; // the latest texts from the server
+let facts = {}; // what the session world holds for each persona now
+let quiet = false; // redrawing a played-back scenario up to a step: speak nothing
+let replay = null; // a scenario played back: { frames, at (the step shown), timer }
+// ?session=NAME joins that shared session world; without it the page has a world of its own.
+const SESSION = new URLSearchParams(location.search).get("session");
 
 mermaid.initialize({
   startOnLoad: false,
@@ -38,9 +47,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const OFFLINE = "the console server is not answering (stopped, or the network is down): reload the page once it is back";
+
 function send(message) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  else showMessage("not connected to the console server: reload the page");
+  if (connected && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  else showMessage(OFFLINE);
+}
+
+function showTyped() {
+  $("typed").textContent = taken + pending.join("");
 }
 
 function showMessage(text) {
@@ -82,12 +97,24 @@ async function drawDiagram(text, state) {
       const box = $("diagram");
       box.innerHTML = svg;
       box.dataset.current = job.state || "";
+      centreCurrent(box);
     }
   } catch (err) {
     showMessage(`the diagram could not be drawn: ${err}`);
   } finally {
     drawing = false;
   }
+}
+
+function centreCurrent(box) {
+  // Where the diagram is wider or taller than its box (a phone), scroll the box — never the
+  // page — so the current state is in view.
+  const node = box.querySelector("g.node.current");
+  if (!node) return;
+  const at = node.getBoundingClientRect();
+  const frame = box.getBoundingClientRect();
+  box.scrollLeft += at.left + at.width / 2 - (frame.left + frame.width / 2);
+  box.scrollTop += at.top + at.height / 2 - (frame.top + frame.height / 2);
 }
 
 function redraw() {
@@ -100,20 +127,28 @@ const handlers = {
   hello(msg) {
     personas = msg.personas;
     const select = $("persona");
-    select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: `${p.id} — ${p.description}` })));
-    $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z, text: z })));
+    // The list names each persona by its id alone, so no name is cut off; the line below describes it.
+    select.replaceChildren(...personas.map((p) => el("option", { value: p.id, text: p.id, title: p.description })));
+    $("zone").replaceChildren(...msg.zones.map((z) => el("option", { value: z.id, text: `${z.name} (${z.id})` })));
     $("at").value = msg.default_at;
-    describePersona();
+    choosePersona();
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: "" };
     redraw();
+    handlers.world(msg.world);
     $("status").textContent = `connected · fixture ${msg.fixture}`;
     setRunning(false);
   },
   started(msg) {
     clearMessage();
+    stopPlaying(); // a live call takes the panels over from a played-back scenario
+    replay = null;
+    $("player").hidden = true;
     for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
     $("result").hidden = true;
-    $("typed").textContent = "";
+    taken = "";
+    pending = [];
+    heard = true;
+    showTyped();
     $("caller-number").textContent = msg.caller;
     $("status").textContent = `call ${msg.call_id} · ${msg.persona} · ${msg.at}`;
     scenario = null;
@@ -122,19 +157,81 @@ const handlers = {
     setRunning(true);
   },
   state(msg) {
+    if (msg.heard) heard = true;
     $("state").textContent = msg.state;
     $("path").replaceChildren(...msg.path.map((s) => el("li", { text: s })));
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: msg.state };
     redraw();
   },
   prompt(msg) {
-    $("prompt-text").textContent = msg.text;
-    $("typed").textContent = "";
+    // Prompts played one after another (the case number, then "please hold") stay on the screen
+    // together; the caller's next key starts it afresh.
+    if (heard) $("prompt-text").replaceChildren();
+    heard = false;
+    $("prompt-text").append(el("p", { text: msg.text }));
+    taken = "";
+    showTyped();
     const item = el("li", {}, el("b", { text: msg.name }), " ", msg.text);
     append($("prompts"), item);
-    if ($("sound").checked && "speechSynthesis" in window) {
+    if (!quiet && $("sound").checked && "speechSynthesis" in window) {
       window.speechSynthesis.speak(new SpeechSynthesisUtterance(msg.text));
     }
+  },
+  world(msg) {
+    facts = msg.facts;
+    const calls = `${msg.placed} call${msg.placed === 1 ? "" : "s"} since it was last reset`;
+    if (msg.shared) {
+      $("world-name").textContent = `session ${msg.name}`;
+      $("world-summary").textContent = `Shared by ${msg.pages} page${msg.pages === 1 ? "" : "s"} that opened ` +
+        `?session=${msg.name}: failures, tickets and balances carry over between calls · ${calls}.`;
+    } else {
+      $("world-name").textContent = "private";
+      $("world-summary").textContent = `This page's own: failures, tickets and balances carry over between ` +
+        `your calls, and no other page sees them (open ?session=NAME to share one) · ${calls}.`;
+    }
+    describePersona();
+  },
+  reset(msg) {
+    showMessage(msg.by_you ? "the world is reset: as the fixture describes it" : "the trainer reset this session's world");
+  },
+  replay_loading(msg) {
+    $("replay-status").textContent = `preparing “${msg.name}”…`;
+  },
+  replay(msg) {
+    stopPlaying();
+    replay = { frames: msg.frames, at: 0, timer: null };
+    $("player").hidden = false;
+    const verdict = msg.error ? `stopped: ${msg.error}` : msg.passed ? "it passes its expectations" : "it fails its expectations";
+    $("replay-status").textContent = `“${msg.name}”: ${msg.calls} call${msg.calls === 1 ? "" : "s"}, ` +
+      `${msg.frames.length} steps; ${verdict}. Use Play, Back and Forward above the diagram.`;
+    showStep(0);
+  },
+  replay_call(msg) {
+    for (const id of ["decisions", "events", "prompts", "path"]) $(id).replaceChildren();
+    $("result").hidden = true;
+    $("prompt-text").replaceChildren();
+    taken = "";
+    pending = [];
+    heard = true;
+    showTyped();
+    $("caller-number").textContent = msg.caller;
+    $("status").textContent = `replay · call ${msg.index} · from ${msg.caller} at ${msg.at}`;
+  },
+  replay_result(msg) {
+    const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
+      ["priority", msg.priority], ["ticket", msg.ticket],
+      ["deducted", Object.entries(msg.deducted || {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "nothing"],
+      ["expectations", msg.failures.length ? `not met: ${msg.failures.join("; ")}` : "met"]];
+    $("outcome").replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined)
+      .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v), "data-field": k })]));
+    $("result").hidden = false;
+    $("save").hidden = $("transcript").hidden = true; // a played-back call is the file itself
+  },
+  taken(msg) {
+    heard = true;
+    taken += msg.key;
+    pending.shift();
+    showTyped();
   },
   decision(msg) {
     const verdict = msg.granted === null ? "branch" : msg.granted ? "granted" : "denied";
@@ -153,8 +250,12 @@ const handlers = {
     const ledger = String(ev.type).startsWith("ivr.ledger.");
     const details = el("details", {}, el("summary", { text: msg.topic }),
       el("pre", { text: JSON.stringify(ev, null, 2) }));
-    const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type },
-      el("span", { class: "seq", text: `#${ev.sequence} ` }), el("span", { class: "type", text: ev.type }), " ",
+    // The call's events are numbered 1, 2, 3...; the ledger's answer is its own stream (always 1), so
+    // it is labelled "ledger" rather than numbered after them. Times are the call's simulated clock.
+    const when = String(ev.time).slice(11, 19);
+    const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type, "data-time": ev.time },
+      el("span", { class: "seq", text: ledger ? "ledger " : `#${ev.sequence} ` }),
+      el("span", { class: "time", text: `${when} ` }), el("span", { class: "type", text: ev.type }), " ",
       el("span", { class: "fields", text: fields.join(" ") }), details);
     append($("events"), item);
   },
@@ -179,7 +280,9 @@ const handlers = {
   },
   ended(msg) {
     setRunning(false);
-    scenario = { text: msg.scenario, filename: msg.filename };
+    $("save").hidden = $("transcript").hidden = false;
+    scenario = { text: msg.scenario, filename: msg.filename, transcript: msg.transcript,
+      transcriptFilename: msg.transcript_filename };
     const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
       ["priority", msg.priority], ["ticket", msg.ticket],
       ["deducted", Object.entries(msg.deducted).map(([k, v]) => `${k}: ${v}`).join(", ") || "nothing"]];
@@ -187,6 +290,8 @@ const handlers = {
       .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v), "data-field": k })]));
     $("result").hidden = false;
     $("status").textContent = `call ${msg.call_id} ended: ${msg.outcome}`;
+    pending = [];
+    showTyped();
   },
   error(msg) {
     showMessage(msg.message);
@@ -197,37 +302,56 @@ const handlers = {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  const query = SESSION ? `?session=${encodeURIComponent(SESSION)}` : "";
+  socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   socket.addEventListener("message", (event) => {
     const msg = JSON.parse(event.data);
     const handler = handlers[msg.type];
     if (handler) handler(msg);
   });
+  socket.addEventListener("open", () => {
+    connected = true;
+  });
   socket.addEventListener("close", () => {
+    const wasRunning = running;
+    connected = false;
     setRunning(false);
     $("call").disabled = true;
+    handlers.timer({ remaining: null, paused: false }); // nothing counts down on a server that is gone
     $("status").textContent = "disconnected: reload the page to reconnect";
+    showMessage(wasRunning ? `${OFFLINE}. The call was cut off.` : OFFLINE);
   });
 }
 
 // -- what the trainee does -----------------------------------------------------------------------
 
 function describePersona() {
+  const persona = personas.find((p) => p.id === $("persona").value);
+  const now = persona && facts[persona.id] ? ` · in this world now: ${facts[persona.id]}` : "";
+  $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}${now}` : "";
+}
+
+function choosePersona() {
   // Codes and keys come masked; the whole one is asked for per persona, and forgotten on a change.
   const persona = personas.find((p) => p.id === $("persona").value);
-  $("persona-description").textContent = persona ? `${persona.description} · calls from ${persona.caller}` : "";
+  describePersona();
   $("secret-row").hidden = !(persona && persona.reveals);
   $("reveal").textContent = persona && persona.reveals ? `Show ${persona.reveals}` : "Show code";
   $("persona-secret").textContent = "";
 }
 
 function press(key) {
+  if (!connected) {
+    showMessage(OFFLINE);
+    return;
+  }
   if (!running) {
     showMessage("no call in progress: choose a persona and press Call first");
     return;
   }
   send({ type: "key", key });
-  $("typed").textContent += key;
+  pending.push(key);
+  showTyped();
   const button = document.querySelector(`.key[data-key="${CSS.escape(key)}"]`);
   if (button) {
     button.classList.add("flash");
@@ -241,10 +365,50 @@ function placeCall() {
   send({ type: "call", persona: $("persona").value, at: $("at").value, zone: $("zone").value });
 }
 
-function saveScenario() {
-  if (!scenario) return;
-  const blob = new Blob([scenario.text], { type: "application/x-yaml" });
-  const link = el("a", { href: URL.createObjectURL(blob), download: scenario.filename });
+// -- a scenario played back on the diagram: every step redrawn from its call's first frame ------
+
+function showStep(index) {
+  const frames = replay.frames;
+  replay.at = Math.max(0, Math.min(frames.length - 1, index));
+  let start = replay.at;
+  while (start > 0 && frames[start].type !== "replay_call") start -= 1;
+  quiet = true;
+  for (let i = start; i < replay.at; i += 1) handlers[frames[i].type](frames[i]);
+  quiet = false;
+  handlers[frames[replay.at].type](frames[replay.at]); // the step itself, spoken if sound is on
+  $("replay-step").textContent = `step ${replay.at + 1} of ${frames.length}: ${frames[replay.at].type.replace("replay_", "")}`;
+  $("replay-back").disabled = replay.at === 0;
+  $("replay-forward").disabled = replay.at === frames.length - 1;
+  if (replay.at === frames.length - 1) stopPlaying();
+}
+
+function stopPlaying() {
+  if (replay && replay.timer) clearInterval(replay.timer);
+  if (replay) replay.timer = null;
+  $("replay-play").textContent = "Play";
+}
+
+function togglePlaying() {
+  if (!replay) return;
+  if (replay.timer) {
+    stopPlaying();
+    return;
+  }
+  if (replay.at === replay.frames.length - 1) showStep(0);
+  $("replay-play").textContent = "Pause";
+  replay.timer = setInterval(() => showStep(replay.at + 1), Number($("replay-speed").value));
+}
+
+function openScenario() {
+  const file = $("open-scenario").files[0];
+  if (!file) return;
+  file.text().then((text) => send({ type: "open", name: file.name, text }));
+  $("open-scenario").value = ""; // the same file may be opened again
+}
+
+function download(text, filename, type) {
+  const blob = new Blob([text], { type });
+  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
   document.body.append(link);
   link.click();
   link.remove();
@@ -253,7 +417,7 @@ function saveScenario() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setRunning(false);
-  $("persona").addEventListener("change", describePersona);
+  $("persona").addEventListener("change", choosePersona);
   $("reveal").addEventListener("click", () => send({ type: "reveal", persona: $("persona").value }));
   $("call").addEventListener("click", placeCall);
   $("hangup").addEventListener("click", () => send({ type: "hangup" }));
@@ -263,7 +427,20 @@ document.addEventListener("DOMContentLoaded", () => {
     send({ type: paused ? "pause" : "resume" });
     $("pause").textContent = paused ? "Resume countdown" : "Pause countdown";
   });
-  $("save").addEventListener("click", saveScenario);
+  $("save").addEventListener("click", () => {
+    if (scenario) download(scenario.text, scenario.filename, "application/x-yaml");
+  });
+  $("transcript").addEventListener("click", () => {
+    if (scenario) download(scenario.transcript, scenario.transcriptFilename, "text/html");
+  });
+  $("reset").addEventListener("click", () => send({ type: "reset" }));
+  $("open-scenario").addEventListener("change", openScenario);
+  $("replay-play").addEventListener("click", togglePlaying);
+  $("replay-back").addEventListener("click", () => { stopPlaying(); showStep(replay.at - 1); });
+  $("replay-forward").addEventListener("click", () => { stopPlaying(); showStep(replay.at + 1); });
+  $("replay-speed").addEventListener("change", () => {
+    if (replay && replay.timer) { stopPlaying(); togglePlaying(); }
+  });
   $("all-edges").addEventListener("change", redraw);
   $("sound").addEventListener("change", () => {
     if (!$("sound").checked && "speechSynthesis" in window) window.speechSynthesis.cancel();
@@ -278,6 +455,12 @@ document.addEventListener("DOMContentLoaded", () => {
       event.preventDefault();
       press(event.key);
     }
+  });
+  // Leaving or reloading the page hangs its call up: ask first (the browser shows its own dialog).
+  window.addEventListener("beforeunload", (event) => {
+    if (!running) return;
+    event.preventDefault();
+    event.returnValue = ""; // older browsers ask only when this is set
   });
   connect();
 });

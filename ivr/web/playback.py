@@ -1,0 +1,156 @@
+"""A scenario file played back on the console's diagram, step by step, as its calls went live.
+
+The scenario runs as ``ivr replay`` runs it (:func:`ivr.replay.runner.run_scenario`, in process,
+on the simulated clock, so it takes a moment however long its silences), with a
+:class:`FrameRecorder` watching the engine. Each frame is the very message the page gets during a
+live call — a state with its diagram, a prompt, a decision with its rule, an event as JSON — so
+the page plays a recorded call through the same code as a live one, and can step forward and back
+by redrawing up to any frame. Frames of their own mark where each call begins and how it ended
+(and whether it met the scenario's expectations).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivr.directory.fixtures import load_world
+from ivr.events import EventType
+from ivr.replay.runner import run_scenario
+from ivr.replay.scenario import scenario_from
+from ivr.states.diagram import mermaid
+from ivr.states.flow import STATES, Kind
+from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
+from ivr.yamlsrc import SourceError, load_text
+
+if TYPE_CHECKING:
+    from ivr.auth.decisions import Decision
+    from ivr.engine import Heard
+    from ivr.events import CloudEvent
+    from ivr.replay.runner import CallResult
+    from ivr.replay.scenario import Scenario
+    from ivr.states.call import Call
+
+__all__ = ["FrameRecorder", "play", "read_scenario"]
+
+
+def read_scenario(name: str, text: str) -> Scenario:
+    """The scenario in ``text`` (a file called ``name``); a :class:`SourceError` names the line that is wrong.
+
+    A fixture path in it is taken relative to the server's folder; a packaged world or an embedded
+    one needs no file at all.
+    """
+    path = Path.cwd() / Path(name).name
+    return scenario_from(path, load_text(path, text))
+
+
+class FrameRecorder:
+    """An engine observer that writes down each call's reports as the page's messages, in order."""
+
+    def __init__(self) -> None:
+        """No frames yet."""
+        self.frames: list[dict[str, Any]] = []
+        self._calls: list[str] = []
+
+    def _begin(self, call: Call) -> None:
+        if call.id not in self._calls:
+            self._calls.append(call.id)
+            self.frames.append(
+                {
+                    "type": "replay_call",
+                    "index": len(self._calls),
+                    "call_id": call.id,
+                    "caller": call.caller,
+                    "at": call.started_at.isoformat(timespec="seconds"),
+                }
+            )
+
+    def _state(self, call: Call, source: str | None = None) -> None:
+        self.frames.append(
+            {
+                "type": "state",
+                "call_id": call.id,
+                "state": call.state,
+                # The caller answered a prompt: the phone's screen starts afresh (live, a key does that).
+                "heard": source is not None and STATES[source].kind in {Kind.MENU, Kind.DIGITS},
+                "path": list(call.path),
+                "diagram": mermaid(highlight=call.state, path=call.path, side_edges=False),
+                "diagram_all": mermaid(highlight=call.state, path=call.path),
+            }
+        )
+
+    def _entry(self, entry: Entry | None) -> None:
+        if entry is not None:
+            self.frames.append({"type": "decision", **entry.to_json()})
+
+    def on_transition(self, call: Call, trigger: str, source: str, dest: str) -> None:  # noqa: ARG002 - the protocol's
+        """The call moved: the diagram's new state, and a branch the flow took by itself."""
+        self._state(call, source)
+        self._entry(branch_entry(call, source, dest))
+
+    def on_prompt(self, call: Call, heard: Heard) -> None:
+        """A prompt the caller heard."""
+        self._entry(retry_entry(call, heard.name))
+        self.frames.append({"type": "prompt", "call_id": call.id, "name": heard.name, "text": heard.text})
+
+    def on_decision(self, call: Call, decision: Decision) -> None:
+        """A rule decided."""
+        self._entry(decision_entry(call, decision))
+
+    def on_event(self, call: Call, event: CloudEvent) -> None:
+        """One of the call's events, as the bus carries it; the first one starts the call's picture."""
+        self._begin(call)
+        self.frames.append({"type": "event", "topic": event.topic, "event": event.to_dict()})
+        if event.type == EventType.CALL_STARTED:
+            self._state(call)
+
+
+async def play(scenario: Scenario, *, workdir: Path) -> dict[str, Any]:
+    """Run ``scenario`` on a fresh world in a folder under ``workdir``; the page's ``replay`` message."""
+    recorder = FrameRecorder()
+    try:
+        world = load_world(scenario.fixture)
+    except SourceError as exc:
+        return {"type": "error", "message": f"the scenario's fixture world cannot be read: {exc}"}
+    with tempfile.TemporaryDirectory(prefix="playback-", dir=workdir) as folder:
+        result = await run_scenario(scenario, world, workdir=Path(folder), observers=[recorder])
+    by_id = {c.record.call.id: c for c in result.calls}
+    frames: list[dict[str, Any]] = []
+    for frame in recorder.frames:
+        if frame["type"] == "replay_call" and frames:
+            frames.append(_result(by_id.get(_call_of(frames))))
+        frames.append(frame)
+    if frames:
+        frames.append(_result(by_id.get(_call_of(frames))))
+    return {
+        "type": "replay",
+        "name": scenario.name,
+        "calls": len(scenario.calls),
+        "passed": result.passed,
+        "error": result.error,
+        "frames": frames,
+    }
+
+
+def _call_of(frames: list[dict[str, Any]]) -> str:
+    """The id of the call the last of ``frames`` belongs to."""
+    return str(next(f["call_id"] for f in reversed(frames) if f["type"] == "replay_call"))
+
+
+def _result(call: CallResult | None) -> dict[str, Any]:
+    if call is None:
+        return {"type": "replay_result", "outcome": None, "failures": ["the call did not finish"]}
+    record = call.record.call
+    return {
+        "type": "replay_result",
+        "call_id": record.id,
+        "outcome": record.outcome,
+        "rule": record.rule,
+        "reason": record.reason,
+        "queue": record.queue,
+        "priority": record.priority,
+        "ticket": record.ticket_id,
+        "deducted": {k: v for k, v in call.deducted.items() if v},
+        "failures": call.failures,
+    }
