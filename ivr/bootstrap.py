@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ivr.directory.relayed import PROGRESS_FILE
-from ivr.directory.sqlite import Directory
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.link import InProcessLink, Link, MqttLink
 from ivr.secrets import pepper_from_env
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import World
+    from ivr.directory.storage import DirectoryStorage
+    from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["System", "build_system"]
 
@@ -31,9 +33,9 @@ __all__ = ["System", "build_system"]
 class System:
     """One IVR with its directory, its ledger and the link between them."""
 
-    directory: Directory
+    directory: DirectoryStorage
     engine: Engine
-    ledger: LedgerStore | None  # None when the ledger is another process (`ivr ledger`)
+    ledger: LedgerStorage | None  # None when the ledger is another process (`ivr ledger`)
     link: Link
 
     async def settle(self) -> None:
@@ -67,7 +69,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does,
     keeping its progress in ``workdir/relay.db``.
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
-    tickets accordingly (:meth:`Directory.share_ticket_numbers`).
+    tickets accordingly (:meth:`SqliteDirectory.share_ticket_numbers`).
     The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
     """
     if not own_ledger and broker is None:
@@ -79,15 +81,15 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     # A step that fails closes what the steps before it opened: a directory left open keeps its
     # reader thread alive, and the process then never exits.
     async with contextlib.AsyncExitStack() as opened:
-        directory = await Directory.open(workdir / "ivr.db", pepper=pepper_from_env())
+        directory = await SqliteDirectory.open(workdir / "ivr.db", pepper=pepper_from_env())
         opened.push_async_callback(directory.close)
         await directory.load(world)
         if shard != (0, 1):
             directory.share_ticket_numbers(*shard)
-        ledger: LedgerStore | None = None
+        ledger: LedgerStorage | None = None
         service: LedgerService | None = None
         if own_ledger:
-            ledger = await LedgerStore.open(workdir / "ledger.db")
+            ledger = await SqliteLedgerStore.open(workdir / "ledger.db")
             opened.push_async_callback(ledger.close)
             await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
             service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source)

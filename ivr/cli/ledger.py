@@ -26,11 +26,12 @@ from ivr.cli.common import Commands, broker_option, fixture_option, log_options,
 from ivr.cli.relay import POLL, relay_options, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
-from ivr.directory.sqlite import Directory
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerFileError, LedgerStore, VerifyReport
+from ivr.ledger.storage import Entry, VerifyReport
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerFileError, SqliteLedgerStore
 from ivr.logs import LogFormat, configure
 from ivr.secrets import PepperError, pepper_from_env
 from ivr.tables import Terminal, render, terminal_of
@@ -144,7 +145,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
     if share is not None:
         # Before anything is opened: on a broker without them, --share would consume nothing, silently.
         await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     await store.load_opening(opening)
     bus = MqttBus(
         config=config,
@@ -217,7 +218,7 @@ def balances(db: Path, *, as_json: bool) -> None:
 
 
 async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         balances, deducted = await store.balances(), await store.deducted()
     finally:
@@ -246,7 +247,7 @@ def history(db: Path, contract: str, *, as_json: bool) -> None:
 
 
 async def _history(db: Path, contract: str) -> list[Entry]:
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         return await store.history(contract)
     finally:
@@ -291,12 +292,12 @@ def _print_verify(report: VerifyReport) -> None:
 async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
     expected = None
     for directory_db in directory_dbs:
-        directory = await Directory.open(directory_db, pepper=pepper_from_env())
+        directory = await SqliteDirectory.open(directory_db, pepper=pepper_from_env())
         try:
             expected = (expected or []) + [(s, ticket) for s, _, ticket in await directory.deductible_tickets()]
         finally:
             await directory.close()
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         return await store.verify(expected)
     finally:

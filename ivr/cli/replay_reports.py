@@ -33,9 +33,14 @@ def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of this module, added to a click command."""
     options = (
         click.option("--coverage", is_flag=True, help="After the table, print coverage and every item never reached."),
-        click.option("--coverage-json", type=_FILE, metavar="FILE", help="Write coverage as JSON to FILE [default: none]."),
         click.option(
-            "--coverage-html", type=_DIR, metavar="DIR", help="Write the flow diagram, covered arrows marked, to DIR [default: none]."
+            "--coverage-json", type=_FILE, metavar="FILE", help="Write coverage as JSON to FILE [default: none]."
+        ),
+        click.option(
+            "--coverage-html",
+            type=_DIR,
+            metavar="DIR",
+            help="Write the flow diagram, covered arrows marked, to DIR [default: none].",
         ),
         click.option(
             "--record",

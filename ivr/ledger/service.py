@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ivr.ledger.core import Verdict
-    from ivr.ledger.store import LedgerStore
+    from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["DeadLetter", "Handled", "LedgerService"]
 
@@ -54,7 +54,7 @@ class Handled:
 class LedgerService:
     """Turns ``ticket.created`` payloads into deductions, exactly once each."""
 
-    def __init__(self, *, store: LedgerStore, source: str, only_from: str | None = None) -> None:
+    def __init__(self, *, store: LedgerStorage, source: str, only_from: str | None = None) -> None:
         """``source`` names this ledger instance in the events it emits.
 
         ``only_from`` keeps a private ledger (a replayed scenario's) to one IVR's events on a

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.engine import CallRecord
-    from ivr.ledger.store import VerifyReport
+    from ivr.ledger.storage import VerifyReport
 
 #: Scenarios replayed at once.
 CONCURRENT_SCENARIOS = 4

@@ -25,7 +25,7 @@ from ivr.bus.broker import free_port
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import BrokerConfig
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess
 from ivr.subprocesses import DIE_WITH_PARENT, end_process
 from tests.conftest import DEFAULT_WORLD_PATH
@@ -238,7 +238,7 @@ def tmpfs(where: Path, size: str):
 
 async def _ledger_file(db: Path) -> None:
     """A ledger file with the default world's opening balances, as a first start makes it."""
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         await store.load_opening({"K-ANNA-STD": 5})
     finally:

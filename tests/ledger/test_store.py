@@ -13,7 +13,8 @@ import pytest
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, RowsQuery, relayed_up_to
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.core import DeductionRequest, Outcome, ledger_event
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Applied, LedgerStore
+from ivr.ledger.storage import Applied
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, SqliteLedgerStore
 
 RELAYED = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
 
@@ -34,7 +35,7 @@ def request(ticket: str, *, contract: str = "K-FIVE", event_id: str | None = Non
 
 async def open_fresh(path):
     """A store just created, with the opening balances loaded."""
-    store = await LedgerStore.open(path)
+    store = await SqliteLedgerStore.open(path)
     await store.load_opening(OPENING)
     return store
 
@@ -48,7 +49,7 @@ async def open_after_restart(path):
     """A store created, loaded, closed and opened again (with the opening loaded again, as at every start)."""
     first = await open_fresh(path)
     await first.close()
-    store = await LedgerStore.open(path)
+    store = await SqliteLedgerStore.open(path)
     await store.load_opening(OPENING)
     return store
 
@@ -186,7 +187,7 @@ class TestLedgerStore:
     async def test_ledger_event_ids_are_stable_for_a_request(self, store, tmp_path):
         """A ledger event's id derives from its request, so a re-sent announcement is the same event."""
         await self.apply(store, request("2000001"))
-        other = await LedgerStore.open(tmp_path / "other.db")
+        other = await SqliteLedgerStore.open(tmp_path / "other.db")
         try:
             await other.load_opening(OPENING)
             await other.apply([request("2000001")], source="ledger-1", now="later")
@@ -243,7 +244,7 @@ class TestLedgerStore:
         store = await self.open_store(path)
         await self.apply(store, request("2000001"), request("2000002", contract="K-ONE"))
         await store.close()
-        reopened = await LedgerStore.open(path)
+        reopened = await SqliteLedgerStore.open(path)
         try:
             await reopened.load_opening(OPENING)
             assert (await reopened.balances())["K-FIVE"] == (5, 4)
@@ -300,7 +301,7 @@ async def test_two_connections_racing_for_the_last_incident_deduct_once(tmp_path
     """Two stores on one file (two ledger processes) racing for K-ONE's last incident: one deduction overall."""
     path = tmp_path / "ledger.db"
     first = await open_fresh(path)
-    second = await LedgerStore.open(path)
+    second = await SqliteLedgerStore.open(path)
     try:
         # A third writer holds the write lock while both stores start their batch, so that both have
         # begun before either can commit: the widest window a real race could have.
@@ -327,7 +328,7 @@ async def test_sequential_connections_see_each_others_deductions(tmp_path):
     """Two stores on one file taking turns: the second sees the first's deduction and rejects."""
     path = tmp_path / "ledger.db"
     first = await open_fresh(path)
-    second = await LedgerStore.open(path)
+    second = await SqliteLedgerStore.open(path)
     try:
         await first.apply([request("2000001", contract="K-ONE")], source="ledger", now=NOW)
         verdicts = (await second.apply([request("2000002", contract="K-ONE")], source="ledger", now=NOW)).verdicts
@@ -342,7 +343,7 @@ async def test_a_redelivery_racing_on_two_connections_leaves_the_file_writable(t
     """One event delivered to two stores at once: one deduction, and the file is not left locked."""
     path = tmp_path / "ledger.db"
     first = await open_fresh(path)
-    second = await LedgerStore.open(path)
+    second = await SqliteLedgerStore.open(path)
     try:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
             holder.execute("BEGIN IMMEDIATE")
@@ -456,7 +457,7 @@ async def test_a_file_of_the_earlier_shape_is_migrated_announcing_what_it_stored
                 ),
             )
         conn.commit()
-    store = await LedgerStore.open(path)
+    store = await SqliteLedgerStore.open(path)
     try:
         with contextlib.closing(sqlite3.connect(path)) as conn:
             columns = [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
@@ -475,7 +476,7 @@ async def test_a_file_of_the_earlier_shape_is_migrated_announcing_what_it_stored
         assert (await store.verify()).ok
     finally:
         await store.close()
-    again = await LedgerStore.open(path)  # a migrated file opens as any other
+    again = await SqliteLedgerStore.open(path)  # a migrated file opens as any other
     try:
         assert await again.entries_end() == 3
     finally:
@@ -514,7 +515,7 @@ async def test_a_file_without_digests_gains_the_column_and_its_entries_are_never
             (old.key, old.source, old.event_id, old.call_id, old.contract_id, old.ticket_id, NOW, NOW),
         )
         conn.commit()
-    store = await LedgerStore.open(path)
+    store = await SqliteLedgerStore.open(path)
     try:
         repeat = replace(old, digest=b"whatever it is")
         assert await store.apply([repeat], source="new", now=NOW) == Applied()
