@@ -42,6 +42,7 @@ __all__ = [
     "Row",
     "code_found",
     "contract_rows",
+    "deductible",
     "hours_to_json",
     "key_found",
     "outbox_rows",
@@ -224,3 +225,9 @@ def utc(instant: datetime) -> str:
 def outbox_rows(events: Iterable[CloudEvent]) -> list[tuple[str, str, str]]:
     """Events as outbox rows: (event id, topic, JSON payload)."""
     return [(e.id, e.topic, e.to_json()) for e in events]
+
+
+def deductible(payloads: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(source, event id, ticket) of each ``ticket.created`` payload that asks the ledger to deduct."""
+    events = (json.loads(payload) for payload in payloads)
+    return [(e["source"], e["id"], e["data"]["ticket"]) for e in events if e["data"].get("deduct")]

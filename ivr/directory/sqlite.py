@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +38,7 @@ from ivr.directory.rows import (
     WITH_CONTRACT,
     code_found,
     contract_rows,
+    deductible,
     key_found,
     outbox_rows,
     owned_ticket,
@@ -292,8 +292,7 @@ class SqliteDirectory:
         rows = await self._scans.execute_fetchall(
             "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"
         )
-        events = (json.loads(row[0]) for row in rows)
-        return [(e["source"], e["id"], e["data"]["ticket"]) for e in events if e["data"].get("deduct")]
+        return deductible(row[0] for row in rows)
 
     # -- writes: through the group-commit writer -----------------------------------------------
 
