@@ -10,6 +10,7 @@ read. A row's position is its (xid, seq), packed into one integer for the publis
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,8 +23,11 @@ __all__ = [
     "FINISHED",
     "DatabaseUnavailableError",
     "connect_pool",
+    "drop_schema",
     "ensure_schema",
+    "finished_rows",
     "position",
+    "safe_dsn",
     "seq_numbers",
     "unpack",
 ]
@@ -70,7 +74,7 @@ async def connect_pool(dsn: str, *, schema: str | None = None, size: int = 10) -
     try:
         return await asyncpg.create_pool(dsn, min_size=1, max_size=size, server_settings=settings)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        msg = f"PostgreSQL at {_safe(dsn)} cannot be used: {exc}"
+        msg = f"PostgreSQL at {safe_dsn(dsn)} cannot be used: {exc}"
         raise DatabaseUnavailableError(msg) from exc
 
 
@@ -83,6 +87,29 @@ async def ensure_schema(pool: Any, ddl: str, *, schema: str | None = None) -> No
         await conn.execute(ddl)
 
 
-def _safe(dsn: str) -> str:
+def safe_dsn(dsn: str) -> str:
     """``dsn`` without its password, for messages."""
     return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", dsn)
+
+
+async def drop_schema(pool: Any, schema: str) -> None:  # noqa: ANN401 - asyncpg ships no types
+    """Drop ``schema`` and everything in it (a replayed scenario's, once it has ended)."""
+    await pool.execute(f"DROP SCHEMA IF EXISTS {_schema(schema)} CASCADE")
+
+
+async def finished_rows(pool: Any, query: str, waiting: str, *args: Any) -> list[Any]:  # noqa: ANN401 - asyncpg
+    """The rows of ``query`` (rows of ended transactions), waiting while only later ones are there.
+
+    A committed row whose transaction is younger than one still running is not read yet. A
+    publisher told "nothing" would go idle while that row waits, so when ``query`` finds nothing
+    and ``waiting`` (same first two arguments: the position read after) says committed rows are
+    there, this reads again shortly; the running transaction, short, ends meanwhile. A transaction
+    left open anywhere on the server holds publishing back until it ends (docs/scaling.md).
+    """
+    delay = 0.001
+    while True:
+        rows: list[Any] = await pool.fetch(query, *args)
+        if rows or not await pool.fetchval(waiting, *args[:2]):
+            return rows
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)

@@ -32,7 +32,7 @@ from ivr.directory.rows import (
     owned_ticket,
     settle_pepper,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, position, seq_numbers, unpack
+from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, seq_numbers, unpack
 from ivr.secrets import digest
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ _UNSENT: Final = (
     f"SELECT xid::text, seq, topic, payload FROM outbox WHERE sent_at IS NULL AND {FINISHED} "  # noqa: S608 - constant
     "AND (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3"
 )
+_WAITING: Final = "SELECT EXISTS (SELECT FROM outbox WHERE sent_at IS NULL AND (xid, seq) > ($1::text::xid8, $2))"
 _TICKET_WITH_OWNER: Final = TICKET_WITH_OWNER.format(p="$1")
 _CODE: Final = WITH_CONTRACT.format(table="support_codes", p="$1")
 _KEY: Final = WITH_CONTRACT.format(table="license_keys", p="$1")
@@ -244,7 +245,7 @@ class PostgresDirectory:
     async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
         xid, seq = unpack(after)
-        rows = await self._pool.fetch(_UNSENT, xid, seq, limit)
+        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
         return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:

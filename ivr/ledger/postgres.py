@@ -32,7 +32,7 @@ from ivr.ledger.storage import (
     entry_row,
     verify_report,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, position, seq_numbers, unpack
+from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, seq_numbers, unpack
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -69,6 +69,9 @@ _ANNOUNCED: Final = (
 _UNSENT: Final = (
     f"SELECT xid::text, seq, {_ANNOUNCED} FROM ledger_entries "  # noqa: S608 - constant text
     f"WHERE published_at IS NULL AND {FINISHED} AND (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3"
+)
+_WAITING: Final = (
+    "SELECT EXISTS (SELECT FROM ledger_entries WHERE published_at IS NULL AND (xid, seq) > ($1::text::xid8, $2))"
 )
 _ENTRIES: Final = (
     "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
@@ -133,7 +136,7 @@ class PostgresLedgerStore:
     async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
         """Announcements of entries not yet marked published, of ended transactions, after ``after``, in order."""
         xid, seq = unpack(after)
-        rows = await self._pool.fetch(_UNSENT, xid, seq, limit)
+        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
         return [
             (position(row["xid"], row["seq"]), announcement_topic(row["outcome"]), announcement(*tuple(row)[2:]))
             for row in rows
