@@ -24,11 +24,12 @@ from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
 from ivr.cli.common import Commands, broker_option, fixture_option, log_options, parse_store, require_broker
-from ivr.cli.relay import POLL, relay_options, run_relay
+from ivr.cli.relay import POLL, relay_options, run_on_postgres, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
 from ivr.ledger.storage import Entry, VerifyReport
 from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerFileError
@@ -202,19 +203,18 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Publish the ledger's events from a process of its own (beside `ivr ledger run --no-announce`).
 
-    It reads the ledger's file and never writes to it: what it has published is a high-water mark
-    in its own file, as `ivr relay` keeps for an IVR's outbox.
+    On SQLite it reads the ledger's file and never writes to it: what it has published is a
+    high-water mark in its own file, as `ivr relay` keeps for an IVR's outbox. On PostgreSQL it
+    marks the entries published in the database, as a ledger announcing its own events does.
     """
     configure(fmt=log_format, level=log_level)
-    if store.path is None:
-        msg = (
-            "`ivr ledger relay` reads an SQLite ledger file; ledgers on PostgreSQL announce their own "
-            "events (run them without --no-announce)"
-        )
-        raise click.UsageError(msg)
-    db = store.path
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
+    if store.dsn is not None:  # on PostgreSQL the relay marks the entries published, as a ledger does
+        run_on_postgres(PostgresLedgerStore.open(store.dsn), config, root=root, instance=instance, poll=POLL)
+        return
+    db = store.path
+    assert db is not None  # noqa: S101 - one of the two is always set
     _existing(store)
     rows = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
     where = progress or db.parent / LEDGER_PROGRESS_FILE

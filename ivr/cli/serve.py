@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option, fixture_option, log_options, require_broker
+from ivr.cli.common import broker_option, fixture_option, log_options, require_broker, store_option
 from ivr.logs import LogFormat, configure
+from ivr.stores import ENV_VAR, Store
 from ivr.yamlsrc import SourceError
 
 __all__ = ["serve"]
@@ -30,6 +31,11 @@ EXIT_UNREADABLE = 2
     show_default=True,
     help="own: each call gets a private ledger; external: an `ivr ledger` process on --broker deducts.",
 )
+@store_option(
+    envvar=ENV_VAR,
+    help_text="Where each call's world lives: postgresql://... (a schema per call, dropped when it ends) "
+    "[default: SQLite files in a temporary folder].",
+)
 @log_options(level="warning")
 def serve(  # noqa: PLR0913 - one keyword per option
     *,
@@ -38,6 +44,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
     fixture: Path,
     broker: BrokerConfig | None,
     ledger_mode: str,
+    store: Store | None,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -55,7 +62,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
         click.echo("ERROR --ledger external needs --broker (or IVR_BROKER): where the ledger listens", err=True)
         sys.exit(EXIT_UNREADABLE)
     try:
-        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own")
+        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own", store=store)
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ivr.directory.storage import OutboxRow
     from ivr.events import CloudEvent
 
-__all__ = ["PostgresDirectory"]
+__all__ = ["PostgresDirectory", "PostgresOutbox"]
 
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL);
@@ -103,12 +103,55 @@ _KEY: Final = WITH_CONTRACT.format(table="license_keys", p="$1")
 _LOCK_CONNECTIONS: Final = 8
 
 
-class PostgresDirectory:
+class PostgresOutbox:
+    """An IVR's outbox in PostgreSQL, as its publisher reads it: in the IVR, or as `ivr relay`.
+
+    Several processes may mark rows sent on PostgreSQL (a relay needs no file of its own).
+    """
+
+    def __init__(self, pool: Any) -> None:  # noqa: ANN401 - asyncpg's pool
+        """Read through ``pool``; use :meth:`open` for a relay's own."""
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, schema: str | None = None) -> Self:
+        """The outbox of the directory at ``dsn`` (in ``schema``), made on first use like the directory's tables."""
+        pool = await connect_pool(dsn, schema=schema, size=2)
+        try:
+            await ensure_schema(pool, _SCHEMA, schema=schema)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+    async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
+        xid, seq = unpack(after)
+        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
+        return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
+
+    async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
+        """Rows (by position) the broker acknowledged."""
+        await self._pool.execute("UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])", at, seq_numbers(seqs))
+
+    async def outbox_end(self) -> int:
+        """The position of the newest row of an ended transaction (0 when none)."""
+        row = await self._pool.fetchrow(
+            f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608 - constant
+        )
+        return position(row["xid"], row["seq"]) if row else 0
+
+
+class PostgresDirectory(PostgresOutbox):
     """The IVR's store in PostgreSQL (:class:`~ivr.directory.storage.DirectoryStorage`), shared by IVR processes."""
 
     def __init__(self, pool: Any, locks: Any, pepper: bytes, namespace: str) -> None:  # noqa: ANN401 - asyncpg's pools
         """Wrap the open pools; use :meth:`open`."""
-        self._pool = pool
+        super().__init__(pool)
         self._locks = locks
         self._pepper = pepper
         self._namespace = namespace
@@ -239,25 +282,6 @@ class PostgresDirectory:
             event.time,
             event.data["contract"],
         )
-
-    # -- the outbox ------------------------------------------------------------------------------
-
-    async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
-        """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
-        xid, seq = unpack(after)
-        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
-        return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
-
-    async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
-        """Rows (by position) the broker acknowledged."""
-        await self._pool.execute("UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])", at, seq_numbers(seqs))
-
-    async def outbox_end(self) -> int:
-        """The position of the newest row of an ended transaction (0 when none)."""
-        row = await self._pool.fetchrow(
-            f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608 - constant
-        )
-        return position(row["xid"], row["seq"]) if row else 0
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from ivr.bus.url import BrokerConfig
+    from ivr.stores import Store
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -139,14 +140,20 @@ async def _socket(websocket: WebSocket) -> None:
 
 
 def create_app(
-    *, fixture: Path, broker: BrokerConfig | None = None, scenarios_dir: Path | None = None, own_ledger: bool = True
+    *,
+    fixture: Path,
+    broker: BrokerConfig | None = None,
+    scenarios_dir: Path | None = None,
+    own_ledger: bool = True,
+    store: Store | None = None,
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
     With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
     name a packaged world by its name, any other fixture relative to ``scenarios_dir`` (default:
     ``./scenarios``, where ``ivr replay`` looks). With ``own_ledger=False`` the calls' deductions
-    come from an `ivr ledger` process.
+    come from an `ivr ledger` process. On a PostgreSQL ``store`` each call's world is a schema of
+    its own there, dropped when the call ends; otherwise SQLite files in a temporary folder.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -165,6 +172,7 @@ def create_app(
                 broker=config,
                 workdir=workdir,
                 own_ledger=own_ledger,
+                store=store,
             )
             await console.start()
             stack.push_async_callback(console.close)

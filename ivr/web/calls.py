@@ -26,6 +26,7 @@ from ivr.events import EventType
 from ivr.secrets import scrub
 from ivr.states.diagram import mermaid
 from ivr.states.flow import INITIAL
+from ivr.stores import scratch_schema
 from ivr.web.clock import ShiftedClock
 from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
 from ivr.web.recording import RecordingCaller
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ivr.engine import CallRecord, Heard
     from ivr.events import CloudEvent
     from ivr.states.call import Call
+    from ivr.stores import Store
 
 __all__ = ["BUILD_TIMEOUT", "TIMER_TICK", "CallRun"]
 
@@ -68,12 +70,15 @@ class CallRun:
         fixture: str,
         send: Callable[[dict[str, Any]], None],
         own_ledger: bool = True,
+        store: Store | None = None,
     ) -> None:
         """Prepare the call; nothing runs until :meth:`start`.
 
         With ``own_ledger=False`` the deductions come from an `ivr ledger` process on the broker.
+        On a PostgreSQL ``store`` the call's world is a schema of its own, dropped when it ends.
         """
         self._own_ledger = own_ledger
+        self._store = store
         self.id = call_id
         self.persona = persona
         self.at = at
@@ -128,6 +133,13 @@ class CallRun:
     # -- the run -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        if self._store is None or self._store.dsn is None:
+            await self._run_in(None)
+            return
+        async with scratch_schema(self._store, "console") as schema:
+            await self._run_in(schema)
+
+    async def _run_in(self, schema: str | None) -> None:
         system: System | None = None
         ticker = asyncio.create_task(self._tick(), name=f"console-timer-{self.id}")
         workdir = self._workdir / self.id
@@ -141,6 +153,8 @@ class CallRun:
                         source=f"console-{self.id}",
                         broker=self._broker,
                         own_ledger=self._own_ledger,
+                        store=self._store,
+                        schema=schema,
                     )
             except TimeoutError:
                 msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
+    from ivr.stores import Store
 
 __all__ = [
     "BROKER_TIMEOUT",
@@ -94,8 +95,11 @@ class Console:
         workdir: Path,
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
+        store: Store | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
+
+        On a PostgreSQL ``store`` each call's world is a schema of its own there instead.
 
         Saved scenarios name a packaged world by its name, any other fixture relative to ``scenarios_dir``,
         where they are meant to be kept.
@@ -105,6 +109,7 @@ class Console:
         self.world = world
         self.broker = broker
         self.workdir = workdir
+        self.store = store
         self.root = root
         self.fixture = worlds.reference(fixture, scenarios_dir)
         self.calls: dict[str, CallRun] = {}  # running calls, by id
@@ -304,6 +309,7 @@ class Session:
             fixture=console.fixture,
             send=self.send,
             own_ledger=console.own_ledger,
+            store=console.store,
         )
         self.run = run
         console.route(call_id, self)

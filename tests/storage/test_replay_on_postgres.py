@@ -17,11 +17,11 @@ from ivr.replay.scenario import discover
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def replay_schemas(url):
-    """The schemas replays made that are still there."""
+async def replay_schemas(url, prefix="replay_"):
+    """The schemas replays (or others, by ``prefix``) made that are still there."""
     conn = await asyncpg.connect(url)
     try:
-        return await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replay_%'")
+        return await conn.fetch("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix)
     finally:
         await conn.close()
 
