@@ -72,7 +72,7 @@ async def connect_pool(dsn: str, *, schema: str | None = None, size: int = 10) -
     """A pool on ``dsn``, every connection's ``search_path`` set to ``schema`` if given."""
     settings = {"search_path": _schema(schema)} if schema else {}
     try:
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=size, server_settings=settings)
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=size, server_settings=settings, reset=_keep_session)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         msg = f"PostgreSQL at {safe_dsn(dsn)} cannot be used: {exc}"
         raise DatabaseUnavailableError(msg) from exc
@@ -85,6 +85,15 @@ async def ensure_schema(pool: Any, ddl: str, *, schema: str | None = None) -> No
         if schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema(schema)}")
         await conn.execute(ddl)
+
+
+async def _keep_session(_: Any) -> None:  # noqa: ANN401 - an asyncpg connection
+    """A connection going back to the pool keeps its session as it is.
+
+    asyncpg's default reset (advisory unlocks, ``RESET ALL``, ``UNLISTEN``) is one more round
+    trip per query, and nothing here changes the session: advisory locks are transaction-scoped,
+    settings are the pool's own. asyncpg still ends a transaction left open.
+    """
 
 
 def safe_dsn(dsn: str) -> str:

@@ -1,4 +1,4 @@
-"""What docker-compose runs, without Docker.
+"""What docker-compose runs, without Docker (its ledger keeps its store in PostgreSQL; here an SQLite file).
 
 The repo's Mosquitto config, `ivr ledger` logged in as ``ledger`` in its own process, and an IVR
 logged in as ``ivr`` that relies on that ledger.
