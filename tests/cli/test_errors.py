@@ -41,10 +41,10 @@ MISSING_FILES = [
     pytest.param("replay", 2, "no ./scenarios folder here", id="replay-default-folder"),
     pytest.param("serve --fixture nowhere.yaml", 2, "nowhere.yaml: no such fixture file", id="serve-fixture"),
     pytest.param("ledger run --fixture nowhere.yaml", 2, "nowhere.yaml: no such fixture file", id="ledger-fixture"),
-    pytest.param("ledger --db none.db balances", 1, "`ivr ledger --db none.db run` creates one", id="balances"),
-    pytest.param("ledger --db none.db history K-X", 1, "`ivr ledger --db none.db run` creates one", id="history"),
-    pytest.param("ledger --db none.db verify", 1, "`ivr ledger --db none.db run` creates one", id="verify"),
-    pytest.param("ledger verify --directory none.db", 2, "'none.db' does not exist", id="verify-directory"),
+    pytest.param("ledger --db none.db balances", 1, "`ivr ledger --store none.db run` creates one", id="balances"),
+    pytest.param("ledger --db none.db history K-X", 1, "`ivr ledger --store none.db run` creates one", id="history"),
+    pytest.param("ledger --db none.db verify", 1, "`ivr ledger --store none.db run` creates one", id="verify"),
+    pytest.param("ledger verify --directory none.db", 2, "no IVR directory file at none.db", id="verify-directory"),
     pytest.param("relay --db none.db", 1, "none.db: no such directory file", id="relay-db"),
     pytest.param("load --calls 1 --mix none.yaml", 2, "'none.yaml' does not exist", id="load-mix"),
     pytest.param("diagram --update none.md", 2, "'none.md' does not exist", id="diagram-update"),
@@ -65,7 +65,9 @@ DEAD_BROKER = [
 
 def ivr(args, cwd, **env):
     """Run ``python -m ivr ARGS`` in ``cwd`` with no broker in the environment; the finished process."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"IVR_BROKER", "IVR_LEDGER_DB"}}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"IVR_BROKER", "IVR_LEDGER_DB", "IVR_LEDGER_STORE", "IVR_STORE"}
+    }
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "ivr", *args.split()],
         cwd=cwd,

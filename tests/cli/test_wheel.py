@@ -42,7 +42,11 @@ def _run(args, *, cwd, check=True, timeout=TIMEOUT):
 
 def _env():
     """The environment without anything that points back into the checkout or at a broker."""
-    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "IVR_BROKER", "IVR_LEDGER_DB"}}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "IVR_BROKER", "IVR_LEDGER_DB", "IVR_LEDGER_STORE", "IVR_STORE"}
+    }
 
 
 @pytest.fixture(scope="module")

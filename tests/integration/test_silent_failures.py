@@ -21,7 +21,7 @@ import pytest
 from ivr.bus.base import ONLINE
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess
 from ivr.subprocesses import end_process
 from tests.conftest import DEFAULT_WORLD_PATH
@@ -195,7 +195,7 @@ def tmpfs(where: Path, size: str):
 
 async def _ledger_file(db: Path) -> None:
     """A ledger file with the default world's opening balances, as a first start makes it."""
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         await store.load_opening({"K-ANNA-STD": 5})
     finally:
