@@ -38,7 +38,7 @@ from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.consumer import LedgerConsumer
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from ivr.logs import configure
 
@@ -102,7 +102,7 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
     """Queue ``calls`` ticket events for ``ledgers`` persistent sessions, then start the ledgers and time them."""
     db = tmp / "ledger.db"
     world = load_world(world_file)
-    store = await LedgerStore.open(db)  # the file the relay reads exists before any ledger starts
+    store = await SqliteLedgerStore.open(db)  # the file the relay reads exists before any ledger starts
     await store.load_opening({c.id: c.incidents for c in world.contracts.values()})
     names = [f"bench-ledger-{k}" for k in range(ledgers)]
     share = "bench-ledger" if ledgers > 1 else None

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ivr.directory.relayed import PROGRESS_FILE
-from ivr.directory.sqlite import Directory
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import LedgerStore
 from ivr.link import InProcessLink, Link, MqttLink
 from ivr.secrets import pepper_from_env
+from ivr.stores import Store, open_directory, open_ledger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import World
+    from ivr.directory.storage import DirectoryStorage
+    from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["System", "build_system"]
 
@@ -33,9 +35,9 @@ __all__ = ["System", "build_system"]
 class System:
     """One IVR with its directory, its ledger and the link between them."""
 
-    directory: Directory
+    directory: DirectoryStorage
     engine: Engine
-    ledger: LedgerStore | None  # None when the ledger is another process (`ivr ledger`)
+    ledger: LedgerStorage | None  # None when the ledger is another process (`ivr ledger`)
     link: Link
 
     async def settle(self) -> None:
@@ -61,6 +63,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     relay: bool = False,
     shard: tuple[int, int] = (0, 1),
     ledger_now: Callable[[], datetime] | None = None,
+    store: Store | None = None,
+    schema: str | None = None,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
 
@@ -70,9 +74,11 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ``relay=True`` the IVR does not publish its outbox: a separate `ivr relay` process does,
     keeping its progress in ``workdir/relay.db``.
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
-    tickets accordingly (:meth:`Directory.share_ticket_numbers`). ``ledger_now`` stamps the
+    tickets accordingly (:meth:`SqliteDirectory.share_ticket_numbers`). ``ledger_now`` stamps the
     ledger's events (default: the wall clock).
     The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
+    With a PostgreSQL ``store`` the directory and the ledger live there (in ``schema`` if given)
+    instead of in ``workdir``.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -83,15 +89,19 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     # A step that fails closes what the steps before it opened: a directory left open keeps its
     # reader thread alive, and the process then never exits.
     async with contextlib.AsyncExitStack() as opened:
-        directory = await Directory.open(workdir / "ivr.db", pepper=pepper_from_env())
+        shared = store if store is not None and store.dsn is not None else None
+        directory = await open_directory(
+            shared or Store(path=workdir / "ivr.db"), schema=schema, pepper=pepper_from_env()
+        )
         opened.push_async_callback(directory.close)
         await directory.load(world)
         if shard != (0, 1):
+            assert isinstance(directory, SqliteDirectory)  # noqa: S101 - sharding is the SQLite path's (ivr load)
             directory.share_ticket_numbers(*shard)
-        ledger: LedgerStore | None = None
+        ledger: LedgerStorage | None = None
         service: LedgerService | None = None
         if own_ledger:
-            ledger = await LedgerStore.open(workdir / "ledger.db")
+            ledger = await open_ledger(shared or Store(path=workdir / "ledger.db"), schema=schema)
             opened.push_async_callback(ledger.close)
             await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
             service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source, now=ledger_now)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ivr.auth.model import Contract
     from ivr.callers import Caller
     from ivr.clock import Clock
-    from ivr.directory.sqlite import Directory
+    from ivr.directory.storage import DirectoryStorage
 
 __all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard", "Observer"]
 
@@ -251,9 +251,9 @@ class _Run:
         self.log.info("call ended", outcome=call.outcome, reason=call.reason, rule=call.rule)
 
 
-def _locked_until(run: _Run, now: datetime) -> datetime | None:
+async def _locked_until(run: _Run, now: datetime) -> datetime | None:
     """When the caller's number stops being locked out, or ``None`` when it is not."""
-    failures = run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
+    failures = await run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
     return lockout.locked_until(failures, now)
 
 
@@ -270,14 +270,14 @@ def _refuse_locked(run: _Run, until: datetime, trigger: str) -> None:
 
 async def _lockout_check(run: _Run) -> None:
     """A locked-out number goes straight to the fallback, before the method menu."""
-    until = _locked_until(run, run.clock.now())
+    until = await _locked_until(run, run.clock.now())
     if until is None:
         run.fire("clear")
     else:
         _refuse_locked(run, until, "locked")
 
 
-def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
+async def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     """Find what the caller entered (one read) and apply R2-R6."""
     call, directory = run.call, run.engine.directory
     # Validity dates are calendar days at the support centre (US Eastern), whatever offset the
@@ -285,7 +285,7 @@ def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
     today = run.clock.now().astimezone(US_EASTERN).date()
     digits = call.digits
     if call.method is Method.TICKET:
-        found = directory.find_ticket(digits)
+        found = await directory.find_ticket(digits)
         assert call.purpose is not None  # noqa: S101 - chosen before any entry
         decision = rules.authorize_ticket(digits, found, purpose=call.purpose, today=today)
         if found is None:
@@ -293,10 +293,10 @@ def _lookup(run: _Run) -> tuple[Decision, Contract | None, Ticket | None]:
         # The contract that qualified (R2 b may be another of the owner's): its hours and plan apply.
         return decision, found.contract(decision.contract_id), found.ticket
     if call.method is Method.SUPPORT_CODE:
-        found_code = directory.find_code(digits)
+        found_code = await directory.find_code(digits)
         code, contract, balance = found_code or (None, None, None)
         return rules.authorize_code(digits, code, contract, balance, today=today), contract, None
-    found_key = directory.find_key(digits)
+    found_key = await directory.find_key(digits)
     key, contract, balance = found_key or (None, None, None)
     return rules.authorize_key(digits, key, contract, balance, today=today), contract, None
 
@@ -310,12 +310,12 @@ async def _authorizing(run: _Run) -> None:
     """
     call, now = run.call, run.clock.now()
     async with run.engine.one_caller_at_a_time(call.caller):
-        until = _locked_until(run, now)
+        until = await _locked_until(run, now)
         if until is not None:
             call.digits = ""
             _refuse_locked(run, until, "lock")
             return
-        decision, contract, ticket = _lookup(run)
+        decision, contract, ticket = await _lookup(run)
         call.digits = ""
         run.decide(decision)
         assert call.method is not None  # noqa: S101 - set when the entry state was chosen
@@ -365,7 +365,7 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
         attempt=call.attempts + 1,
         detail=decision.detail,
     )
-    earlier = directory.failures(call.caller, now - lockout.LOOKBACK)
+    earlier = await directory.failures(call.caller, now - lockout.LOOKBACK)
     until = lockout.locked_until([*earlier, now], now)
     if until is not None:
         run.emit(
@@ -411,7 +411,7 @@ async def _creating_ticket(run: _Run) -> None:
     assert call.severity is not None  # noqa: S101 - chosen before
     directory = run.engine.directory
     ticket = Ticket(
-        id=directory.next_ticket_id(),
+        id=await directory.next_ticket_id(),
         customer_id=granted.customer_id,
         contract_id=granted.contract_id,
         status=TicketStatus.OPEN,
@@ -454,7 +454,7 @@ class Engine:
     def __init__(
         self,
         *,
-        directory: Directory,
+        directory: DirectoryStorage,
         source: str,
         on_events: Callable[[], None] | None = None,
         observers: Sequence[Observer] = (),
@@ -476,11 +476,16 @@ class Engine:
 
     @contextlib.asynccontextmanager
     async def one_caller_at_a_time(self, number: str) -> AsyncIterator[None]:
-        """Hold the authorization step for ``number``; other numbers never wait on it."""
+        """Hold the authorization step for ``number``; other numbers never wait on it.
+
+        Within this process an asyncio lock queues the number's calls, so each holds the store's
+        lock (:meth:`~ivr.directory.storage.DirectoryStorage.caller_lock`, which other IVR
+        processes on the same store also take) only when its turn has come.
+        """
         lock, users = self._callers.get(number, (asyncio.Lock(), 0))
         self._callers[number] = (lock, users + 1)
         try:
-            async with lock:
+            async with lock, self.directory.caller_lock(number):
                 yield
         finally:
             lock, users = self._callers[number]

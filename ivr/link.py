@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ivr.bus.url import BrokerConfig
-    from ivr.directory.sqlite import Directory
+    from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.service import LedgerService
 
 __all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "MqttLink"]
@@ -59,7 +59,7 @@ class Link(Protocol):
 class InProcessLink:
     """The ledger called directly, with no broker: for unit tests of the whole flow."""
 
-    def __init__(self, *, directory: Directory, service: LedgerService) -> None:
+    def __init__(self, *, directory: DirectoryStorage, service: LedgerService) -> None:
         """Carry between ``directory``'s outbox and ``service``."""
         self._directory = directory
         self._service = service
@@ -97,7 +97,7 @@ class MqttLink:
     def __init__(  # noqa: PLR0913 - every option is a keyword
         self,
         *,
-        directory: Directory,
+        directory: DirectoryStorage,
         config: BrokerConfig,
         source: str,
         service: LedgerService | None,

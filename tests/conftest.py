@@ -17,6 +17,9 @@ from ivr.callers import HANGUP, Press, ScriptedCaller, Silence
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
 
+#: PostgreSQL for the storage tests: postgres_server, postgres_url (tests/pgserver.py).
+pytest_plugins = ["tests.pgserver"]
+
 REPO = Path(__file__).resolve().parent.parent
 #: The packaged default world (ivr/worlds/default.yaml), as `ivr` finds it.
 DEFAULT_WORLD_PATH = worlds.packaged(worlds.DEFAULT)

@@ -49,7 +49,7 @@ log = structlog.get_logger("ivr.bus.publisher")
 
 
 class Outbox(Protocol):
-    """The part of the directory the publisher uses (``ivr.directory.sqlite.Directory``)."""
+    """What the publisher reads: a directory's outbox, a ledger's announcements, a relay's view of either."""
 
     async def unsent(self, limit: int, *, after: int = 0) -> list[tuple[int, str, str]]:
         """The oldest unsent rows after ``seq`` ``after``, ``(seq, topic, payload)``, in order."""

@@ -15,6 +15,7 @@ from ivr.bus.base import BusError, BusRefusedError
 from ivr.bus.broker import embedded_broker
 from ivr.bus.mqtt import probe
 from ivr.bus.url import ENV_VAR, BrokerConfig, BrokerUrlError, parse_broker_url
+from ivr.stores import Store, StoreUrlError, parse_store_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ __all__ = [
     "parse_world",
     "replay_broker",
     "require_broker",
+    "store_option",
 ]
 
 #: What a command without --broker or IVR_BROKER uses when it starts a broker of its own.
@@ -44,8 +46,16 @@ class Commands(click.Group):
     """A group whose command list shows each command's whole summary (its docstring's first sentence).
 
     Click cuts a summary to fit one line of the terminal and ends it with "..."; a summary is a
-    sentence worth reading whole, so it is wrapped instead.
+    sentence worth reading whole, so it is wrapped instead. A :class:`BusError` that escapes a
+    command becomes click's one-line error.
     """
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a broker that fails it mid-way (a refused subscription) is an error, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except BusError as exc:
+            raise click.ClickException(str(exc)) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List the visible subcommands with their whole summaries."""
@@ -76,6 +86,30 @@ def broker_option(*, help_text: str, default: str | None = None) -> Callable[[An
         metavar="URL",
         help=help_text if default is not None else f"{help_text} [default: {PRIVATE_BROKER}]",
         show_envvar=True,
+    )
+
+
+def parse_store(_: click.Context, __: click.Parameter, value: str | None) -> Store | None:
+    """Click callback: a store URL or path to a :class:`~ivr.stores.Store`; another scheme is a usage error."""
+    if value is None:
+        return None
+    try:
+        return parse_store_url(value)
+    except StoreUrlError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def store_option(*, envvar: str, help_text: str, default: str | None = None) -> Callable[[Any], Any]:
+    """``--store URL``: ``postgresql://...``, ``sqlite:///PATH`` or a path; else ``envvar``, else ``default``."""
+    return click.option(
+        "--store",
+        envvar=envvar,
+        default=default,
+        callback=parse_store,
+        metavar="URL",
+        show_default=default is not None,
+        show_envvar=True,
+        help=help_text,
     )
 
 

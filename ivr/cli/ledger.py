@@ -2,7 +2,8 @@
 
 ``ivr ledger`` alone consumes ticket events from the broker until stopped (SIGINT/SIGTERM);
 ``ivr ledger relay`` publishes its events from a process of its own, beside ``ivr ledger run
---no-announce``; ``balances``, ``history`` and ``verify`` read its SQLite file.
+--no-announce``; ``balances``, ``history`` and ``verify`` read its store: an SQLite file, or the
+PostgreSQL database several ledgers share (``--store postgresql://...``).
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ from ivr.bus.base import BusRefusedError, wait_unless_ended
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
-from ivr.cli.common import Commands, broker_option, fixture_option, log_options, require_broker
-from ivr.cli.relay import POLL, relay_options, run_relay
+from ivr.cli.common import Commands, broker_option, fixture_option, log_options, parse_store, require_broker
+from ivr.cli.relay import POLL, relay_options, run_on_postgres, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
-from ivr.directory.sqlite import Directory
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, Entry, LedgerFileError, LedgerStore, VerifyReport
+from ivr.ledger.storage import Entry, VerifyReport
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerFileError
 from ivr.logs import LogFormat, configure
+from ivr.pg import DatabaseUnavailableError
 from ivr.secrets import PepperError, pepper_from_env
+from ivr.stores import LEDGER_ENV_VAR, Store, open_directory, open_ledger
 from ivr.tables import Terminal, render, terminal_of
 from ivr.yamlsrc import SourceError
 
@@ -43,22 +47,27 @@ __all__ = ["ledger"]
 
 T = TypeVar("T")
 
-_DEFAULT_DB = Path("var/ledger.db")
+_DEFAULT_DB = "var/ledger.db"
 
 
 @click.group(cls=Commands, invoke_without_command=True)
 @click.option(
+    "--store",
     "--db",
-    type=click.Path(path_type=Path),
+    "store",
     default=_DEFAULT_DB,
     show_default=True,
-    envvar="IVR_LEDGER_DB",
-    help="The ledger's SQLite file (`ivr ledger run` creates it).",
+    envvar=[LEDGER_ENV_VAR, "IVR_LEDGER_DB"],
+    show_envvar=True,
+    callback=parse_store,
+    metavar="URL",
+    help="The ledger's store: an SQLite file (a path or sqlite:///PATH; `ivr ledger run` creates it), or "
+    "postgresql://... shared by every ledger on it.",
 )
 @click.pass_context
-def ledger(ctx: click.Context, db: Path) -> None:
-    """Run the ledger consumer (no subcommand), or report on its file."""
-    ctx.obj = db
+def ledger(ctx: click.Context, store: Store) -> None:
+    """Run the ledger consumer (no subcommand), or report on its store."""
+    ctx.obj = store
     if ctx.invoked_subcommand is None:
         # Parsed as `ivr ledger run` with no arguments, so IVR_BROKER and the option callbacks apply.
         with run.make_context("run", [], parent=ctx) as run_ctx:
@@ -77,7 +86,7 @@ def ledger(ctx: click.Context, db: Path) -> None:
     "--share",
     metavar="GROUP",
     help="Take a share of the ticket events with the other ledgers of GROUP (an MQTT shared subscription), "
-    "all on the same --db; each needs its own --client-id and --source [default: none, take every event].",
+    "all on the same --store; each needs its own --client-id and --source [default: none, take every event].",
 )
 @click.option(
     "--announce/--no-announce",
@@ -89,7 +98,7 @@ def ledger(ctx: click.Context, db: Path) -> None:
 @log_options(level="info")
 @click.pass_obj
 def run(  # noqa: PLR0913 - one keyword per option
-    db: Path,
+    store: Store,
     *,
     broker: BrokerConfig | None,
     fixture: Path,
@@ -114,24 +123,27 @@ def run(  # noqa: PLR0913 - one keyword per option
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
     try:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        if store.path is not None:
+            store.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        msg = f"cannot make the folder of the ledger file {db}: {exc.strerror or exc}"
+        msg = f"cannot make the folder of the ledger file {store}: {exc.strerror or exc}"
         raise click.ClickException(msg) from exc
     opening = {c.id: c.incidents for c in world.contracts.values()}
     try:
         asyncio.run(
-            _consume(db, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce)
+            _consume(
+                store, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce
+            )
         )
     except SharedSubscriptionsUnavailableError as exc:
         msg = f"--share needs shared subscriptions, and {exc}. Run one ledger without --share instead."
         raise click.ClickException(msg) from exc
-    except (LedgerFileError, BusRefusedError) as exc:
+    except (LedgerFileError, BusRefusedError, DatabaseUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
-    db: Path,
+    where: Store,
     config: BrokerConfig,
     opening: dict[str, int | None],
     *,
@@ -144,7 +156,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
     if share is not None:
         # Before anything is opened: on a broker without them, --share would consume nothing, silently.
         await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
-    store = await LedgerStore.open(db)
+    store = await open_ledger(where)
     await store.load_opening(opening)
     bus = MqttBus(
         config=config,
@@ -180,7 +192,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
 @log_options(level="info")
 @click.pass_obj
 def relay_events(  # noqa: PLR0913 - one keyword per option
-    db: Path,
+    store: Store,
     *,
     progress: Path | None,
     broker: BrokerConfig | None,
@@ -191,23 +203,30 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Publish the ledger's events from a process of its own (beside `ivr ledger run --no-announce`).
 
-    It reads the ledger's file and never writes to it: what it has published is a high-water mark
-    in its own file, as `ivr relay` keeps for an IVR's outbox.
+    On SQLite it reads the ledger's file and never writes to it: what it has published is a
+    high-water mark in its own file, as `ivr relay` keeps for an IVR's outbox. On PostgreSQL it
+    marks the entries published in the database, as a ledger announcing its own events does.
     """
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
+    if store.dsn is not None:  # on PostgreSQL the relay marks the entries published, as a ledger does
+        run_on_postgres(PostgresLedgerStore.open(store.dsn), config, root=root, instance=instance, poll=POLL)
+        return
+    db = store.path
+    assert db is not None  # noqa: S101 - one of the two is always set
+    _existing(store)
     rows = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
     where = progress or db.parent / LEDGER_PROGRESS_FILE
-    asyncio.run(run_relay(_existing(db), where, config, root=root, instance=instance, poll=POLL, rows=rows))
+    asyncio.run(run_relay(db, where, config, root=root, instance=instance, poll=POLL, rows=rows))
 
 
 @ledger.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: contract -> {opening, balance, deducted}.")
 @click.pass_obj
-def balances(db: Path, *, as_json: bool) -> None:
+def balances(store: Store, *, as_json: bool) -> None:
     """Every contract's opening balance, incidents deducted and balance now."""
-    rows = _reading(_balances(_existing(db)))
+    rows = _reading(_balances(_existing(store)))
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -216,8 +235,8 @@ def balances(db: Path, *, as_json: bool) -> None:
     click.echo(render(table, _stdout()))
 
 
-async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
-    store = await LedgerStore.open(db)
+async def _balances(where: Store) -> dict[str, dict[str, int | None]]:
+    store = await open_ledger(where)
     try:
         balances, deducted = await store.balances(), await store.deducted()
     finally:
@@ -229,9 +248,9 @@ async def _balances(db: Path) -> dict[str, dict[str, int | None]]:
 @click.argument("contract")
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of the entries, oldest first.")
 @click.pass_obj
-def history(db: Path, contract: str, *, as_json: bool) -> None:
+def history(store: Store, contract: str, *, as_json: bool) -> None:
     """A contract's entries, oldest first."""
-    entries = _reading(_history(_existing(db), contract))
+    entries = _reading(_history(_existing(store), contract))
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
         return
@@ -245,29 +264,40 @@ def history(db: Path, contract: str, *, as_json: bool) -> None:
     click.echo(render(table, _stdout()))
 
 
-async def _history(db: Path, contract: str) -> list[Entry]:
-    store = await LedgerStore.open(db)
+async def _history(where: Store, contract: str) -> list[Entry]:
+    store = await open_ledger(where)
     try:
         return await store.history(contract)
     finally:
         await store.close()
 
 
+def _parse_directories(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[Store, ...]:
+    """``--directory`` values as stores; an SQLite one must exist (verify reads, never creates)."""
+    stores = tuple(store for value in values if (store := parse_store(ctx, param, value)) is not None)
+    for store in stores:
+        if store.path is not None and not store.path.is_file():
+            msg = f"no IVR directory file at {store.path}"
+            raise click.BadParameter(msg, ctx=ctx, param=param)
+    return stores
+
+
 @ledger.command()
 @click.option(
     "--directory",
-    "directory_dbs",
+    "directories",
     multiple=True,
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="An IVR's SQLite file: also check that every deductible ticket it created was applied once "
-    "(repeat for IVRs sharing the ledger) [default: none, check the ledger's file alone].",
+    callback=_parse_directories,
+    metavar="URL",
+    help="An IVR's store (its SQLite file, or postgresql://...): also check that every deductible ticket it "
+    "created was applied once (repeat for IVRs with stores of their own) [default: none, the ledger's alone].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, counts and the problems found.")
 @click.pass_obj
-def verify(db: Path, directory_dbs: tuple[Path, ...], *, as_json: bool) -> None:
+def verify(store: Store, directories: tuple[Store, ...], *, as_json: bool) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
     try:
-        report = _reading(_verify(_existing(db), directory_dbs))
+        report = _reading(_verify(_existing(store), directories))
     except PepperError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -288,15 +318,15 @@ def _print_verify(report: VerifyReport) -> None:
     )
 
 
-async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
+async def _verify(where: Store, directories: tuple[Store, ...]) -> VerifyReport:
     expected = None
-    for directory_db in directory_dbs:
-        directory = await Directory.open(directory_db, pepper=pepper_from_env())
+    for named in directories:
+        directory = await open_directory(named, pepper=pepper_from_env())
         try:
             expected = (expected or []) + [(s, ticket) for s, _, ticket in await directory.deductible_tickets()]
         finally:
             await directory.close()
-    store = await LedgerStore.open(db)
+    store = await open_ledger(where)
     try:
         return await store.verify(expected)
     finally:
@@ -304,21 +334,22 @@ async def _verify(db: Path, directory_dbs: tuple[Path, ...]) -> VerifyReport:
 
 
 def _reading(report: Coroutine[None, None, T]) -> T:
-    """Run a report on the ledger's file; a file that cannot be used is a clear error, not a traceback."""
+    """Run a report on the ledger's store; a store that cannot be used is a clear error, not a traceback."""
     try:
         return asyncio.run(report)
-    except LedgerFileError as exc:
+    except (LedgerFileError, DatabaseUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def _existing(db: Path) -> Path:
-    if not db.is_file():
+def _existing(store: Store) -> Store:
+    """``store``, if it is PostgreSQL or an SQLite file that exists (a report never creates one)."""
+    if store.path is not None and not store.path.is_file():
         msg = (
-            f"no ledger file at {db}: `ivr ledger --db {db} run` creates one "
-            "(or name another with --db or IVR_LEDGER_DB)"
+            f"no ledger file at {store.path}: `ivr ledger --store {store.path} run` creates one "
+            f"(or name another with --store or {LEDGER_ENV_VAR})"
         )
         raise click.ClickException(msg)
-    return db
+    return store
 
 
 def _count(incidents: int | None) -> str:

@@ -15,27 +15,38 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
 from ivr.bus.mqtt import MqttBus
-from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
+from ivr.bus.publisher import BULK_BATCH, Outbox, OutboxPublisher
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
-from ivr.cli.common import broker_option, log_options, require_broker
+from ivr.cli.common import broker_option, log_options, parse_store, require_broker
+from ivr.directory.postgres import PostgresOutbox
 from ivr.directory.relayed import OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
+from ivr.pg import DatabaseUnavailableError
+from ivr.stores import ENV_VAR, Store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from ivr.directory.relayed import RowsQuery
 
-__all__ = ["POLL", "relay", "relay_options", "run_relay"]
+__all__ = ["POLL", "RelayOutbox", "publish_until_stopped", "relay", "relay_options", "run_on_postgres", "run_relay"]
 
 #: Seconds between looks at an idle outbox, unless told otherwise.
 POLL = 0.005
+
+
+class RelayOutbox(Outbox, Protocol):
+    """An outbox a relay opened, and closes when it stops."""
+
+    async def close(self) -> None:
+        """Let go of the store."""
+        ...
 
 
 def relay_options(*, progress_file: str, instance: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -66,7 +77,16 @@ def relay_options(*, progress_file: str, instance: str) -> Callable[[Callable[..
 
 @click.command()
 @click.option(
-    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The IVR's directory (ivr.db)."
+    "--store",
+    "--db",
+    "store",
+    required=True,
+    envvar=ENV_VAR,
+    show_envvar=True,
+    callback=parse_store,
+    metavar="URL",
+    help="The IVR's store: its SQLite file (ivr.db, read only; progress kept in --progress), or "
+    "postgresql://... (rows marked sent there).",
 )
 @relay_options(progress_file=PROGRESS_FILE, instance="ivr-relay")
 @click.option(
@@ -79,7 +99,7 @@ def relay_options(*, progress_file: str, instance: str) -> Callable[[Callable[..
 @log_options(level="info")
 def relay(  # noqa: PLR0913 - one keyword per option
     *,
-    db: Path,
+    store: Store,
     progress: Path | None,
     broker: BrokerConfig | None,
     root: str,
@@ -89,13 +109,33 @@ def relay(  # noqa: PLR0913 - one keyword per option
     log_level: str,
 ) -> None:
     """Publish an IVR's outbox to the broker, in order, at least once, until stopped."""
-    if not db.exists():
+    db = store.path
+    if db is not None and not db.exists():
         msg = f"{db}: no such directory file (the IVR whose outbox this publishes creates it: start it first)"
         raise click.ClickException(msg)
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
+    if db is None:
+        assert store.dsn is not None  # noqa: S101 - one of the two is always set
+        opening = PostgresOutbox.open(store.dsn)
+        run_on_postgres(opening, config, root=root, instance=instance, poll=poll)
+        return
     asyncio.run(run_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
+
+
+def run_on_postgres(
+    opening: Coroutine[None, None, RelayOutbox], config: BrokerConfig, *, root: str, instance: str, poll: float
+) -> None:
+    """Publish the outbox ``opening`` opens on PostgreSQL until SIGINT or SIGTERM; a database that fails is one line."""
+
+    async def run() -> None:
+        await publish_until_stopped(await opening, config, root=root, instance=instance, poll=poll)
+
+    try:
+        asyncio.run(run())
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledger relay`
@@ -109,7 +149,15 @@ async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledg
     rows: RowsQuery = OUTBOX_ROWS,
 ) -> None:
     """Publish ``db``'s rows (read with ``rows``, see :class:`RelayedOutbox`) until SIGINT or SIGTERM."""
-    directory = await RelayedOutbox.open(db, progress, rows=rows)
+    await publish_until_stopped(
+        await RelayedOutbox.open(db, progress, rows=rows), config, root=root, instance=instance, poll=poll
+    )
+
+
+async def publish_until_stopped(
+    directory: RelayOutbox, config: BrokerConfig, *, root: str, instance: str, poll: float
+) -> None:
+    """Publish ``directory``'s rows until SIGINT or SIGTERM, then close it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

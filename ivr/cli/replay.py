@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option, log_options, replay_broker, require_broker
+from ivr.cli.common import broker_option, log_options, replay_broker, require_broker, store_option
 from ivr.cli.replay_reports import load_baseline, report_options, suite_reports
 from ivr.logs import LogFormat, configure
+from ivr.pg import DatabaseUnavailableError
 from ivr.replay.report import (
     failures_text,
     junit_xml,
@@ -28,6 +29,7 @@ from ivr.replay.report import (
 from ivr.replay.runner import LoadFailure, ScenarioResult
 from ivr.replay.runner import replay as run_replay
 from ivr.replay.scenario import discover
+from ivr.stores import ENV_VAR, Store
 from ivr.tables import terminal_of
 
 __all__ = ["replay"]
@@ -46,6 +48,12 @@ DEFAULT_FOLDER = Path("scenarios")
 @click.option("--ledger", "show_ledger", is_flag=True, help="Print each scenario's ledger balances and verify.")
 @click.option("--in-process", is_flag=True, help="No broker: call the ledger directly (for machines without one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object instead of the table.")
+@store_option(
+    envvar=ENV_VAR,
+    help_text="Where each scenario's IVR and ledger keep their state: postgresql://... (a schema per scenario, "
+    "dropped after it), or an SQLite folder that keeps each scenario's files [default: SQLite files in a "
+    "temporary folder].",
+)
 @report_options
 def replay(  # noqa: PLR0913 - one keyword per option
     paths: tuple[Path, ...],
@@ -58,6 +66,7 @@ def replay(  # noqa: PLR0913 - one keyword per option
     in_process: bool,
     show_ledger: bool,
     as_json: bool,
+    store: Store | None,
     baseline: Path | None,
     **reports: Any,  # noqa: ANN401 - ivr.cli.replay_reports's options, passed on whole
 ) -> None:
@@ -72,6 +81,7 @@ def replay(  # noqa: PLR0913 - one keyword per option
         raise click.UsageError(msg)
     if broker is not None and not in_process:
         require_broker(broker)
+    _require_empty_folder(store)
     before = load_baseline(baseline)
     missing = [p for p in paths if not p.exists()]
     for path in missing:
@@ -81,10 +91,13 @@ def replay(  # noqa: PLR0913 - one keyword per option
 
     async def run() -> tuple[list[ScenarioResult], list[LoadFailure]]:
         async with replay_broker(broker, in_process=in_process) as config:
-            return await run_replay(files, broker=config)
+            return await run_replay(files, broker=config, store=store)
 
     started = time.perf_counter()
-    results, unreadable = asyncio.run(run())
+    try:
+        results, unreadable = asyncio.run(run())
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(f"{exc}; start it, or name another with --store URL or {ENV_VAR}") from exc
     seconds = time.perf_counter() - started
     if as_json:
         click.echo(json.dumps(report_json(results, unreadable, seconds), indent=2))
@@ -97,6 +110,13 @@ def replay(  # noqa: PLR0913 - one keyword per option
         sys.exit(EXIT_UNREADABLE)
     if not all(r.passed for r in results) or not same:
         sys.exit(EXIT_FAILED)
+
+
+def _require_empty_folder(store: Store | None) -> None:
+    """An SQLite --store is a folder each scenario's files go in: files of an earlier run would clash."""
+    if store is not None and store.path is not None and store.path.exists() and any(store.path.iterdir()):
+        msg = f"{store.path} is not empty: give a new or empty folder for the scenarios' SQLite files"
+        raise click.BadParameter(msg, param_hint="--store")
 
 
 def _print(

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option, fixture_option, log_options, require_broker
+from ivr.cli.common import broker_option, fixture_option, log_options, require_broker, store_option
 from ivr.logs import LogFormat, configure
+from ivr.stores import ENV_VAR, Store
 from ivr.yamlsrc import SourceError
 
 __all__ = ["serve"]
@@ -36,6 +37,11 @@ EXIT_UNREADABLE = 2
     default=None,
     help="A scenario file to play back on the diagram, step by step, on every page that opens [default: none].",
 )
+@store_option(
+    envvar=ENV_VAR,
+    help_text="Where each session world lives: postgresql://... (a schema per world, dropped when it ends) "
+    "[default: SQLite files in a temporary folder].",
+)
 @log_options(level="warning")
 def serve(  # noqa: PLR0913 - one keyword per option
     *,
@@ -45,6 +51,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
     broker: BrokerConfig | None,
     ledger_mode: str,
     scenario: Path | None,
+    store: Store | None,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -63,7 +70,9 @@ def serve(  # noqa: PLR0913 - one keyword per option
         click.echo("ERROR --ledger external needs --broker (or IVR_BROKER): where the ledger listens", err=True)
         sys.exit(EXIT_UNREADABLE)
     try:
-        app = create_app(fixture=fixture, broker=broker, own_ledger=ledger_mode == "own", scenario=scenario)
+        app = create_app(
+            fixture=fixture, broker=broker, own_ledger=ledger_mode == "own", scenario=scenario, store=store
+        )
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(EXIT_UNREADABLE)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
-    from ivr.directory.sqlite import OutboxRow
+    from ivr.directory.storage import OutboxRow
 
 __all__ = ["LEDGER_PROGRESS_FILE", "OUTBOX_ROWS", "PROGRESS_FILE", "RelayedOutbox", "RowsQuery", "relayed_up_to"]
 

@@ -23,47 +23,44 @@ held it: one group of 1,500 outbox rows took 1.1 s, and every write behind it wa
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
+import contextlib
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Self
-from zoneinfo import ZoneInfo
 
 import aiosqlite
 import structlog
 
-from ivr.auth.model import (
-    CallerKind,
-    Channel,
-    Contract,
-    LicenseKey,
-    OwnedTicket,
-    Plan,
-    Purpose,
-    Severity,
-    Standing,
-    SupportCode,
-    SupportHours,
-    Ticket,
-    TicketStatus,
+from ivr.directory.rows import (
+    FIRST_NEW_TICKET,
+    TICKET_WITH_OWNER,
+    WITH_CONTRACT,
+    code_found,
+    contract_rows,
+    deductible,
+    key_found,
+    outbox_rows,
+    owned_ticket,
+    settle_pepper,
+    utc,
 )
-from ivr.secrets import PEPPER_ENV, PepperError, digest, new_pepper
+from ivr.secrets import digest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
+    from ivr.auth.model import Contract, LicenseKey, OwnedTicket, SupportCode, Ticket
     from ivr.directory.fixtures import World
+    from ivr.directory.storage import OutboxRow
     from ivr.events import CloudEvent
 
-__all__ = ["CHECKPOINT_EVERY", "FIRST_NEW_TICKET", "Directory", "OutboxRow"]
+__all__ = ["CHECKPOINT_EVERY", "SqliteDirectory"]
 
 log = structlog.get_logger("ivr.directory")
 
-#: New tickets are numbered from here; fixture tickets sit below, so a replay's IDs are stable.
-FIRST_NEW_TICKET: Final = 2_000_001
 #: Commits between checkpoints. SQLite's automatic one runs at 1,000 WAL pages; a group commit
 #: here writes a handful (the outbox, its indexes, a ticket), so this is about as often.
 CHECKPOINT_EVERY: Final = 200
@@ -106,47 +103,6 @@ CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
 """
 
 
-OutboxRow = tuple[int, str, str]  # seq, topic, payload
-
-
-def _hours_to_json(hours: SupportHours) -> str:
-    return json.dumps(
-        {
-            "tz": hours.tz.key,
-            "weekdays": sorted(hours.weekdays),
-            "opens": hours.opens.isoformat(),
-            "closes": hours.closes.isoformat(),
-            "always": hours.always,
-        },
-    )
-
-
-def _hours_from_json(text: str) -> SupportHours:
-    raw = json.loads(text)
-    return SupportHours(
-        tz=ZoneInfo(raw["tz"]),
-        weekdays=frozenset(raw["weekdays"]),
-        opens=time.fromisoformat(raw["opens"]),
-        closes=time.fromisoformat(raw["closes"]),
-        always=raw["always"],
-    )
-
-
-def _contract(row: sqlite3.Row) -> Contract:
-    """A contract from its own row, or from a JOIN where its id and customer are ``c_``-prefixed."""
-    joined = "c_id" in row.keys()  # noqa: SIM118 - sqlite3.Row has keys() but no __contains__ on names
-    return Contract(
-        id=row["c_id"] if joined else row["id"],
-        customer_id=row["c_customer_id"] if joined else row["customer_id"],
-        plan=Plan(row["plan"]),
-        channels=frozenset(Channel(c) for c in row["channels"].split(",") if c),
-        incidents=row["incidents"],
-        valid_from=date.fromisoformat(row["valid_from"]),
-        valid_until=date.fromisoformat(row["valid_until"]),
-        hours=_hours_from_json(row["hours"]),
-    )
-
-
 _Statement = tuple[str, list[tuple[Any, ...]]]  # SQL, rows for executemany
 
 
@@ -158,8 +114,8 @@ class _Job:
     done: asyncio.Future[None]
 
 
-class Directory:
-    """The IVR's SQLite database: the fixture world, tickets, lockout failures and the outbox."""
+class SqliteDirectory:
+    """The IVR's SQLite database (:class:`~ivr.directory.storage.DirectoryStorage`), one IVR process's own."""
 
     def __init__(self, db: sqlite3.Connection, scans: aiosqlite.Connection, pepper: bytes) -> None:
         """Wrap the open connections; use :meth:`open`."""
@@ -277,105 +233,57 @@ class Directory:
         """
         numbers = [int(t) for t in world.tickets]
         self._next_ticket = max([self._next_ticket, *(n + 1 for n in numbers)])
-        rows_contract = [
-            (
-                c.id,
-                c.customer_id,
-                c.plan.value,
-                ",".join(sorted(c.channels)),
-                c.incidents,
-                c.valid_from.isoformat(),
-                c.valid_until.isoformat(),
-                _hours_to_json(c.hours),
-            )
-            for c in world.contracts.values()
-        ]
+        rows = contract_rows(world, self._pepper)
         await self._write(
-            (
-                "INSERT INTO customers VALUES (?, ?, ?)",
-                [(c.id, c.name, c.kind.value) for c in world.customers.values()],
-            ),
-            (
-                "INSERT INTO caller_numbers VALUES (?, ?)",
-                [(n, c.id) for c in world.customers.values() for n in c.caller_numbers],
-            ),
-            ("INSERT INTO contracts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows_contract),
-            ("INSERT INTO balances VALUES (?, ?, NULL)", [(c.id, c.incidents) for c in world.contracts.values()]),
-            (
-                "INSERT INTO support_codes VALUES (?, ?, ?)",
-                [(digest(self._pepper, x.code), x.code[-2:], x.contract_id) for x in world.support_codes.values()],
-            ),
-            (
-                "INSERT INTO license_keys VALUES (?, ?, ?, ?)",
-                [
-                    (digest(self._pepper, k.key), k.key[-2:], k.product, k.contract_id)
-                    for k in world.license_keys.values()
-                ],
-            ),
-            (
-                "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-                [
-                    (t.id, t.customer_id, t.contract_id, t.status.value, t.purpose.value, t.severity.value)
-                    for t in world.tickets.values()
-                ],
-            ),
+            ("INSERT INTO customers VALUES (?, ?, ?)", rows["customers"]),
+            ("INSERT INTO caller_numbers VALUES (?, ?)", rows["caller_numbers"]),
+            ("INSERT INTO contracts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["contracts"]),
+            ("INSERT INTO balances VALUES (?, ?, NULL)", rows["balances"]),
+            ("INSERT INTO support_codes VALUES (?, ?, ?)", rows["support_codes"]),
+            ("INSERT INTO license_keys VALUES (?, ?, ?, ?)", rows["license_keys"]),
+            ("INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)", rows["tickets"]),
         )
 
     # -- lookups: one indexed read each, on the loop's thread ---------------------------------
 
-    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:  # noqa: ANN401 - SQL parameters
+    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:  # noqa: ANN401 - SQL parameters
         # fetchall, not fetchone: the statement runs to its end and resets, so the connection
         # holds no read snapshot between lookups (it would hide later commits from it).
         rows: list[sqlite3.Row] = self._db.execute(sql, args).fetchall()
+        return rows
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:  # noqa: ANN401 - SQL parameters
+        rows = self._all(sql, *args)
         return rows[0] if rows else None
 
-    def find_ticket(self, ticket_id: str) -> OwnedTicket | None:
+    async def find_ticket(self, ticket_id: str) -> OwnedTicket | None:
         """A ticket with its contract, its owner's kind and the owner's other contracts, with balances, in one read."""
-        rows: list[sqlite3.Row] = self._db.execute(_TICKET_WITH_OWNER, (ticket_id,)).fetchall()
-        if not rows:
-            return None
-        ticket = _ticket(rows[0])
-        standings = [Standing(contract=_contract(row), balance=row["balance"]) for row in rows]
-        own = next((s for s in standings if s.contract.id == ticket.contract_id), None)
-        if own is None:  # as for a code or key: a ticket whose contract is missing is not found
-            return None
-        return OwnedTicket(
-            ticket=ticket,
-            owner_kind=CallerKind(rows[0]["owner_kind"]),
-            own=own,
-            others=tuple(s for s in standings if s is not own),
-        )
+        return owned_ticket(self._all(_TICKET_WITH_OWNER, ticket_id))
 
-    def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
+    async def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
         """The support code the caller typed, with its contract and the contract's balance, in one read.
 
         The file holds only keyed hashes, so the typed code is hashed and looked up by its hash.
         """
-        row = self._one(_WITH_CONTRACT.format(table="support_codes t", key="t.digest"), digest(self._pepper, code))
-        return (SupportCode(code=code, contract_id=row["contract_id"]), _contract(row), row["balance"]) if row else None
+        return code_found(code, self._one(_CODE, digest(self._pepper, code)))
 
-    def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
+    async def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
         """The license key the caller typed, with its contract and the contract's balance, in one read."""
-        row = self._one(_WITH_CONTRACT.format(table="license_keys t", key="t.digest"), digest(self._pepper, key))
-        if row is None:
-            return None
-        return (
-            LicenseKey(key=key, product=row["product"], contract_id=row["contract_id"]),
-            _contract(row),
-            row["balance"],
-        )
+        return key_found(key, self._one(_KEY, digest(self._pepper, key)))
 
-    def balance(self, contract_id: str) -> int | None:
+    async def balance(self, contract_id: str) -> int | None:
         """Incidents left as the ledger last reported them (``None``: unlimited)."""
         row = self._one("SELECT balance FROM balances WHERE contract_id = ?", contract_id)
         return row["balance"] if row else None
 
-    def failures(self, caller: str, since: datetime) -> list[datetime]:
+    async def failures(self, caller: str, since: datetime) -> list[datetime]:
         """Failed authorizations from ``caller`` at or after ``since``."""
-        rows = self._db.execute(
-            "SELECT at FROM auth_failures WHERE caller = ? AND at >= ? ORDER BY at", (caller, _utc(since))
-        ).fetchall()
+        rows = self._all("SELECT at FROM auth_failures WHERE caller = ? AND at >= ? ORDER BY at", caller, utc(since))
         return [datetime.fromisoformat(row[0]) for row in rows]
+
+    def caller_lock(self, caller: str) -> AbstractAsyncContextManager[None]:  # noqa: ARG002 - one process per file
+        """Nothing to hold: the file has one IVR process, whose engine already serializes a number's calls."""
+        return contextlib.nullcontext()
 
     # -- scans: on aiosqlite's thread ------------------------------------------------------------
 
@@ -384,12 +292,11 @@ class Directory:
         rows = await self._scans.execute_fetchall(
             "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"
         )
-        events = (json.loads(row[0]) for row in rows)
-        return [(e["source"], e["id"], e["data"]["ticket"]) for e in events if e["data"].get("deduct")]
+        return deductible(row[0] for row in rows)
 
     # -- writes: through the group-commit writer -----------------------------------------------
 
-    def next_ticket_id(self) -> str:
+    async def next_ticket_id(self) -> str:
         """Reserve the next new ticket ID (this process owns the numbering, or its share of it)."""
         ticket_id = str(self._next_ticket)
         self._next_ticket += self._ticket_step
@@ -411,7 +318,7 @@ class Directory:
 
     async def record_failure(self, caller: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A failed authorization, for the lockout, with the events that report it."""
-        await self._write(("INSERT INTO auth_failures VALUES (?, ?)", [(caller, _utc(at))]), _outbox(events))
+        await self._write(("INSERT INTO auth_failures VALUES (?, ?)", [(caller, utc(at))]), _outbox(events))
 
     async def create_ticket(self, ticket: Ticket, *, call_id: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A new ticket and its events, in one transaction."""
@@ -469,67 +376,24 @@ class Directory:
         await self._write(("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(at, s) for s in seqs]))
 
 
-#: A ticket's rows: one per contract of its owner (its own contract among them), with the balance
-#: and the owner's kind. An owner holds a handful of contracts, found through contracts_customer.
-_TICKET_WITH_OWNER: Final = (
-    "SELECT t.*, o.kind AS owner_kind, c.id AS c_id, c.customer_id AS c_customer_id, c.plan, c.channels, "
-    "c.incidents, c.valid_from, c.valid_until, c.hours, b.balance FROM tickets t "
-    "JOIN customers o ON o.id = t.customer_id "
-    "JOIN contracts c ON c.id = t.contract_id OR c.customer_id = t.customer_id "
-    "JOIN balances b ON b.contract_id = c.id WHERE t.id = ?"
-)
-_WITH_CONTRACT: Final = (
-    "SELECT t.*, c.id AS c_id, c.customer_id AS c_customer_id, c.plan, c.channels, c.incidents, c.valid_from, "
-    "c.valid_until, c.hours, b.balance FROM {table} JOIN contracts c ON c.id = t.contract_id "
-    "JOIN balances b ON b.contract_id = c.id WHERE {key} = ?"
-)
-#: What the pepper check value hashes: a known text, so a wrong pepper shows without any code.
-_PEPPER_CHECK: Final = "ivr directory pepper"
+_TICKET_WITH_OWNER: Final = TICKET_WITH_OWNER.format(p="?")
+_CODE: Final = WITH_CONTRACT.format(table="support_codes", p="?")
+_KEY: Final = WITH_CONTRACT.format(table="license_keys", p="?")
 
 
 def _file_pepper(db: sqlite3.Connection, given: bytes | None, path: Path | str) -> bytes:
-    """The pepper for the file's codes and keys: ``given``, or the file's own, made on its first open.
+    """The pepper for the file's codes and keys (:func:`~ivr.directory.rows.settle_pepper`).
 
     One transaction (IMMEDIATE: the write lock first), so two processes opening a new file at once
-    agree on one pepper. A configured pepper is never written to the file, only its check value.
+    agree on one pepper.
     """
     db.execute("BEGIN IMMEDIATE")
     with db:  # commits at the end, rolls back on an error
         meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
-        stored, check = meta.get("pepper"), meta.get("pepper_check")
-        if given is None and stored is None and check is not None:
-            msg = f"{path}: its codes and keys were hashed with a configured pepper: set {PEPPER_ENV} to it"
-            raise PepperError(msg)
-        pepper = given or stored or new_pepper()
-        if check is None:
-            rows = [("pepper_check", digest(pepper, _PEPPER_CHECK))]
-            if given is None:
-                rows.append(("pepper", pepper))
-            db.executemany("INSERT INTO meta VALUES (?, ?)", rows)
-        elif not hmac.compare_digest(check, digest(pepper, _PEPPER_CHECK)):
-            msg = f"{path}: its codes and keys were hashed with another pepper than {PEPPER_ENV} gives"
-            raise PepperError(msg)
+        pepper, rows = settle_pepper(meta.get("pepper"), meta.get("pepper_check"), given, str(path))
+        db.executemany("INSERT INTO meta VALUES (?, ?)", rows)
     return pepper
 
 
-def _utc(instant: datetime) -> str:
-    """An instant as UTC ISO text: stored instants compare as text, so they share one offset."""
-    return instant.astimezone(UTC).isoformat()
-
-
 def _outbox(events: Iterable[CloudEvent]) -> _Statement:
-    return (
-        "INSERT INTO outbox (event_id, topic, payload) VALUES (?, ?, ?)",
-        [(e.id, e.topic, e.to_json()) for e in events],
-    )
-
-
-def _ticket(row: sqlite3.Row) -> Ticket:
-    return Ticket(
-        id=row["id"],
-        customer_id=row["customer_id"],
-        contract_id=row["contract_id"],
-        status=TicketStatus(row["status"]),
-        purpose=Purpose(row["purpose"]),
-        severity=Severity(row["severity"]),
-    )
+    return ("INSERT INTO outbox (event_id, topic, payload) VALUES (?, ?, ?)", outbox_rows(events))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from ivr.ledger.core import Verdict
-    from ivr.ledger.store import LedgerStore
+    from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["DeadLetter", "Handled", "LedgerService"]
 
@@ -57,7 +57,7 @@ class LedgerService:
     def __init__(
         self,
         *,
-        store: LedgerStore,
+        store: LedgerStorage,
         source: str,
         only_from: str | None = None,
         now: Callable[[], datetime] | None = None,

@@ -24,18 +24,26 @@ import asyncio
 import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Self, TypeGuard, TypeVar
 
-from ivr.events import topic_for
-from ivr.ledger.core import DeductionRequest, Outcome, Verdict, decide, event_type, ledger_event
+from ivr.ledger.core import DeductionRequest
+from ivr.ledger.storage import (
+    Applied,
+    Entry,
+    VerifyReport,
+    announcement,
+    announcement_topic,
+    decide_batch,
+    entry_row,
+    verify_report,
+)
 from ivr.transaction import immediate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
 
-__all__ = ["ANNOUNCEMENT_FUNCTIONS", "UNSENT", "Applied", "Entry", "LedgerFileError", "LedgerStore", "VerifyReport"]
+__all__ = ["ANNOUNCEMENT_FUNCTIONS", "UNSENT", "LedgerFileError", "SqliteLedgerStore"]
 
 T = TypeVar("T")
 
@@ -82,34 +90,11 @@ ALTER TABLE entries_new RENAME TO entries;
 )
 
 
-def _announcement_topic(outcome: str) -> str:
-    return topic_for(event_type(Outcome(outcome)))
-
-
-def _announcement(  # noqa: PLR0913, PLR0917 - SQLite passes one positional argument per column
-    source: str,
-    event_id: str,
-    call_id: str,
-    contract_id: str,
-    ticket_id: str,
-    outcome: str,
-    reason: str | None,
-    balance_after: int | None,
-    applied_at: str,
-    ledger: str,
-) -> str:
-    request = DeductionRequest(
-        source=source, event_id=event_id, call_id=call_id, contract_id=contract_id, ticket_id=ticket_id
-    )
-    verdict = Verdict(request=request, outcome=Outcome(outcome), balance_after=balance_after, reason=reason)
-    return ledger_event(verdict, source=ledger, time=applied_at).to_json()
-
-
 #: The SQL functions :data:`UNSENT` calls, ``(name, arguments, function)``: registered on every
 #: connection that reads it, the store's own and `ivr ledger relay`'s.
 ANNOUNCEMENT_FUNCTIONS: Final[tuple[tuple[str, int, Callable[..., str]], ...]] = (
-    ("announcement_topic", 1, _announcement_topic),
-    ("announcement", 10, _announcement),
+    ("announcement_topic", 1, announcement_topic),
+    ("announcement", 10, announcement),
 )
 
 #: The ledger events to announce, in commit order (rowid: entries are only ever inserted, one
@@ -159,49 +144,8 @@ def _unusable(error: BaseException) -> TypeGuard[sqlite3.Error]:
     return isinstance(error, sqlite3.Error) and (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _UNUSABLE
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What one batch did: the verdicts of the requests new to the file, and the conflicting ones.
-
-    A conflict is a request whose key (source and event id) has an entry made from another event
-    (another digest): the entry stands, and the request is reported, never applied.
-    """
-
-    verdicts: list[Verdict] = field(default_factory=list)
-    conflicts: list[DeductionRequest] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One applied request, as `ivr ledger history` shows it."""
-
-    applied_at: str
-    contract_id: str
-    ticket_id: str
-    outcome: str
-    reason: str | None
-    balance_after: int | None
-    source: str
-    event_id: str
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    """What `ivr ledger verify` found; ``ok`` only when there is no problem at all."""
-
-    contracts: int = 0
-    deductions: int = 0
-    rejections: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No mismatch was found."""
-        return not self.problems
-
-
-class LedgerStore:
-    """Balances and entries in one SQLite file; see the module docstring for the guarantees.
+class SqliteLedgerStore:
+    """Balances and entries in one SQLite file (:class:`~ivr.ledger.storage.LedgerStorage`); see the module docstring.
 
     The connection has a thread of its own for the long waits: the write lock (another ledger's
     commit), each commit's sync, and the reads of the other methods. Every write transaction's
@@ -296,25 +240,8 @@ class LedgerStore:
     def _apply_locked(self, batch: list[DeductionRequest], *, source: str, now: str) -> Applied:
         balances, known = self._balances_for({r.contract_id for r in batch})
         digests, tickets = self._existing(batch)
-        rows: list[tuple[Any, ...]] = []
-        applied = Applied()
-        verdicts = applied.verdicts
-        for request in batch:
-            key, ticket = request.key, (request.source, request.ticket_id)
-            if key in digests:
-                if digests[key] not in (None, request.digest):  # None: an entry made before digests were kept
-                    applied.conflicts.append(request)
-                continue
-            if ticket in tickets:
-                continue
-            digests[key] = request.digest
-            tickets.add(ticket)
-            verdict = decide(request, balances.get(request.contract_id), known=request.contract_id in known)
-            if verdict.outcome is Outcome.DEDUCTED:
-                balances[request.contract_id] = verdict.balance_after
-            verdicts.append(verdict)
-            rows.append(_entry_row(verdict, now, source))
-        self._conn.executemany(_INSERT, rows)
+        applied = decide_batch(batch, balances, known, digests, tickets)
+        self._conn.executemany(_INSERT, [entry_row(v, now, source) for v in applied.verdicts])
         self._conn.executemany(
             "UPDATE contracts SET balance = ? WHERE id = ?",
             [(b, c) for c, b in balances.items() if c in known],
@@ -401,22 +328,8 @@ class LedgerStore:
         """
         # One read transaction: a ledger applying batches meanwhile cannot show a false mismatch.
         balances, deducted, entries = await self._call(self._snapshot)
-        report = VerifyReport(contracts=len(balances))
-        for contract, (opening, balance) in balances.items():
-            used = deducted.get(contract, 0)
-            report.deductions += used
-            if opening is None:
-                if used:
-                    report.problems.append(f"{contract}: unlimited, yet {used} deducted")
-                continue
-            if balance is None or balance < 0 or opening - used != balance:
-                report.problems.append(f"{contract}: opening {opening} - deducted {used} != balance {balance}")
         applied = {(row[0], row[1]): row[2] for row in entries}
-        report.rejections = sum(1 for o in applied.values() if o == Outcome.REJECTED)
-        for source, ticket in expected or ():
-            if (source, ticket) not in applied:
-                report.problems.append(f"ticket {ticket} from {source}: deductible, never applied")
-        return report
+        return verify_report(balances, deducted, applied, expected)
 
     def _snapshot(self) -> tuple[dict[str, tuple[int | None, int | None]], dict[str, int], list[Any]]:
         """Balances, deductions by contract and every entry's (source, ticket, outcome), in one read transaction."""
@@ -471,21 +384,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
                     conn.execute(statement)
         elif columns and "digest" not in columns:
             conn.execute("ALTER TABLE entries ADD COLUMN digest BLOB")
-
-
-def _entry_row(verdict: Verdict, now: str, ledger: str) -> tuple[Any, ...]:
-    request = verdict.request
-    return (
-        request.key,
-        request.source,
-        request.event_id,
-        request.call_id,
-        request.contract_id,
-        request.ticket_id,
-        verdict.outcome.value,
-        verdict.reason,
-        verdict.balance_after,
-        now,
-        ledger,
-        request.digest,
-    )

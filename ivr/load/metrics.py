@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from ivr.bus.mqtt import MqttBus
+from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.callers import Key
 from ivr.events import TOPIC_ROOT, EventType, topic_for
 
@@ -199,13 +199,17 @@ class AnswerLatency:
     """A subscriber timing ``ticket.created`` to the ledger's answer, both as the broker delivers them."""
 
     def __init__(
-        self, *, config: BrokerConfig, root: str = TOPIC_ROOT, client_id: str | None = None, source: str | None = None
+        self, *, config: BrokerConfig, client_id: str, root: str = TOPIC_ROOT, source: str | None = None
     ) -> None:
-        """Subscribe at ``config`` under ``root`` once :meth:`start` is awaited.
+        """Subscribe at ``config`` under ``root`` as ``client_id`` once :meth:`start` is awaited.
 
-        With ``source``, only that IVR's tickets and the answers to them count: other IVRs may
-        publish on the same broker (`ivr load --workers`).
+        The session is persistent (and forgotten at :meth:`close`): answers published while the
+        broker, or the cluster node it is on, restarts wait for it instead of going uncounted. With
+        ``source``, only that IVR's tickets and the answers to them count: other IVRs may publish on
+        the same broker (`ivr load --workers`).
         """
+        self._config = config
+        self._client_id = client_id
         self.samples = Samples()
         self._source = source
         self.deducted = 0
@@ -217,6 +221,7 @@ class AnswerLatency:
             config=config,
             client_id=client_id,
             subscriptions=[topic_for(EventType.TICKET_CREATED, root=root), f"{root}/ledger/#"],
+            persistent=True,
             topic_root=root,
         )
         self._task: asyncio.Task[None] | None = None
@@ -233,12 +238,13 @@ class AnswerLatency:
         self._task = asyncio.create_task(self._receive(), name="answer-latency")
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and drop the session."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._bus.aclose()
+        await forget_session(self._config, self._client_id)
 
     async def wait_answered(self, count: int, timeout: float) -> bool:
         """Until ``count`` answers are seen, or ``timeout`` seconds: whether they were."""

@@ -146,7 +146,7 @@ class _LoadRun:
             ledger = await start_ledger(
                 stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.root
             )
-        answers = AnswerLatency(config=self.config, root=options.root, source=source)
+        answers = AnswerLatency(config=self.config, client_id=f"{source}-answers", root=options.root, source=source)
         stack.push_async_callback(answers.close)
         await answers.start()
         system = await build_system(

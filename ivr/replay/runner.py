@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 import uuid
@@ -18,6 +19,7 @@ from ivr.directory.fixtures import World, load_world
 from ivr.replay.expectations import check_absent, check_decisions, subsequence
 from ivr.replay.outline import load_scenarios
 from ivr.replay.scenario import GAP_SECONDS, CallSpec, Scenario, resolve_keys
+from ivr.stores import Store, scratch_schema
 from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.engine import CallRecord, Observer
-    from ivr.ledger.store import VerifyReport
+    from ivr.ledger.storage import VerifyReport
 
 #: Scenarios replayed at once.
 CONCURRENT_SCENARIOS = 4
@@ -112,26 +114,46 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
     return failures
 
 
-async def run_scenario(
+async def run_scenario(  # noqa: PLR0913 - the scenario, its world, and where and how to run it
     scenario: Scenario,
     world: World,
     *,
     workdir: Path,
     broker: BrokerConfig | None = None,
     observers: Sequence[Observer] = (),
+    store: Store | None = None,
 ) -> ScenarioResult:
     """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each.
 
     Each run gets its own event ``source`` so that, on a shared broker, a scenario's IVR only
     takes the ledger's answers to its own tickets. ``observers`` watch the calls as they run
-    (the trainer console plays a scenario back on its diagram so).
+    (the trainer console plays a scenario back on its diagram so). On a PostgreSQL ``store`` it gets
+    a schema of its own, dropped at the end, as it gets files of its own in ``workdir`` otherwise.
     """
+    if store is None or store.dsn is None:
+        return await _run_scenario(scenario, world, workdir=workdir, broker=broker, observers=observers)
+    async with scratch_schema(store, "replay") as schema:
+        return await _run_scenario(
+            scenario, world, workdir=workdir, broker=broker, observers=observers, store=store, schema=schema
+        )
+
+
+async def _run_scenario(  # noqa: PLR0913 - run_scenario's arguments, and the schema it made
+    scenario: Scenario,
+    world: World,
+    *,
+    workdir: Path,
+    broker: BrokerConfig | None,
+    observers: Sequence[Observer],
+    store: Store | None = None,
+    schema: str | None = None,
+) -> ScenarioResult:
     result = ScenarioResult(scenario)
     started = time.perf_counter()
     # Ids and the event source keep to plain characters: ``outline[2]`` runs as ``outline-2``.
     name = scenario.label.replace("[", "-").replace("]", "")
     source = f"replay-{uuid.uuid4().hex[:8]}-{name}"
-    system = await build_system(world=world, workdir=workdir, source=source, broker=broker)
+    system = await build_system(world=world, workdir=workdir, source=source, broker=broker, store=store, schema=schema)
     system.engine.observers.extend(observers)
     try:
         next_start = scenario.at
@@ -182,12 +204,14 @@ async def _check_ledger(system: System, result: ScenarioResult) -> None:
 
 
 async def replay(
-    files: Sequence[Path], *, broker: BrokerConfig | None = None
+    files: Sequence[Path], *, broker: BrokerConfig | None = None, store: Store | None = None
 ) -> tuple[list[ScenarioResult], list[LoadFailure]]:
     """Load and run ``files``; a file that cannot be read is reported and the others still run.
 
     With ``broker`` every event crosses it (publisher, ledger consumer, follower); without, the
-    ledger is called in-process.
+    ledger is called in-process. With a PostgreSQL ``store`` each scenario runs in a schema of
+    its own there; with an SQLite one (a folder), each scenario's files are kept in a numbered
+    folder inside it; without, in a temporary folder.
     """
     loaded: list[tuple[int, Scenario]] = []
     failures: list[LoadFailure] = []
@@ -205,13 +229,19 @@ async def replay(
     # Scenarios are independent (own files, own event source), and each spends most of its time
     # waiting on SQLite and the broker, so a few run at once; results keep the files' order.
     gate = asyncio.Semaphore(CONCURRENT_SCENARIOS)
-    with tempfile.TemporaryDirectory(prefix="ivr-replay-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if store is not None and store.path is not None:
+            tmp = store.path
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-replay-")))
 
         async def one(number: int, scenario: Scenario) -> ScenarioResult:
-            workdir = Path(tmp) / str(number)
+            workdir = tmp / str(number)
             workdir.mkdir()
             async with gate:
-                return await run_scenario(scenario, worlds[scenario.fixture], workdir=workdir, broker=broker)
+                world = worlds[scenario.fixture]
+                return await run_scenario(scenario, world, workdir=workdir, broker=broker, store=store)
 
         results = await asyncio.gather(*(one(n, s) for n, s in loaded))
     return list(results), failures

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from ivr.bus.url import BrokerConfig
+    from ivr.stores import Store
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -100,16 +101,16 @@ async def _index(_: Request) -> Response:
     return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
-def _greet(console: Console, session: Session) -> None:
+async def _greet(console: Console, session: Session) -> None:
     """A new page: hello and its world; the world's other pages hear of it; ``--scenario`` starts playing.
 
     A room view gets the roster of the session it watches instead.
     """
-    session.send({**console.hello(), "world": session.world.status(), "watching": session.watching})
+    session.send({**console.hello(), "world": await session.world.status(), "watching": session.watching})
     if session.watching:
         session.world.watch(only=session)
         return
-    session.world.tell(skip=session)
+    await session.world.tell(skip=session)
     if console.scenario is not None:
         session.play(console.scenario)
 
@@ -138,7 +139,7 @@ async def _socket(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(message, separators=(",", ":")))
 
     writer = asyncio.create_task(pump(), name="console-writer")
-    _greet(console, session)
+    await _greet(console, session)
     try:
         while True:
             message = await websocket.receive()
@@ -162,7 +163,12 @@ async def _socket(websocket: WebSocket) -> None:
 
 
 def create_app(
-    *, fixture: Path, broker: BrokerConfig | None = None, own_ledger: bool = True, scenario: Path | None = None
+    *,
+    fixture: Path,
+    broker: BrokerConfig | None = None,
+    own_ledger: bool = True,
+    scenario: Path | None = None,
+    store: Store | None = None,
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
@@ -170,6 +176,8 @@ def create_app(
     name a packaged world by its name, and hold any other world whole, so they replay anywhere.
     With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     ``scenario`` is played back on each page as it opens (read now, like the fixture).
+    On a PostgreSQL ``store`` each session world is a schema of its own there, dropped when the
+    world ends; otherwise SQLite files in a temporary folder.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -189,6 +197,7 @@ def create_app(
                 workdir=workdir,
                 own_ledger=own_ledger,
                 scenario=played,
+                store=store,
             )
             await console.start()
             stack.push_async_callback(console.close)

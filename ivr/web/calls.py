@@ -163,7 +163,7 @@ class CallRun:
         finally:
             ticker.cancel()
             self.world.forget(self)
-            self.world.tell()
+            await self.world.tell()
 
     def _clock_now(self) -> datetime | None:
         return self.clock.now() if self.clock is not None else None

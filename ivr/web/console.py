@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
     from ivr.replay.scenario import Scenario
+    from ivr.stores import Store
 
 __all__ = [
     "BROKER_TIMEOUT",
@@ -111,10 +112,12 @@ class Console:
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
         scenario: Scenario | None = None,
+        store: Store | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
 
-        ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens.
+        ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens. On a
+        PostgreSQL ``store`` each session world is a schema of its own there instead.
 
         Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
         so they replay wherever they are kept.
@@ -125,6 +128,7 @@ class Console:
         self.world = world
         self.broker = broker
         self.workdir = workdir
+        self.store = store
         self.root = root
         self.fixture = worlds.name_of(fixture)  # None: a world of one's own, embedded in saved walks
         self.world_text = None if self.fixture else fixture.read_text(encoding="utf-8")
@@ -194,7 +198,12 @@ class Console:
             msg = f"the console keeps {MAX_WORLDS} session worlds already: join one of them, or restart the server"
             raise ValueError(msg)
         world = SessionWorld(
-            name=name, world=self.world, broker=self.broker, workdir=self.workdir, own_ledger=self.own_ledger
+            name=name,
+            world=self.world,
+            broker=self.broker,
+            workdir=self.workdir,
+            own_ledger=self.own_ledger,
+            store=self.store,
         )
         if name is not None:
             self.worlds[check_name(name)] = world
@@ -372,7 +381,7 @@ class Session:
         log.info("console world reset", world=self.world.name or "private")
         for send in list(self.world.pages.values()):
             send({"type": "reset", "by_you": send == self.send})
-        self.world.tell()
+        await self.world.tell()
 
     def _persona(self, persona_id: str) -> Persona | None:
         """The persona named, or ``None`` after telling the page which ones there are."""
@@ -448,4 +457,4 @@ class Session:
         if self.world.name is None:  # a private world ends with its page
             await self.world.close()
         else:
-            self.world.tell()
+            await self.world.tell()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ivr.events import CloudEvent
-    from ivr.ledger.store import Entry as LedgerEntry
+    from ivr.ledger.storage import Entry as LedgerEntry
     from ivr.web.panel import Entry
     from ivr.web.recording import Taken
 

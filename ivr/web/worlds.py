@@ -16,6 +16,7 @@ their pages also goes to the world's roster, which the trainer's room view shows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import uuid
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ivr.auth import lockout
 from ivr.bootstrap import System, build_system
+from ivr.stores import scratch_schema
 from ivr.web.room import Roster
 
 if TYPE_CHECKING:
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
     from ivr.directory.fixtures import Persona, World
     from ivr.engine import Heard
     from ivr.events import CloudEvent
-    from ivr.ledger.store import Entry
+    from ivr.ledger.storage import Entry
     from ivr.states.call import Call
+    from ivr.stores import Store
     from ivr.web.calls import CallRun
 
 __all__ = ["BUILD_TIMEOUT", "SESSION_NAME", "SessionWorld", "check_name"]
@@ -59,13 +62,24 @@ def check_name(name: str) -> str:
 class SessionWorld:
     """One world across calls: its system, the calls running in it, and the pages that call into it."""
 
-    def __init__(
-        self, *, name: str | None, world: World, broker: BrokerConfig, workdir: Path, own_ledger: bool = True
+    def __init__(  # noqa: PLR0913 - every option is a keyword
+        self,
+        *,
+        name: str | None,
+        world: World,
+        broker: BrokerConfig,
+        workdir: Path,
+        own_ledger: bool = True,
+        store: Store | None = None,
     ) -> None:
-        """A world named ``name`` (``None``: private to one page); its files go in a folder under ``workdir``."""
+        """A world named ``name`` (``None``: private to one page); its files go in a folder under ``workdir``.
+
+        On a PostgreSQL ``store`` the world is a schema of its own there instead, dropped with it.
+        """
         self.name = name
         self.world = world
-        self._broker, self._workdir, self._own_ledger = broker, workdir, own_ledger
+        self._broker, self._workdir, self._own_ledger, self._store = broker, workdir, own_ledger, store
+        self._schema = contextlib.AsyncExitStack()
         self.runs: dict[str, CallRun] = {}  # the calls of this world still running, by id
         self.placed = 0  # calls placed since the world was built or last reset
         self.pages: dict[object, Callable[[dict[str, Any]], None]] = {}  # who hears about the world
@@ -85,6 +99,9 @@ class SessionWorld:
                 folder = self._workdir / f"world-{uuid.uuid4().hex[:12]}"
                 folder.mkdir(parents=True)
                 self._folder = folder
+                schema = None
+                if self._store is not None and self._store.dsn is not None:
+                    schema = await self._schema.enter_async_context(scratch_schema(self._store, "console"))
                 try:
                     async with asyncio.timeout(BUILD_TIMEOUT):
                         system = await build_system(
@@ -94,9 +111,12 @@ class SessionWorld:
                             broker=self._broker,
                             own_ledger=self._own_ledger,
                             ledger_now=self.now,
+                            store=self._store,
+                            schema=schema,
                         )
                 except TimeoutError:
                     shutil.rmtree(folder, ignore_errors=True)
+                    await self._schema.aclose()
                     msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"
                     raise RuntimeError(msg) from None
                 system.engine.observers.append(self)
@@ -142,12 +162,13 @@ class SessionWorld:
         self._system = self._folder = None
         if system is not None:
             await system.close()
+        await self._schema.aclose()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -- what the pages are told --------------------------------------------------------------
 
-    def facts(self, persona: Persona) -> str:
+    async def facts(self, persona: Persona) -> str:
         """What this world holds for ``persona`` now: incidents left, failures from its number."""
         system = self._system
         if system is None:
@@ -156,10 +177,10 @@ class SessionWorld:
         parts = []
         for contract in self.world.contracts.values():
             if persona.customer_id is not None and contract.customer_id == persona.customer_id:
-                left = directory.balance(contract.id)
+                left = await directory.balance(contract.id)
                 if left is not None:
                     parts.append(f"{contract.id} has {left} incident{'' if left == 1 else 's'} left")
-        failures = len(directory.failures(persona.caller, _EPOCH))
+        failures = len(await directory.failures(persona.caller, _EPOCH))
         if failures:
             parts.append(
                 f"{failures} failed authorization{'' if failures == 1 else 's'} from {persona.caller} "
@@ -167,7 +188,7 @@ class SessionWorld:
             )
         return "; ".join(parts) or "nothing of this persona's has changed yet"
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """The world as the pages show it: whose it is, how many calls, and each persona's facts."""
         return {
             "type": "world",
@@ -176,12 +197,12 @@ class SessionWorld:
             "placed": self.placed,
             "running": len(self.runs),
             "pages": len(self.pages),
-            "facts": {p.id: self.facts(p) for p in self.world.personas.values()},
+            "facts": {p.id: await self.facts(p) for p in self.world.personas.values()},
         }
 
-    def tell(self, *, skip: object = None) -> None:
+    async def tell(self, *, skip: object = None) -> None:
         """Send every page of the world (but ``skip``) its status."""
-        status = self.status()
+        status = await self.status()
         for page, send in list(self.pages.items()):
             if page is not skip:
                 send(status)

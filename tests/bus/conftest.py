@@ -64,9 +64,9 @@ def mosquitto_installed() -> bool:
 
 @pytest.fixture
 def needs_mosquitto(mosquitto_installed):
-    """Skip a test that starts its own Mosquitto when there is none to start."""
+    """Fail a test that starts its own Mosquitto, saying why, when there is none to start."""
     if not mosquitto_installed:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
 
 
 @pytest.fixture
@@ -76,7 +76,10 @@ async def broker(shared_broker, mosquitto_installed):
         yield shared_broker
         return
     if not mosquitto_installed:
-        pytest.skip("no broker on 127.0.0.1:1883 and mosquitto is not installed")
+        pytest.fail(
+            "no broker answers on 127.0.0.1:1883 and mosquitto is not installed: "
+            "scripts/ensure-mosquitto.sh (run by make test) installs it"
+        )
     async with EmbeddedBroker() as embedded:
         yield embedded.config
 

@@ -1,6 +1,6 @@
 """The outbox publisher: in order, marked sent only after the broker's PUBACK, nothing lost in an outage.
 
-Every test uses a real ``Directory`` on a SQLite file. The first group runs on the in-memory bus
+Every test uses a real ``SqliteDirectory`` on a SQLite file. The first group runs on the in-memory bus
 (the publisher's logic); the ``broker`` group on Mosquitto, including a broker restart mid-drain.
 """
 
@@ -18,7 +18,7 @@ from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.publisher import OutboxPublisher
-from ivr.directory.sqlite import Directory
+from ivr.directory.sqlite import SqliteDirectory
 
 WAIT = 30.0
 FAST = Backoff(initial=0.02, maximum=0.2)
@@ -89,7 +89,7 @@ class CheckedOutbox:
 @pytest.fixture
 async def directory(tmp_path):
     """A real IVR directory (outbox included) in a SQLite file."""
-    opened = await Directory.open(tmp_path / "ivr.db")
+    opened = await SqliteDirectory.open(tmp_path / "ivr.db")
     yield opened
     await opened.close()
 

@@ -23,7 +23,7 @@ from ivr.bus.schemas import InvalidEventError, validate
 from ivr.bus.url import BrokerConfig
 from ivr.events import EventType, topic_for
 from ivr.ledger.core import DeductionRequest
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 
 REPO = Path(__file__).resolve().parents[2]
 SATURDAY_10AM = datetime(2026, 11, 21, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
@@ -91,7 +91,7 @@ async def test_engine_events_are_valid(run_call):
 
 async def test_ledger_events_are_valid(tmp_path):
     """The ledger's deducted and rejected events (last incident raced, unknown, unlimited) pass."""
-    store = await LedgerStore.open(tmp_path / "ledger.db")
+    store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
     try:
         await store.load_opening({"K-ONE": 1, "K-UNLIMITED": None})
         requests = [

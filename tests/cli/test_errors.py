@@ -10,9 +10,13 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from ivr.bus.base import BusError
 from ivr.bus.broker import free_port
+from ivr.cli.common import Commands
 
 #: Bound on each command: the probe of a dead broker is refused at once on loopback.
 TIMEOUT = 60
@@ -37,10 +41,10 @@ MISSING_FILES = [
     pytest.param("replay", 2, "no ./scenarios folder here", id="replay-default-folder"),
     pytest.param("serve --fixture nowhere.yaml", 2, "nowhere.yaml: no such fixture file", id="serve-fixture"),
     pytest.param("ledger run --fixture nowhere.yaml", 2, "nowhere.yaml: no such fixture file", id="ledger-fixture"),
-    pytest.param("ledger --db none.db balances", 1, "`ivr ledger --db none.db run` creates one", id="balances"),
-    pytest.param("ledger --db none.db history K-X", 1, "`ivr ledger --db none.db run` creates one", id="history"),
-    pytest.param("ledger --db none.db verify", 1, "`ivr ledger --db none.db run` creates one", id="verify"),
-    pytest.param("ledger verify --directory none.db", 2, "'none.db' does not exist", id="verify-directory"),
+    pytest.param("ledger --db none.db balances", 1, "`ivr ledger --store none.db run` creates one", id="balances"),
+    pytest.param("ledger --db none.db history K-X", 1, "`ivr ledger --store none.db run` creates one", id="history"),
+    pytest.param("ledger --db none.db verify", 1, "`ivr ledger --store none.db run` creates one", id="verify"),
+    pytest.param("ledger verify --directory none.db", 2, "no IVR directory file at none.db", id="verify-directory"),
     pytest.param("relay --db none.db", 1, "none.db: no such directory file", id="relay-db"),
     pytest.param("load --calls 1 --mix none.yaml", 2, "'none.yaml' does not exist", id="load-mix"),
     pytest.param("diagram --update none.md", 2, "'none.md' does not exist", id="diagram-update"),
@@ -61,7 +65,9 @@ DEAD_BROKER = [
 
 def ivr(args, cwd, **env):
     """Run ``python -m ivr ARGS`` in ``cwd`` with no broker in the environment; the finished process."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"IVR_BROKER", "IVR_LEDGER_DB"}}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"IVR_BROKER", "IVR_LEDGER_DB", "IVR_LEDGER_STORE", "IVR_STORE"}
+    }
     return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "ivr", *args.split()],
         cwd=cwd,
@@ -112,3 +118,25 @@ def test_a_broker_that_does_not_answer_is_named_with_the_option_that_sets_it(fol
     assert f"no MQTT broker answers at {url}" in done.stderr
     assert "--broker URL or IVR_BROKER" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_bus_error_inside_a_command_is_an_error_not_a_traceback():
+    """What a broker does mid-command (a cluster node refusing a subscription while it starts) ends in one line.
+
+    No broker here refuses a subscription on demand (Mosquitto grants it and filters deliveries;
+    NATS refuses only while a node rejoins its cluster), so the command raises what the bus raises.
+    """
+
+    @click.group(cls=Commands)
+    def group() -> None:
+        """A group like `ivr`'s."""
+
+    @group.command()
+    def subscribe() -> None:
+        """Fail as the bus does."""
+        raise BusError("the broker refused the subscription to 'ivr/v1/ledger/#'")
+
+    done = CliRunner().invoke(group, ["subscribe"])
+    assert done.exit_code == 1, done.output
+    assert "Error: the broker refused the subscription to 'ivr/v1/ledger/#'" in done.output
+    assert isinstance(done.exception, SystemExit)

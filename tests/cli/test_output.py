@@ -23,6 +23,7 @@ def cli(monkeypatch):
     """Run ``ivr ARGS`` in-process (stdout is not a terminal); gives the result."""
     monkeypatch.delenv("IVR_BROKER", raising=False)
     monkeypatch.delenv("IVR_LEDGER_DB", raising=False)
+    monkeypatch.delenv("IVR_LEDGER_STORE", raising=False)
 
     def run(*args):
         return CliRunner().invoke(main, [str(a) for a in args])

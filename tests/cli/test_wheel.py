@@ -42,7 +42,11 @@ def _run(args, *, cwd, check=True, timeout=TIMEOUT):
 
 def _env():
     """The environment without anything that points back into the checkout or at a broker."""
-    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "IVR_BROKER", "IVR_LEDGER_DB"}}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "IVR_BROKER", "IVR_LEDGER_DB", "IVR_LEDGER_STORE", "IVR_STORE"}
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def wheel(tmp_path_factory):
 def venv(wheel, tmp_path_factory):
     """A fresh venv outside the checkout with the wheel installed: its ``bin`` folder."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     home = tmp_path_factory.mktemp("venv")
     _run([sys.executable, "-m", "venv", home], cwd=home)
     python = home / "bin" / "python"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ivr.bootstrap import build_system
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess
 from ivr.load.mix import CallKind, Mix
@@ -172,7 +172,7 @@ async def deductible_by_contract(system) -> Counter[str]:
 
 async def assert_ledger_exact(db, world, expected: Counter[str]) -> None:
     """The ledger file holds one deduction per deductible ticket, balances exact, nothing unpublished."""
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         assert await store.deducted() == dict(expected)
         balances = await store.balances()

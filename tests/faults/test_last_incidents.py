@@ -12,7 +12,7 @@ from ivr.bootstrap import build_system
 from ivr.callers import Press, ScriptedCaller
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import US_EASTERN, World
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, verify_ledger
 from ivr.load.world import write_fixture
 from tests.conftest import TUESDAY_10AM
@@ -80,11 +80,11 @@ async def test_two_hundred_calls_racing_for_ten_incidents(private_broker, race_w
         assert all(e["data"]["reason"] == "no_incidents_left" for e in rejected)
         assert sorted(e["data"]["balance_after"] for e in deducted) == list(range(INCIDENTS))
         assert all(e["data"]["balance_after"] >= 0 for e in events)
-        assert system.directory.balance("K-RACE") == 0
+        assert await system.directory.balance("K-RACE") == 0
     finally:
         await system.close()
         await ledger.stop()
-    store = await LedgerStore.open(tmp_path / "ledger.db")
+    store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
     try:
         assert await store.deducted() == {"K-RACE": INCIDENTS}
         assert (await store.balances())["K-RACE"] == (INCIDENTS, 0)

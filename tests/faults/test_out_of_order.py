@@ -14,7 +14,7 @@ from ivr.bus.local import LocalBroker, LocalBus
 from ivr.events import EventType, topic_for
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.launch import Launcher
 from ivr.load.plan import Planner
 from ivr.load.world import Catalog, synthetic_world
@@ -58,7 +58,7 @@ def ticket_stream(tight_world, tmp_path_factory):
 
 async def ledger(world, path):
     """A fresh ledger file with the world's opening balances."""
-    store = await LedgerStore.open(path)
+    store = await SqliteLedgerStore.open(path)
     await store.load_opening({c.id: c.incidents for c in world.contracts.values()})
     return store
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import textwrap
 from contextlib import asynccontextmanager
 
@@ -18,6 +20,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.callers import ScriptedCaller
 from ivr.clock import VirtualClock
 from ivr.events import CloudEvent, EventType
+from ivr.subprocesses import end_process
 from tests.conftest import TUESDAY_10AM, steps_from
 
 #: Bound on every wait: long enough for a loaded CI machine, short enough to fail a test.
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.broker
 async def private_broker(tmp_path):
     """A private Mosquitto with persistence in tmp_path, so a restart keeps sessions and queues."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     persist = tmp_path / "broker"
     persist.mkdir()
     async with EmbeddedBroker(persistence_dir=persist) as broker:
@@ -117,3 +120,21 @@ def ticket_event(ticket, *, event_id=None, contract="K-ANNA-STD", customer="C-AN
             "deduct": True,
         },
     )
+
+
+IVR = [sys.executable, "-m", "ivr"]
+
+
+async def ivr(*args: str, timeout: float = WAIT) -> tuple[int, str]:
+    """Run `ivr ARGS` to its end (at most ``timeout`` s, else the test fails): its exit status and output."""
+    proc = await asyncio.create_subprocess_exec(
+        *IVR, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        await end_process(proc, signal.SIGKILL)
+        pytest.fail(f"`ivr {' '.join(args)}` still running after {timeout:g} s")
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")

@@ -1,4 +1,4 @@
-"""What docker-compose runs, without Docker.
+"""What docker-compose runs, without Docker (its ledger keeps its store in PostgreSQL; here an SQLite file).
 
 The repo's Mosquitto config, `ivr ledger` logged in as ``ledger`` in its own process, and an IVR
 logged in as ``ivr`` that relies on that ledger.
@@ -16,7 +16,7 @@ from ivr.bus.base import BusRefusedError
 from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from tests.integration.conftest import WAIT, run_call
 
@@ -32,7 +32,7 @@ def as_user(config: BrokerConfig, user: str) -> BrokerConfig:
 async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
     """As compose runs them: a call by user ivr is deducted by the ledger process, which an integrator cannot unseat."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
         ledger_db = tmp_path / "ledger.db"
         ledger = LedgerProcess(
@@ -59,12 +59,12 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
                 assert record.call.outcome == "routed"
                 async with asyncio.timeout(WAIT):
                     await system.settle()  # the ledger's answer came back through the ACL
-                assert system.directory.balance("K-ANNA-STD") == 4
+                assert await system.directory.balance("K-ANNA-STD") == 4
             finally:
                 await system.close()
         finally:
             await ledger.stop()
-    store = await LedgerStore.open(ledger_db)
+    store = await SqliteLedgerStore.open(ledger_db)
     try:
         assert await store.deducted() == {"K-ANNA-STD": 1}
         assert (await store.verify([("ivr-1", "2000001")])).ok
@@ -75,7 +75,7 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
 async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
     """`ivr ledger run --no-announce` as ledger, `ivr ledger relay` as ledger-relay: the IVR hears the deduction."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
         watch = as_user(broker.config, "ivr")  # neither service's account may read its own status
         ledger_db = tmp_path / "ledger.db"
@@ -102,7 +102,7 @@ async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_
                 assert record.call.outcome == "routed"
                 async with asyncio.timeout(WAIT):
                     await system.settle()  # the relay's announcement came back through the ACL
-                assert system.directory.balance("K-ANNA-STD") == 4
+                assert await system.directory.balance("K-ANNA-STD") == 4
             finally:
                 await system.close()
         finally:

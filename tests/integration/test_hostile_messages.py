@@ -30,7 +30,7 @@ MB = 1_000_000
 def needs_mosquitto():
     """These tests start their own Mosquitto."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
 
 
 async def until(condition, what):

@@ -11,45 +11,26 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from ivr.bus.base import ONLINE
-from ivr.bus.broker import free_port
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
-from ivr.bus.url import BrokerConfig
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess
-from ivr.subprocesses import DIE_WITH_PARENT, end_process
+from ivr.subprocesses import end_process
 from tests.conftest import DEFAULT_WORLD_PATH
-from tests.integration.conftest import WAIT, collector, ticket_event
+from tests.integration.conftest import IVR, WAIT, collector, ivr, ticket_event
+from tests.nats import NatsCluster
 
 pytestmark = pytest.mark.broker
 
-IVR = [sys.executable, "-m", "ivr"]
 FAST = Backoff(initial=0.05, maximum=0.5)
-
-
-async def ivr(*args: str, timeout: float = WAIT) -> tuple[int, str]:
-    """Run `ivr ARGS` to its end (at most ``timeout`` s, else the test fails): its exit status and output."""
-    proc = await asyncio.create_subprocess_exec(
-        *IVR, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        await end_process(proc, signal.SIGKILL)
-        pytest.fail(f"`ivr {' '.join(args)}` still running after {timeout:g} s")
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
 
 
 # -- --share where the broker has no shared subscriptions ------------------------------------
@@ -58,32 +39,8 @@ async def ivr(*args: str, timeout: float = WAIT) -> tuple[int, str]:
 @pytest.fixture
 async def nats_mqtt(tmp_path):
     """A nats-server of the test's own with JetStream and an MQTT listener on free loopback ports."""
-    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    if not os.access(server, os.X_OK):
-        pytest.skip("nats-server is not installed")
-    mqtt_port, client_port = free_port(), free_port()
-    conf = tmp_path / "nats.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""\
-            server_name: ivr-test-{mqtt_port}
-            listen: 127.0.0.1:{client_port}
-            jetstream {{ store_dir: "{tmp_path / "jetstream"}" }}
-            mqtt {{ listen: 127.0.0.1:{mqtt_port} }}
-            """
-        )
-    )
-    with (tmp_path / "nats.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            server, "-c", str(conf), stdout=log, stderr=log, preexec_fn=DIE_WITH_PARENT
-        )
-    config = BrokerConfig(host="127.0.0.1", port=mqtt_port)
-    try:
-        async with MqttBus(config=config, backoff=FAST) as probe, asyncio.timeout(WAIT):
-            await probe.wait_connected()  # its MQTT listener answers
-        yield config
-    finally:
-        await end_process(proc)
+    async with NatsCluster(tmp_path / "nats", size=1) as nats:
+        yield nats.nodes[0].config
 
 
 async def test_nats_mqtt_grants_no_shared_subscriptions_and_mosquitto_does(nats_mqtt, private_broker):
@@ -224,12 +181,12 @@ def mount(*args: str) -> int:
 
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str):
-    """A tmpfs of ``size`` mounted at ``where`` for the block (root only: else the test is skipped)."""
+    """A tmpfs of ``size`` mounted at ``where`` for the block (root only: else the test fails, saying so)."""
     where.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root (make test runs as root in CI)")
     if mount("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)):
-        pytest.skip("a tmpfs cannot be mounted here")
+        pytest.fail("a tmpfs cannot be mounted here: the full-disk test needs one")
     try:
         yield where
     finally:
@@ -238,7 +195,7 @@ def tmpfs(where: Path, size: str):
 
 async def _ledger_file(db: Path) -> None:
     """A ledger file with the default world's opening balances, as a first start makes it."""
-    store = await LedgerStore.open(db)
+    store = await SqliteLedgerStore.open(db)
     try:
         await store.load_opening({"K-ANNA-STD": 5})
     finally:

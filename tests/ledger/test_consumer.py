@@ -9,12 +9,12 @@ import pytest
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 
 
 async def test_an_announcer_that_dies_ends_the_run_with_its_error(tmp_path, monkeypatch):
     """The store fails the announcer's read (not a broker outage): run() ends, raising that error."""
-    store = await LedgerStore.open(tmp_path / "ledger.db")
+    store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
 
     async def broken(limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
         msg = "disk gone"

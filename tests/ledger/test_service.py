@@ -9,7 +9,7 @@ import pytest
 from ivr.events import EventType
 from ivr.ledger.core import Outcome
 from ivr.ledger.service import LedgerService
-from ivr.ledger.store import LedgerStore
+from ivr.ledger.store import SqliteLedgerStore
 
 
 def ticket_created(ticket="2000001", *, contract="K-FIVE", deduct=True, event_id=None, **overrides) -> dict:
@@ -61,7 +61,7 @@ def without_data(key):
 @pytest.fixture
 async def service(tmp_path):
     """A ledger service over a real SQLite store with K-FIVE (5 incidents) and K-ONE (1)."""
-    store = await LedgerStore.open(tmp_path / "ledger.db")
+    store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
     await store.load_opening({"K-FIVE": 5, "K-ONE": 1})
     yield LedgerService(store=store, source="ledger-1")
     await store.close()

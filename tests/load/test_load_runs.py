@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli import main
-from ivr.directory.sqlite import FIRST_NEW_TICKET
+from ivr.directory.rows import FIRST_NEW_TICKET
 from ivr.load.mix import CallKind, Mix
 from ivr.load.runner import LoadError, LoadOptions, run_load
 

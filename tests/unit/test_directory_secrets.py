@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli import main
-from ivr.directory.sqlite import Directory
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.secrets import PEPPER_ENV, PepperError, pepper_from_env
 
 PEPPER = b"a pepper of the deployment, 32 b"
@@ -31,7 +31,7 @@ def file_bytes(path) -> bytes:
 async def test_the_file_holds_no_whole_code_or_key(tmp_path, world, pepper):
     """After loading the default world, no support code or license key is anywhere in the file's bytes or rows."""
     path = tmp_path / "ivr.db"
-    directory = await Directory.open(path, pepper=pepper)
+    directory = await SqliteDirectory.open(path, pepper=pepper)
     await directory.load(world)
     await directory.close()
 
@@ -47,20 +47,20 @@ async def test_the_file_holds_no_whole_code_or_key(tmp_path, world, pepper):
 
 async def test_a_lookup_by_the_typed_code_or_key_still_finds_it(tmp_path, world):
     """The code and key the caller types are hashed and found, with their contract; a wrong one is not."""
-    directory = await Directory.open(tmp_path / "ivr.db", pepper=PEPPER)
+    directory = await SqliteDirectory.open(tmp_path / "ivr.db", pepper=PEPPER)
     await directory.load(world)
     try:
         code = next(iter(world.support_codes.values()))
-        found = directory.find_code(code.code)
+        found = await directory.find_code(code.code)
         assert found is not None
         assert found[0].code == code.code
         assert found[1].id == code.contract_id
         key = next(iter(world.license_keys.values()))
-        found_key = directory.find_key(key.key)
+        found_key = await directory.find_key(key.key)
         assert found_key is not None
         assert (found_key[0].product, found_key[1].id) == (key.product, key.contract_id)
-        assert directory.find_code("9" * 10) is None
-        assert directory.find_key("9" * 8) is None
+        assert await directory.find_code("9" * 10) is None
+        assert await directory.find_key("9" * 8) is None
     finally:
         await directory.close()
 
@@ -68,13 +68,13 @@ async def test_a_lookup_by_the_typed_code_or_key_still_finds_it(tmp_path, world)
 async def test_a_second_process_opening_the_file_finds_its_own_pepper(tmp_path, world):
     """With no pepper configured the file keeps the one it made: opened again, a typed code is still found."""
     path = tmp_path / "ivr.db"
-    first = await Directory.open(path)
+    first = await SqliteDirectory.open(path)
     await first.load(world)
     await first.close()
 
-    again = await Directory.open(path)
+    again = await SqliteDirectory.open(path)
     try:
-        assert again.find_code(next(iter(world.support_codes))) is not None
+        assert await again.find_code(next(iter(world.support_codes))) is not None
     finally:
         await again.close()
 
@@ -82,15 +82,15 @@ async def test_a_second_process_opening_the_file_finds_its_own_pepper(tmp_path, 
 async def test_a_configured_pepper_is_not_written_and_another_is_refused(tmp_path, world):
     """A configured pepper stays out of the file; opening it without that pepper, or with another, says why."""
     path = tmp_path / "ivr.db"
-    directory = await Directory.open(path, pepper=PEPPER)
+    directory = await SqliteDirectory.open(path, pepper=PEPPER)
     await directory.load(world)
     await directory.close()
     assert PEPPER not in file_bytes(path)
 
     with pytest.raises(PepperError, match=f"set {PEPPER_ENV}"):
-        await Directory.open(path)
+        await SqliteDirectory.open(path)
     with pytest.raises(PepperError, match="another pepper"):
-        await Directory.open(path, pepper=b"not the pepper it was made with")
+        await SqliteDirectory.open(path, pepper=b"not the pepper it was made with")
 
 
 def test_a_short_pepper_in_the_environment_is_refused():
@@ -115,7 +115,7 @@ def test_ledger_verify_on_a_file_made_with_another_pepper_says_so(tmp_path, worl
     path = tmp_path / "ivr.db"
 
     async def make() -> None:
-        directory = await Directory.open(path, pepper=PEPPER)
+        directory = await SqliteDirectory.open(path, pepper=PEPPER)
         await directory.load(world)
         await directory.close()
 

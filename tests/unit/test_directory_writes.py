@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from ivr.auth.model import Purpose, Ticket, TicketStatus
-from ivr.directory.sqlite import CHECKPOINT_EVERY, Directory
+from ivr.directory.sqlite import CHECKPOINT_EVERY, SqliteDirectory
 from ivr.events import CloudEvent, EventType
 
 
@@ -36,7 +36,7 @@ def outbox_ids(path) -> list[str]:
 @pytest.fixture
 async def directory(tmp_path):
     """A directory in a real SQLite file, with every statement it runs counted by kind."""
-    opened = await Directory.open(tmp_path / "ivr.db")
+    opened = await SqliteDirectory.open(tmp_path / "ivr.db")
     opened.statements = []
     opened._db.set_trace_callback(opened.statements.append)
     yield opened
@@ -78,9 +78,9 @@ async def test_a_failing_write_fails_its_whole_group_and_the_next_group_goes_in(
 async def test_a_lookup_sees_the_write_committed_before_it(directory):
     """A failure recorded is counted by the very next lookup of the caller's failures."""
     at = datetime(2026, 11, 17, 15, tzinfo=UTC)
-    assert directory.failures("+15550000009", at) == []
+    assert await directory.failures("+15550000009", at) == []
     await directory.record_failure("+15550000009", at, [event("call-f")])
-    assert directory.failures("+15550000009", at) == [at]
+    assert await directory.failures("+15550000009", at) == [at]
 
 
 async def test_the_database_file_takes_the_log_only_at_a_checkpoint_every_so_many_commits(directory, tmp_path):

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.directory.sqlite import FIRST_NEW_TICKET, Directory
+from ivr.directory.rows import FIRST_NEW_TICKET
+from ivr.directory.sqlite import SqliteDirectory
 
 
 async def test_ivrs_sharing_the_numbering_never_make_the_same_id(tmp_path):
     """Three directories on one world, each taking its share, number tickets apart from each other."""
     made: list[list[int]] = []
     for shard in range(3):
-        directory = await Directory.open(tmp_path / f"ivr-{shard}.db")
+        directory = await SqliteDirectory.open(tmp_path / f"ivr-{shard}.db")
         try:
             directory.share_ticket_numbers(shard, 3)
-            made.append([int(directory.next_ticket_id()) for _ in range(50)])
+            made.append([int(await directory.next_ticket_id()) for _ in range(50)])
         finally:
             await directory.close()
     assert made[0][:2] == [FIRST_NEW_TICKET, FIRST_NEW_TICKET + 3]
@@ -25,9 +26,9 @@ async def test_ivrs_sharing_the_numbering_never_make_the_same_id(tmp_path):
 
 async def test_alone_an_ivr_numbers_one_after_another(tmp_path):
     """Without sharing, IDs follow each other; a share that does not exist is refused."""
-    directory = await Directory.open(tmp_path / "ivr.db")
+    directory = await SqliteDirectory.open(tmp_path / "ivr.db")
     try:
-        assert [directory.next_ticket_id() for _ in range(3)] == [str(FIRST_NEW_TICKET + i) for i in range(3)]
+        assert [await directory.next_ticket_id() for _ in range(3)] == [str(FIRST_NEW_TICKET + i) for i in range(3)]
         with pytest.raises(ValueError, match="shard 3 of 3"):
             directory.share_ticket_numbers(3, 3)
     finally:
