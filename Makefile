@@ -47,7 +47,8 @@ serve: $(STAMP)
 ## Retake the console screenshots in docs/img/ (the browser tests, writing into docs/).
 screenshots: $(STAMP)
 	bash scripts/ensure-package.sh chromium chromium "the browser tests"
-	IVR_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/web/test_browser.py
+	IVR_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/web/test_browser.py tests/web/test_layouts.py \
+		tests/web/test_playback.py tests/web/test_records.py tests/web/test_room.py
 
 ## Lint and type-check.
 check: lint typecheck

@@ -102,8 +102,14 @@ async def _index(_: Request) -> Response:
 
 
 async def _greet(console: Console, session: Session) -> None:
-    """A new page: hello and its world; the world's other pages hear of it; ``--scenario`` starts playing."""
-    session.send({**console.hello(), "world": await session.world.status()})
+    """A new page: hello and its world; the world's other pages hear of it; ``--scenario`` starts playing.
+
+    A room view gets the roster of the session it watches instead.
+    """
+    session.send({**console.hello(), "world": await session.world.status(), "watching": session.watching})
+    if session.watching:
+        session.world.watch(only=session)
+        return
     await session.world.tell(skip=session)
     if console.scenario is not None:
         session.play(console.scenario)
@@ -117,8 +123,11 @@ async def _socket(websocket: WebSocket) -> None:
     console: Console = websocket.app.state.console
     await websocket.accept()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    query = websocket.query_params
     try:
-        session = console.session(outbox.put_nowait, name=websocket.query_params.get("session"))
+        session = console.session(
+            outbox.put_nowait, name=query.get("session"), trainee=query.get("trainee"), room=query.get("room")
+        )
     except ValueError as exc:
         await websocket.send_text(json.dumps({"type": "error", "message": str(exc)}))
         await websocket.close(code=_POLICY_VIOLATION, reason="bad session name")

@@ -61,6 +61,7 @@ class CallRun:
         persona: Persona,
         at: datetime,
         world: SessionWorld,
+        trainee: str,
         fixture: str | None,
         world_text: str | None,
         send: Callable[[dict[str, Any]], None],
@@ -73,6 +74,7 @@ class CallRun:
         self.persona = persona
         self.at = at
         self.world = world
+        self.trainee = trainee  # who placed it, as the room view names them
         self.earlier = world.placed  # calls placed in the world before this one (since its last reset)
         self._fixture, self._world_text = fixture, world_text
         self._page = send
@@ -129,10 +131,10 @@ class CallRun:
     # -- the run -----------------------------------------------------------------------------
 
     def _send(self, message: dict[str, Any]) -> None:
-        """Tell the page, and whoever watches the world's calls (the room view)."""
+        """Tell the page, and the world's roster (the room view)."""
         self._page(message)
         if message["type"] != "timer":
-            self.world.show({**message, "call_id": self.id, "persona": self.persona.id})
+            self.world.show(self.trainee, {**message, "call_id": self.id, "persona": self.persona.id})
 
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._tick(), name=f"console-timer-{self.id}")

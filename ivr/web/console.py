@@ -63,6 +63,7 @@ __all__ = [
     "BROKER_TIMEOUT",
     "DEFAULT_AT",
     "MAX_CALLS",
+    "MAX_WORLDS",
     "STOP_GRACE",
     "Console",
     "Session",
@@ -74,6 +75,9 @@ __all__ = [
 DEFAULT_AT: Final = "2026-11-17T10:00"
 #: Calls running at once on one server: each holds two broker connections and two SQLite files.
 MAX_CALLS: Final = 50
+#: Shared session worlds one server keeps (each holds two broker connections and two SQLite files
+#: until the server stops): a page naming a new one beyond this is refused.
+MAX_WORLDS: Final = 50
 #: How long a hung-up call may take to end and close before it is cancelled.
 STOP_GRACE: Final = 5.0
 #: How long the server waits for the broker at start-up before it says it cannot reach it.
@@ -190,6 +194,9 @@ class Console:
         """The session world named ``name`` (made at its first page), or a new private one for ``None``."""
         if name is not None and name in self.worlds:
             return self.worlds[name]
+        if name is not None and len(self.worlds) >= MAX_WORLDS:
+            msg = f"the console keeps {MAX_WORLDS} session worlds already: join one of them, or restart the server"
+            raise ValueError(msg)
         world = SessionWorld(
             name=name,
             world=self.world,
@@ -202,9 +209,25 @@ class Console:
             self.worlds[check_name(name)] = world
         return world
 
-    def session(self, send: Callable[[dict[str, Any]], None], *, name: str | None = None) -> Session:
-        """A new page, in the session world ``name`` (``None``: a world of its own); a bad name is a ValueError."""
-        session = Session(console=self, send=send, world=self.session_world(name))
+    def session(
+        self,
+        send: Callable[[dict[str, Any]], None],
+        *,
+        name: str | None = None,
+        trainee: str | None = None,
+        room: str | None = None,
+    ) -> Session:
+        """A new page: in the session world ``name`` (``None``: one of its own) as ``trainee``, or a room view.
+
+        With ``room`` the page watches that session read-only. A bad name is a :class:`ValueError`
+        saying what a name may be.
+        """
+        if room is not None:
+            session = Session(console=self, send=send, world=self.session_world(room), watching=True)
+        else:
+            world = self.session_world(name)
+            label = world.roster.join(None if trainee is None else check_name(trainee))
+            session = Session(console=self, send=send, world=world, trainee=label)
         self.sessions.add(session)
         return session
 
@@ -250,11 +273,21 @@ class Console:
 class Session:
     """One open page: at most one call running, the trainee's messages applied to it."""
 
-    def __init__(self, *, console: Console, send: Callable[[dict[str, Any]], None], world: SessionWorld) -> None:
-        """A page reached through ``send``, calling into ``world``."""
+    def __init__(
+        self,
+        *,
+        console: Console,
+        send: Callable[[dict[str, Any]], None],
+        world: SessionWorld,
+        trainee: str = "",
+        watching: bool = False,
+    ) -> None:
+        """A page reached through ``send``: ``trainee`` calling into ``world``, or a room view ``watching`` it."""
         self.console = console
         self.world = world
-        world.pages[self] = self.send
+        self.trainee = trainee
+        self.watching = watching
+        (world.watchers if watching else world.pages)[self] = self.send
         self._out = send
         self.run: CallRun | None = None
         self._resetting: asyncio.Task[None] | None = None
@@ -277,6 +310,9 @@ class Session:
 
     async def handle(self, text: str | bytes) -> None:
         """Apply one message from the page."""
+        if self.watching:
+            self.error("the room view is read-only: open the console without ?room= to place calls")
+            return
         try:
             command = parse(text)
         except BadMessageError as exc:
@@ -387,6 +423,7 @@ class Session:
             persona=persona,
             at=command.at,
             world=self.world,
+            trainee=self.trainee,
             fixture=console.fixture,
             world_text=console.world_text,
             send=self.send,

@@ -9,8 +9,8 @@ class); any other page gets a private world of its own, so trainees in separate 
 each other's effects unless they join one session.
 
 The world is the engine's one observer and passes each call's reports to that call's
-:class:`~ivr.web.calls.CallRun` (the engine runs every call of the world), and to whoever watches
-the world's calls (the trainer's room view, `ivr.web.room`).
+:class:`~ivr.web.calls.CallRun` (the engine runs every call of the world); what the calls tell
+their pages also goes to the world's roster, which the trainer's room view shows (`ivr.web.room`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ivr.auth import lockout
 from ivr.bootstrap import System, build_system
 from ivr.stores import scratch_schema
+from ivr.web.room import Roster
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,6 +84,7 @@ class SessionWorld:
         self.placed = 0  # calls placed since the world was built or last reset
         self.pages: dict[object, Callable[[dict[str, Any]], None]] = {}  # who hears about the world
         self.watchers: dict[object, Callable[[dict[str, Any]], None]] = {}  # who sees its calls (room view)
+        self.roster = Roster()  # its trainees and the branches they walked
         self._system: System | None = None
         self._folder: Path | None = None
         self._building = asyncio.Lock()
@@ -205,10 +207,17 @@ class SessionWorld:
             if page is not skip:
                 send(status)
 
-    def show(self, message: dict[str, Any]) -> None:
-        """Pass a call's report to whoever watches the world's calls."""
-        for send in list(self.watchers.values()):
-            send(message)
+    def show(self, trainee: str, message: dict[str, Any]) -> None:
+        """A call of ``trainee``'s reported to its page: the room views see the roster change."""
+        if self.roster.report(trainee, message) and self.watchers:
+            self.watch()
+
+    def watch(self, only: object = None) -> None:
+        """Send the roster to the room views (or to ``only``)."""
+        snapshot = self.roster.snapshot(self.name or "private")
+        for page, send in list(self.watchers.items()):
+            if only is None or page is only:
+                send(snapshot)
 
     # -- the engine's observer: each report to its call ------------------------------------------
 

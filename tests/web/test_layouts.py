@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import REPO
 from tests.web.browser import LAPTOP, PHONE, at_state, call, click_keys, close_page, event, open_page, type_keys
 
 #: Whether the diagram's current state lies inside the diagram's box as scrolled (the box scrolls, not the page).
@@ -42,4 +43,20 @@ def test_a_whole_call_fits_the_screen(browser, server, images, screen, size):
     page.locator("#events li").last.locator("summary").click()  # an event's JSON opened: still no sideways scroll
     assert page_width(page) <= size["width"]
     assert page.evaluate(CURRENT_IN_VIEW)
+    close_page(page)
+
+
+def test_the_room_view_and_a_played_back_scenario_fit_a_phone(browser, server):
+    """At 390 px neither the trainer's room view nor the replay player scrolls sideways."""
+    room = open_page(browser, f"{server}?room=phone-room", viewport=PHONE)
+    expect(room.locator("#room-card")).to_be_visible()
+    assert page_width(room) <= PHONE["width"]
+    close_page(room)
+    page = open_page(browser, server, viewport=PHONE)
+    page.set_input_files("#open-scenario", REPO / "scenarios" / "lockout" / "lockout_across_calls.yaml")
+    expect(page.locator("#player")).to_be_visible()
+    for _ in range(12):
+        page.click("#replay-forward")
+    expect(page.locator("#replay-step")).to_contain_text("step 13 of")
+    assert page_width(page) <= PHONE["width"]
     close_page(page)

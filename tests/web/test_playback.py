@@ -17,7 +17,7 @@ def step(page) -> int:
     return int(re.match(r"step (\d+) of", page.locator("#replay-step").inner_text()).group(1))
 
 
-def test_opening_a_scenario_plays_it_step_by_step_forward_and_back(page):
+def test_opening_a_scenario_plays_it_step_by_step_forward_and_back(page, images):
     """Open scenario: Forward shows each step as live (state, prompt, decision, event); Back undoes it."""
     page.set_input_files("#open-scenario", LOCKOUT)
     expect(page.locator("#replay-status")).to_contain_text("3 calls")
@@ -36,6 +36,7 @@ def test_opening_a_scenario_plays_it_step_by_step_forward_and_back(page):
         forward.click()
     expect(decision(page, "R4")).to_contain_text("denied")
     expect(decision(page, "R4")).to_contain_text("unknown_code")
+    page.screenshot(path=images / "console-playback.png")
     page.click("#replay-back")
     expect(decision(page, "R4")).to_have_count(0)
     while step(page) > shown:

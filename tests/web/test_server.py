@@ -353,3 +353,42 @@ def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(
 
     while_up, after = asyncio.run(run())
     assert (while_up, after) == (b"online", b"offline")
+
+
+def test_session_worlds_beyond_the_limit_are_refused(client, monkeypatch):
+    """A page naming a new session world when the server keeps its maximum is told so; known ones still open."""
+    monkeypatch.setattr("ivr.web.console.MAX_WORLDS", 1)
+    with client.websocket_connect("/ws?session=first") as ws:
+        assert receive(ws)["world"]["name"] == "first"
+    with client.websocket_connect("/ws?session=second") as ws:
+        refused = receive(ws)
+        assert refused == {
+            "type": "error",
+            "message": "the console keeps 1 session worlds already: join one of them, or restart the server",
+        }
+    with client.websocket_connect("/ws?session=first") as ws:
+        assert receive(ws)["world"]["name"] == "first"
+
+
+def test_a_bad_session_name_is_refused_saying_what_a_name_may_be(client):
+    """?session= with a name that is not one: a clear error, and the page is closed."""
+    with client.websocket_connect("/ws?session=../etc") as ws:
+        assert receive(ws)["message"].startswith("not a session name: '../etc' (1-40 letters, digits")
+
+
+def test_pages_sharing_a_session_world_still_see_only_their_own_calls(client):
+    """Two pages of one session calling at once: each gets only its own call's states and events."""
+    with client.websocket_connect("/ws?session=shared") as one, client.websocket_connect("/ws?session=shared") as two:
+        receive(one)
+        receive(two)
+        first = start(one, "anna-code")
+        second = start(two, "globex-key")
+        press(one, CODE_KEYS)
+        press(two, ["2", "2", "3", *"40000002#", "3"])
+        seen_one = finish(one, event_of("ivr.ledger.incident_deducted"), event_of("ivr.call.ended"))
+        seen_two = finish(two, event_of("ivr.ledger.incident_deducted"), event_of("ivr.call.ended"))
+    for seen, own in ((seen_one, first), (seen_two, second)):
+        assert {m["call_id"] for m in seen if "call_id" in m} == {own}
+        assert {m["event"]["subject"] for m in seen if m["type"] == "event"} == {own}
+    tickets = {next(m["ticket"] for m in seen if m["type"] == "ended") for seen in (seen_one, seen_two)}
+    assert tickets == {"2000001", "2000002"}  # one world: one ticket numbering

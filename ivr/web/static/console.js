@@ -26,7 +26,13 @@ let facts = {}; // what the session world holds for each persona now
 let quiet = false; // redrawing a played-back scenario up to a step: speak nothing
 let replay = null; // a scenario played back: { frames, at (the step shown), timer }
 // ?session=NAME joins that shared session world; without it the page has a world of its own.
-const SESSION = new URLSearchParams(location.search).get("session");
+const QUERY = new URLSearchParams(location.search);
+const SESSION = QUERY.get("session");
+// ?room=NAME: the trainer's read-only view of session NAME; &trainee=NAME names a trainee's page.
+const ROOM = QUERY.get("room");
+const TRAINEE = QUERY.get("trainee");
+let room = null; // the latest roster of the watched session
+let chosen = null; // the trainee whose branches the diagram shows
 
 mermaid.initialize({
   startOnLoad: false,
@@ -97,6 +103,7 @@ async function drawDiagram(text, state) {
       const box = $("diagram");
       box.innerHTML = svg;
       box.dataset.current = job.state || "";
+      if (ROOM) paintTrainee();
       centreCurrent(box);
     }
   } catch (err) {
@@ -135,8 +142,13 @@ const handlers = {
     diagrams = { main: msg.diagram, all: msg.diagram_all, state: "" };
     redraw();
     handlers.world(msg.world);
+
     $("status").textContent = `connected · fixture ${msg.fixture}`;
     setRunning(false);
+    if (msg.watching) {
+      $("status").textContent = `watching session ${ROOM} (read-only) · fixture ${msg.fixture}`;
+      $("call").disabled = true;
+    }
   },
   started(msg) {
     clearMessage();
@@ -193,6 +205,27 @@ const handlers = {
   },
   reset(msg) {
     showMessage(msg.by_you ? "the world is reset: as the fixture describes it" : "the trainer reset this session's world");
+  },
+  room(msg) {
+    room = msg;
+    if (!chosen && msg.trainees.length) chosen = msg.trainees[0].name;
+    $("room-name").textContent = `session ${msg.session}`;
+    $("trainees").replaceChildren(...msg.trainees.map((t) => {
+      const call = t.call || {};
+      const now = call.persona ? `${call.persona} · ${call.outcome ? `ended: ${call.outcome}` : call.state || "starting"}` : "no call yet";
+      const item = el("li", { class: t.name === chosen ? "chosen" : "", "data-trainee": t.name },
+        el("div", {}, el("span", { class: "who", text: t.name }), " ",
+          el("span", { class: "hint", text: `${t.calls} call${t.calls === 1 ? "" : "s"} · walked ${t.walked.length} of ${msg.branches} branches` })),
+        el("div", { class: "now", text: now }));
+      if (call.prompt) item.append(el("p", { class: "said", text: `heard: ${call.prompt}` }));
+      if (call.decision) item.append(el("p", { class: "said", text: call.decision }));
+      item.addEventListener("click", () => {
+        chosen = t.name;
+        handlers.room(room);
+      });
+      return item;
+    }));
+    paintTrainee();
   },
   replay_loading(msg) {
     $("replay-status").textContent = `preparing “${msg.name}”…`;
@@ -302,7 +335,11 @@ const handlers = {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const query = SESSION ? `?session=${encodeURIComponent(SESSION)}` : "";
+  const params = new URLSearchParams();
+  for (const [key, value] of [["session", SESSION], ["trainee", TRAINEE], ["room", ROOM]]) {
+    if (value) params.set(key, value);
+  }
+  const query = params.toString() ? `?${params}` : "";
   socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   socket.addEventListener("message", (event) => {
     const msg = JSON.parse(event.data);
@@ -341,6 +378,10 @@ function choosePersona() {
 }
 
 function press(key) {
+  if (ROOM) {
+    showMessage("the room view is read-only: open the console without ?room= to place calls");
+    return;
+  }
   if (!connected) {
     showMessage(OFFLINE);
     return;
@@ -363,6 +404,25 @@ function placeCall() {
   if (running) return;
   $("call").disabled = true; // one call per click, however fast the clicks
   send({ type: "call", persona: $("persona").value, at: $("at").value, zone: $("zone").value });
+}
+
+// -- the room view: the chosen trainee's branches and state painted on the diagram ---------------
+
+function paintTrainee() {
+  const box = $("diagram");
+  const who = room && room.trainees.find((t) => t.name === chosen);
+  for (const path of box.querySelectorAll("path.walked")) path.classList.remove("walked");
+  for (const node of box.querySelectorAll("g.node.here")) node.classList.remove("here");
+  if (!who) return;
+  for (const [source, dest] of who.walked) {
+    const path = box.querySelector(`path[id$="-L_${CSS.escape(source)}_${CSS.escape(dest)}_0"]`);
+    if (path) path.classList.add("walked");
+  }
+  const state = who.call && who.call.state;
+  for (const node of box.querySelectorAll("g.node")) {
+    if (state && node.textContent.trim() === state) node.classList.add("here");
+  }
+  $("state").textContent = state ? `${who.name}: ${state}` : "–";
 }
 
 // -- a scenario played back on the diagram: every step redrawn from its call's first frame ------
@@ -417,6 +477,10 @@ function download(text, filename, type) {
 
 document.addEventListener("DOMContentLoaded", () => {
   setRunning(false);
+  if (ROOM) {
+    document.body.classList.add("room");
+    $("room-card").hidden = false;
+  }
   $("persona").addEventListener("change", choosePersona);
   $("reveal").addEventListener("click", () => send({ type: "reveal", persona: $("persona").value }));
   $("call").addEventListener("click", placeCall);
