@@ -106,19 +106,23 @@ async def drop_schema(pool: Any, schema: str) -> None:  # noqa: ANN401 - asyncpg
     await pool.execute(f"DROP SCHEMA IF EXISTS {_schema(schema)} CASCADE")
 
 
-async def finished_rows(pool: Any, query: str, waiting: str, *args: Any) -> list[Any]:  # noqa: ANN401 - asyncpg
-    """The rows of ``query`` (rows of ended transactions), waiting while only later ones are there.
+async def finished_rows(
+    pool: Any,  # noqa: ANN401 - asyncpg's pool
+    query: tuple[str, tuple[Any, ...]],
+    waiting: tuple[str, tuple[Any, ...]],
+) -> list[Any]:
+    """The rows of ``query`` (SQL, arguments: rows of ended transactions), waiting while only later ones are there.
 
     A committed row whose transaction is younger than one still running is not read yet. A
     publisher told "nothing" would go idle while that row waits, so when ``query`` finds nothing
-    and ``waiting`` (same first two arguments: the position read after) says committed rows are
-    there, this reads again shortly; the running transaction, short, ends meanwhile. A transaction
-    left open anywhere on the server holds publishing back until it ends (docs/scaling.md).
+    and ``waiting`` says committed rows are there after the same position, this reads again
+    shortly; the running transaction, short, ends meanwhile. A transaction left open anywhere on
+    the server holds publishing back until it ends (docs/scaling.md).
     """
     delay = 0.001
     while True:
-        rows: list[Any] = await pool.fetch(query, *args)
-        if rows or not await pool.fetchval(waiting, *args[:2]):
+        rows: list[Any] = await pool.fetch(query[0], *query[1])
+        if rows or not await pool.fetchval(waiting[0], *waiting[1]):
             return rows
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)

@@ -136,7 +136,7 @@ class PostgresLedgerStore:
     async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
         """Announcements of entries not yet marked published, of ended transactions, after ``after``, in order."""
         xid, seq = unpack(after)
-        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
+        rows = await finished_rows(self._pool, (_UNSENT, (xid, seq, limit)), (_WAITING, (xid, seq)))
         return [
             (position(row["xid"], row["seq"]), announcement_topic(row["outcome"]), announcement(*tuple(row)[2:]))
             for row in rows
