@@ -84,7 +84,8 @@ async def ensure_schema(pool: Any, ddl: str, *, schema: str | None = None) -> No
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
         if schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema(schema)}")
-        await conn.execute(ddl)
+        if ddl:
+            await conn.execute(ddl)
 
 
 async def _keep_session(_: Any) -> None:  # noqa: ANN401 - an asyncpg connection
