@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -105,6 +106,10 @@ _END: Final = f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} {{mine}} ORDE
 _TICKET_WITH_OWNER: Final = TICKET_WITH_OWNER.format(p="$1")
 _CODE: Final = WITH_CONTRACT.format(table="support_codes", p="$1")
 _KEY: Final = WITH_CONTRACT.format(table="license_keys", p="$1")
+_TAKE_BALANCE: Final = (
+    "UPDATE balances SET balance = $1, as_of = $2 "
+    "WHERE contract_id = $3 AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= $2)"
+)
 #: Connections that hold a number's advisory lock: apart from the lookups' pool, so a holder
 #: waiting for a lookup connection never waits behind another holder.
 _LOCK_CONNECTIONS: Final = 8
@@ -260,11 +265,20 @@ class PostgresDirectory(PostgresOutbox):
     async def caller_lock(self, caller: str) -> AsyncIterator[None]:
         """Hold ``caller``'s advisory lock, in a transaction of its own, for the body's length.
 
-        Transaction-scoped: a process that dies holding it lets it go with its connection.
+        Transaction-scoped: a process that dies holding it lets it go with its connection, and a
+        connection given back mid-transaction is rolled back by the pool. BEGIN and the lock go
+        in one round trip; the key is a 64-bit hash of the number (and the schema), made here,
+        so the statement holds an integer, never the caller's text.
         """
-        async with self._locks.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self._namespace}:{caller}")
-            yield
+        key = int.from_bytes(
+            hashlib.blake2b(f"{self._namespace}:{caller}".encode(), digest_size=8).digest(), "big", signed=True
+        )
+        async with self._locks.acquire() as conn:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
+            try:
+                yield
+            finally:
+                await conn.execute("COMMIT")
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -343,13 +357,7 @@ class PostgresDirectory(PostgresOutbox):
         balance = event.data.get("balance_after")
         if not isinstance(balance, int):
             return
-        await self._pool.execute(
-            "UPDATE balances SET balance = $1, as_of = $2 "
-            "WHERE contract_id = $3 AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= $2)",
-            balance,
-            event.time,
-            event.data["contract"],
-        )
+        await self._write((_TAKE_BALANCE, [(balance, event.time, event.data["contract"])]), events=())
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
