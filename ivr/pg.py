@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import asyncpg
+import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
+
+T = TypeVar("T")
 
 __all__ = [
     "FINISHED",
@@ -27,10 +30,26 @@ __all__ = [
     "ensure_schema",
     "finished_rows",
     "position",
+    "retrying",
     "safe_dsn",
     "seq_numbers",
     "unpack",
 ]
+
+log = structlog.get_logger("ivr.pg")
+
+#: Errors that say the connection was lost or the server is going away or coming back (class 57:
+#: pg_terminate_backend, a shutdown, a restart), not that a statement was wrong: the pool opens
+#: another connection, and the work is tried again.
+CONNECTION_LOST: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection cut in the middle of an operation
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
+#: How long :func:`retrying` keeps trying before the error is the caller's.
+RETRY_FOR: Final = 60.0
 
 #: The condition that a row's transaction has ended, committed or not, for every reader.
 FINISHED: Final = "xid < pg_snapshot_xmin(pg_current_snapshot())"
@@ -127,3 +146,28 @@ async def finished_rows(
             return rows
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+async def retrying(pool: Any, work: Callable[[], Awaitable[T]], *, within: float = RETRY_FOR) -> T:  # noqa: ANN401
+    """``work()``, tried again while the connection is lost (:data:`CONNECTION_LOST`), for ``within`` seconds.
+
+    Each loss replaces every connection of ``pool``: a server that cut one (a restart, an
+    administrator) has usually cut the idle ones too.
+
+    Only for work that may run twice: a transaction whose COMMIT was cut may have committed, so
+    its second run must find what the first did (the ledger's entries are keyed, a repeat is a
+    duplicate; marking rows sent twice marks them once).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.05
+    while True:
+        try:
+            return await work()
+        except CONNECTION_LOST as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("database connection lost; trying again", error=str(exc), retry_in=delay)
+            await pool.expire_connections()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
