@@ -135,7 +135,7 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="IVR processes sharing the calls (by caller number), each with its own relay; one ledger.",
+    help="IVR processes sharing the calls, each with its own relay (on SQLite) and one ledger.",
 )
 @click.option("--shard", callback=_parse_shard, hidden=True, help="K/N: run as worker K of N (set by --workers).")
 @click.option(
@@ -188,8 +188,9 @@ def load(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Generate calls from a persona mix through the real flow and report throughput and latency.
 
-    The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file (unless
-    --ledger-running), and `ivr relay` publishes the IVR's outbox (unless --no-relay). Exit
+    The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file, or on the
+    database --store names (unless --ledger-running), and `ivr relay` publishes the IVR's outbox
+    (unless --no-relay; on PostgreSQL each IVR publishes its own). Exit
     status 0 when every call completed and the ledger deducted exactly once (`ivr ledger verify`
     passes), 1 otherwise.
     """
