@@ -24,12 +24,14 @@ test: $(STAMP)
 	bash scripts/ensure-package.sh graphviz dot "the SVG diagram tests"
 	$(BIN)/python -m pytest -q
 
-## Measure: the engine, the bus, and every target of docs/performance.md (3–8 min; run nothing else).
+## Measure: the engine, the bus, every target of docs/performance.md, and the stores (SQLite against
+## PostgreSQL on 127.0.0.1:5432, docs/scaling.md) (4–10 min; run nothing else).
 bench: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	$(BIN)/python benchmarks/engine.py --calls 10000 --concurrency 500
 	$(BIN)/python benchmarks/bus.py --calls 5000
 	$(BIN)/python benchmarks/targets.py
+	$(BIN)/python benchmarks/stores.py
 
 ## The fault suite at full size (docs/reliability.md), ~3.5 min; make test runs the short one.
 faults: $(STAMP)

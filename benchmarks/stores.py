@@ -5,13 +5,15 @@
    rounds so that both see the same machine;
 2. the same lookup through each directory adapter (``SqliteDirectory``, ``PostgresDirectory``);
 3. the ledger's store applying batches of 1,000 requests: deductions per second, SQLite file
-   against PostgreSQL.
+   against PostgreSQL;
+4. end to end, ``ivr load --calls N`` on SQLite, on PostgreSQL, and with two IVR processes on
+   PostgreSQL, in alternating rounds: calls per second, and the ratio to SQLite's in the round.
 
 Needs a PostgreSQL server (``--url``, default the one on 127.0.0.1:5432) and, for the driver
-comparison, psycopg (``pip install -e '.[bench]'``). Each run works in a schema of its own, dropped
-at the end.
+comparison, psycopg (``pip install -e '.[bench]'``; without it that part is left out, saying so).
+Each run works in a schema of its own, dropped at the end.
 
-    .venv/bin/python benchmarks/stores.py [--url URL] [--lookups N] [--rounds N] [--deductions N]
+    .venv/bin/python benchmarks/stores.py [--url URL] [--lookups N] [--rounds N] [--deductions N] [--calls N]
 """
 
 # A script that prints its figures, outside any package.
@@ -21,14 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import asyncpg
-import psycopg
 
 from ivr import worlds
 from ivr.directory.fixtures import load_world
@@ -59,6 +64,8 @@ async def asyncpg_lookups(url: str, schema: str, key: bytes, n: int) -> float:
 
 async def psycopg_lookups(url: str, schema: str, key: bytes, n: int) -> float:
     """Seconds per lookup with psycopg 3's async connection (server-side prepared after the first)."""
+    import psycopg  # noqa: PLC0415 - optional: the bench extra
+
     async with await psycopg.AsyncConnection.connect(url, options=f"-c search_path={schema}") as conn:
         sql = WITH_CONTRACT.format(table="support_codes", p="%s")
         started = time.perf_counter()
@@ -103,10 +110,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await directory.load(world)
         key = digest(PEPPER, code)
-        timings: dict[str, list[float]] = {"asyncpg": [], "psycopg": []}
+        with_psycopg = importlib.util.find_spec("psycopg") is not None
+        if not with_psycopg:
+            print("psycopg is not installed (pip install -e '.[bench]'): asyncpg alone")
+        timings: dict[str, list[float]] = {"asyncpg": [], "psycopg": []} if with_psycopg else {"asyncpg": []}
         for _ in range(args.rounds):
             timings["asyncpg"].append(await asyncpg_lookups(args.url, schema, key, args.lookups))
-            timings["psycopg"].append(await psycopg_lookups(args.url, schema, key, args.lookups))
+            if with_psycopg:
+                timings["psycopg"].append(await psycopg_lookups(args.url, schema, key, args.lookups))
         print(f"per lookup, {args.rounds} alternating rounds of {args.lookups} (median, min-max):")
         for driver, seconds in timings.items():
             us = sorted(s * 1e6 for s in seconds)
@@ -138,10 +149,33 @@ async def main(args: argparse.Namespace) -> None:
         await pool.close()
 
 
+def end_to_end(url: str, calls: int, rounds: int) -> None:
+    """``ivr load`` on SQLite, on PostgreSQL, and two IVRs on PostgreSQL, alternating; calls/s each."""
+    runs = {"SQLite": [], "PostgreSQL": ["--store", url], "PostgreSQL, 2 IVRs": ["--workers", "2", "--store", url]}
+    print(f"end to end, ivr load --calls {calls}, {rounds} alternating rounds (calls/s; ratio to SQLite's):")
+    for n in range(rounds):
+        rates = {}
+        for name, extra in runs.items():
+            done = subprocess.run(  # noqa: S603 - our own command
+                [sys.executable, "-m", "ivr", "load", "--calls", str(calls), "--json", "--no-progress", *extra],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            report = json.loads(done.stdout) if done.returncode == 0 else None
+            rates[name] = report["calls_per_s"] if report and report["exactly_once"] else 0.0
+        line = ", ".join(f"{name} {rate:,.0f} ({rate / rates['SQLite']:.0%})" for name, rate in rates.items())
+        print(f"  round {n + 1}: {line}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--deductions", type=int, default=20000)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--calls", type=int, default=3000, help="calls per ivr load run (0: no end-to-end runs)")
+    parsed = parser.parse_args()
+    asyncio.run(main(parsed))
+    if parsed.calls:
+        end_to_end(parsed.url, parsed.calls, rounds=2)

@@ -66,7 +66,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     store: Store | None = None,
     schema: str | None = None,
 ) -> System:
-    """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir``.
+    """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir`` unless ``store`` says PostgreSQL.
 
     With ``broker`` the events travel over MQTT (publisher, ledger consumer, follower); without it
     the ledger is called in-process, which unit tests of the flow use. With ``own_ledger=False``

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import asyncpg
+import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
+
+T = TypeVar("T")
 
 __all__ = [
     "FINISHED",
@@ -27,10 +30,26 @@ __all__ = [
     "ensure_schema",
     "finished_rows",
     "position",
+    "retrying",
     "safe_dsn",
     "seq_numbers",
     "unpack",
 ]
+
+log = structlog.get_logger("ivr.pg")
+
+#: Errors that say the connection was lost or the server is going away or coming back (class 57:
+#: pg_terminate_backend, a shutdown, a restart), not that a statement was wrong: the pool opens
+#: another connection, and the work is tried again.
+CONNECTION_LOST: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection cut in the middle of an operation
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
+#: How long :func:`retrying` keeps trying before the error is the caller's.
+RETRY_FOR: Final = 60.0
 
 #: The condition that a row's transaction has ended, committed or not, for every reader.
 FINISHED: Final = "xid < pg_snapshot_xmin(pg_current_snapshot())"
@@ -84,7 +103,8 @@ async def ensure_schema(pool: Any, ddl: str, *, schema: str | None = None) -> No
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
         if schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema(schema)}")
-        await conn.execute(ddl)
+        if ddl:
+            await conn.execute(ddl)
 
 
 async def _keep_session(_: Any) -> None:  # noqa: ANN401 - an asyncpg connection
@@ -106,19 +126,48 @@ async def drop_schema(pool: Any, schema: str) -> None:  # noqa: ANN401 - asyncpg
     await pool.execute(f"DROP SCHEMA IF EXISTS {_schema(schema)} CASCADE")
 
 
-async def finished_rows(pool: Any, query: str, waiting: str, *args: Any) -> list[Any]:  # noqa: ANN401 - asyncpg
-    """The rows of ``query`` (rows of ended transactions), waiting while only later ones are there.
+async def finished_rows(
+    pool: Any,  # noqa: ANN401 - asyncpg's pool
+    query: tuple[str, tuple[Any, ...]],
+    waiting: tuple[str, tuple[Any, ...]],
+) -> list[Any]:
+    """The rows of ``query`` (SQL, arguments: rows of ended transactions), waiting while only later ones are there.
 
     A committed row whose transaction is younger than one still running is not read yet. A
     publisher told "nothing" would go idle while that row waits, so when ``query`` finds nothing
-    and ``waiting`` (same first two arguments: the position read after) says committed rows are
-    there, this reads again shortly; the running transaction, short, ends meanwhile. A transaction
-    left open anywhere on the server holds publishing back until it ends (docs/scaling.md).
+    and ``waiting`` says committed rows are there after the same position, this reads again
+    shortly; the running transaction, short, ends meanwhile. A transaction left open anywhere on
+    the server holds publishing back until it ends (docs/scaling.md).
     """
     delay = 0.001
     while True:
-        rows: list[Any] = await pool.fetch(query, *args)
-        if rows or not await pool.fetchval(waiting, *args[:2]):
+        rows: list[Any] = await pool.fetch(query[0], *query[1])
+        if rows or not await pool.fetchval(waiting[0], *waiting[1]):
             return rows
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+async def retrying(pool: Any, work: Callable[[], Awaitable[T]], *, within: float = RETRY_FOR) -> T:  # noqa: ANN401
+    """``work()``, tried again while the connection is lost (:data:`CONNECTION_LOST`), for ``within`` seconds.
+
+    Each loss replaces every connection of ``pool``: a server that cut one (a restart, an
+    administrator) has usually cut the idle ones too.
+
+    Only for work that may run twice: a transaction whose COMMIT was cut may have committed, so
+    its second run must find what the first did (the ledger's entries are keyed, a repeat is a
+    duplicate; marking rows sent twice marks them once).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.05
+    while True:
+        try:
+            return await work()
+        except CONNECTION_LOST as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("database connection lost; trying again", error=str(exc), retry_in=delay)
+            await pool.expire_connections()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

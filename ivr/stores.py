@@ -19,7 +19,7 @@ from ivr.directory.postgres import PostgresDirectory
 from ivr.directory.sqlite import SqliteDirectory
 from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.store import SqliteLedgerStore
-from ivr.pg import connect_pool, drop_schema, safe_dsn
+from ivr.pg import connect_pool, drop_schema, ensure_schema, safe_dsn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -32,6 +32,7 @@ __all__ = [
     "LEDGER_ENV_VAR",
     "Store",
     "StoreUrlError",
+    "in_schema",
     "open_directory",
     "open_ledger",
     "parse_store_url",
@@ -78,10 +79,12 @@ def parse_store_url(text: str) -> Store:
     return Store(path=Path(text))
 
 
-async def open_directory(store: Store, *, schema: str | None = None, pepper: bytes | None = None) -> DirectoryStorage:
-    """The IVR's directory in ``store`` (in ``schema`` on PostgreSQL)."""
+async def open_directory(
+    store: Store, *, schema: str | None = None, pepper: bytes | None = None, own: str | None = None
+) -> DirectoryStorage:
+    """The IVR's directory in ``store`` (in ``schema`` on PostgreSQL, its outbox read as ``own``'s only if given)."""
     if store.dsn is not None:
-        return await PostgresDirectory.open(store.dsn, schema=schema, pepper=pepper)
+        return await PostgresDirectory.open(store.dsn, schema=schema, pepper=pepper, own=own)
     assert store.path is not None  # noqa: S101 - one of the two is always set
     return await SqliteDirectory.open(store.path, pepper=pepper)
 
@@ -96,14 +99,22 @@ async def open_ledger(store: Store, *, schema: str | None = None) -> LedgerStora
 
 @contextlib.asynccontextmanager
 async def scratch_schema(store: Store, prefix: str) -> AsyncIterator[str]:
-    """A schema of its own on ``store``'s database for one replayed scenario, dropped afterwards."""
+    """A schema of its own on ``store``'s database (a scenario's, a console call's, a load run's), dropped after."""
     assert store.dsn is not None  # noqa: S101 - only PostgreSQL has schemas
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    pool = await connect_pool(store.dsn, size=1)
     try:
+        await ensure_schema(pool, "", schema=name)
         yield name
     finally:
-        pool = await connect_pool(store.dsn, size=1)
         try:
             await drop_schema(pool, name)
         finally:
             await pool.close()
+
+
+def in_schema(store: Store, schema: str) -> Store:
+    """``store`` with ``schema`` first on the search path of every connection, for processes given only a URL."""
+    assert store.dsn is not None  # noqa: S101 - only PostgreSQL has schemas
+    joiner = "&" if "?" in store.dsn else "?"
+    return Store(dsn=f"{store.dsn}{joiner}search_path={schema}")

@@ -54,7 +54,9 @@ def _bin_dir() -> Path:
     found = sorted(_DEBIAN.glob("*/bin/initdb"))
     apt = shutil.which("apt-get")
     if not found and os.geteuid() == 0 and apt:
-        subprocess.run([apt, "install", "-y", "-q", "postgresql"], check=False, capture_output=True)  # noqa: S603
+        quiet = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "postgresql"]):
+            subprocess.run(step, check=False, capture_output=True, env=quiet)  # noqa: S603 - fixed arguments
         found = sorted(_DEBIAN.glob("*/bin/initdb"))
     if not found:
         pytest.fail(

@@ -1,4 +1,4 @@
-"""The outbox publisher: moves committed events from SQLite to the broker, in order, at least once.
+"""The outbox publisher: moves committed events from the store to the broker, in order, at least once.
 
 The engine commits an event to the outbox in the same transaction as what it reports (a ticket
 and its ``ticket.created``), then calls ``on_events``; this task wakes, publishes the oldest
@@ -13,7 +13,7 @@ unsent rows at QoS 1, and marks a row sent only when the broker has acknowledged
   consumers deduplicate by event ``id``, which the contract (`docs/events.md`) tells them.
 
 Publishing a batch (up to the bus's in-flight window) and recording the previous batch's PUBACKs
-overlap, so the SQLite commit does not stall the window.
+overlap, so the store's commit does not stall the window.
 
 In the IVR's own process the engine's ``notify`` wakes the publisher. As `ivr relay`, a process of
 its own beside the IVR, nobody can: it looks at the outbox every ``poll`` seconds instead.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from ivr.bus.url import BrokerConfig
-from ivr.cli.common import broker_option, require_broker
+from ivr.cli.common import broker_option, require_broker, store_option
 from ivr.collector import paced_collection
 from ivr.events import TOPIC_ROOT
 from ivr.load.mix import default_mix, load_mix
@@ -21,11 +22,11 @@ from ivr.load.runner import LoadError, LoadOptions, run_load
 from ivr.load.workers import WorkerError, run_workers
 from ivr.load.world import synthetic_world, write_fixture
 from ivr.logs import configure
+from ivr.pg import DatabaseUnavailableError
+from ivr.stores import ENV_VAR, Store, in_schema, scratch_schema
 from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
-
     from ivr.load.report import LoadReport
 
 __all__ = ["ProgressLine", "load"]
@@ -134,7 +135,7 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="IVR processes sharing the calls (by caller number), each with its own relay; one ledger.",
+    help="IVR processes sharing the calls, each with its own relay (on SQLite) and one ledger.",
 )
 @click.option("--shard", callback=_parse_shard, hidden=True, help="K/N: run as worker K of N (set by --workers).")
 @click.option(
@@ -148,6 +149,11 @@ def _parse_shard(_: click.Context, __: click.Parameter, value: str | None) -> tu
     default=None,
     help="Publish the IVR's outbox from `ivr relay`, a process of its own, or from a task in the IVR "
     "[default: the relay as fast as possible, the task in real time (docs/performance.md)].",
+)
+@store_option(
+    envvar=ENV_VAR,
+    help_text="postgresql://...: the IVRs and the ledger share this database (the run's own schema, dropped "
+    "after it); each IVR publishes its own outbox, with no `ivr relay` [default: SQLite files in --workdir].",
 )
 @click.option("--customers", type=click.IntRange(min=10), default=300, show_default=True, help="Size of the world.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
@@ -175,14 +181,16 @@ def load(  # noqa: PLR0913 - one keyword per option
     shard: tuple[int, int],
     calls_from: Path | None,
     relay: bool | None,
+    store: Store | None,
     customers: int,
     progress: bool,
     write_world: Path | None,
 ) -> None:
     """Generate calls from a persona mix through the real flow and report throughput and latency.
 
-    The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file (unless
-    --ledger-running), and `ivr relay` publishes the IVR's outbox (unless --no-relay). Exit
+    The IVR runs here; `ivr ledger` runs as its own process on its own SQLite file, or on the
+    database --store names (unless --ledger-running), and `ivr relay` publishes the IVR's outbox
+    (unless --no-relay; on PostgreSQL each IVR publishes its own). Exit
     status 0 when every call completed and the ledger deducted exactly once (`ivr ledger verify`
     passes), 1 otherwise.
     """
@@ -202,6 +210,9 @@ def load(  # noqa: PLR0913 - one keyword per option
         msg = "--shard needs --calls-from: the workers share one call file"
         raise click.UsageError(msg)
     _check_broker(broker, ledger_running=ledger_running)
+    if store is not None and store.dsn is None:
+        msg = "ivr load keeps SQLite files in --workdir; --store takes a postgresql:// URL"
+        raise click.BadParameter(msg, param_hint="--store")
     options = LoadOptions(
         calls=calls,
         rate=rate,
@@ -218,15 +229,15 @@ def load(  # noqa: PLR0913 - one keyword per option
         relay=not realtime if relay is None else relay,
         shard=shard,
         calls_from=calls_from,
+        store=store,
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:
-        if workers > 1:
-            report = asyncio.run(run_workers(options, workers=workers, mix_path=mix_file))
-        else:
-            report = asyncio.run(_paced(run_load(options, on_progress=line)))
+        report = asyncio.run(_in_own_schema(options, workers=workers, mix_path=mix_file, line=line))
     except (LoadError, WorkerError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(f"{exc}; start it, or name another with --store URL or {ENV_VAR}") from exc
     finally:
         if line is not None:
             line.close()
@@ -244,7 +255,19 @@ def _check_broker(broker: BrokerConfig | None, *, ledger_running: bool) -> None:
         raise click.UsageError(msg)
 
 
-async def _paced(run: Coroutine[None, None, LoadReport]) -> LoadReport:
-    """Run the load with the collector paced by the loop: thousands of live calls (ivr/collector.py)."""
-    async with paced_collection():
-        return await run
+async def _in_own_schema(
+    options: LoadOptions, *, workers: int, mix_path: Path | None, line: ProgressLine | None
+) -> LoadReport:
+    """Run the load; on PostgreSQL in a schema of the run's own (a worker is given its run's, by URL)."""
+    if options.store is None or options.calls_from is not None:
+        return await _run(options, workers=workers, mix_path=mix_path, line=line)
+    async with scratch_schema(options.store, "load") as schema:
+        options = dataclasses.replace(options, store=in_schema(options.store, schema))
+        return await _run(options, workers=workers, mix_path=mix_path, line=line)
+
+
+async def _run(options: LoadOptions, *, workers: int, mix_path: Path | None, line: ProgressLine | None) -> LoadReport:
+    if workers > 1:
+        return await run_workers(options, workers=workers, mix_path=mix_path)
+    async with paced_collection():  # thousands of live calls: the collector paced by the loop (ivr/collector.py)
+        return await run_load(options, on_progress=line)

@@ -16,7 +16,10 @@ itself and keeps in ``meta``, as in SQLite.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -71,8 +74,9 @@ CREATE INDEX IF NOT EXISTS auth_failures_caller ON auth_failures (caller, at);
 CREATE TABLE IF NOT EXISTS outbox (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     xid XID8 NOT NULL DEFAULT pg_current_xact_id(),
-    event_id TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, sent_at TEXT);
+    event_id TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, sent_at TEXT, source TEXT);
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (xid, seq) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_unsent_by_source ON outbox (source, xid, seq) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (xid, seq);
 """
 
@@ -87,35 +91,59 @@ _INSERTS: Final = {
 }
 #: Events in their order: the identity numbers them as the array gives them.
 _OUTBOX: Final = (
-    "INSERT INTO outbox (event_id, topic, payload) "
-    "SELECT e, t, p FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(e, t, p, n) ORDER BY n"
+    "INSERT INTO outbox (event_id, topic, payload, source) SELECT e, t, p, s "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(e, t, p, s, n) ORDER BY n"
 )
+#: ``{mine}``: every row, or (``AND source = $3``) one IVR's own; the limit is the last argument.
 _UNSENT: Final = (
     f"SELECT xid::text, seq, topic, payload FROM outbox WHERE sent_at IS NULL AND {FINISHED} "  # noqa: S608 - constant
-    "AND (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3"
+    "AND (xid, seq) > ($1::text::xid8, $2) {mine} ORDER BY xid, seq LIMIT {limit}"
 )
-_WAITING: Final = "SELECT EXISTS (SELECT FROM outbox WHERE sent_at IS NULL AND (xid, seq) > ($1::text::xid8, $2))"
+_WAITING: Final = (
+    "SELECT EXISTS (SELECT FROM outbox WHERE sent_at IS NULL AND (xid, seq) > ($1::text::xid8, $2) {mine})"
+)
+_END: Final = f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} {{mine}} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608
 _TICKET_WITH_OWNER: Final = TICKET_WITH_OWNER.format(p="$1")
 _CODE: Final = WITH_CONTRACT.format(table="support_codes", p="$1")
 _KEY: Final = WITH_CONTRACT.format(table="license_keys", p="$1")
+_TAKE_BALANCE: Final = (
+    "UPDATE balances SET balance = $1, as_of = $2 "
+    "WHERE contract_id = $3 AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= $2)"
+)
 #: Connections that hold a number's advisory lock: apart from the lookups' pool, so a holder
 #: waiting for a lookup connection never waits behind another holder.
 _LOCK_CONNECTIONS: Final = 8
 
 
+@dataclass(slots=True)
+class _Job:
+    """Statements and outbox rows to commit together, and the future resolved once they are committed."""
+
+    statements: list[tuple[str, list[tuple[Any, ...]]]]
+    outbox: list[tuple[str, str, str, str]]
+    done: asyncio.Future[None]
+
+
 class PostgresOutbox:
     """An IVR's outbox in PostgreSQL, as its publisher reads it: in the IVR, or as `ivr relay`.
 
-    Several processes may mark rows sent on PostgreSQL (a relay needs no file of its own).
+    Several processes may mark rows sent on PostgreSQL (a relay needs no file of its own). Each row
+    keeps the ``source`` of the IVR that wrote it: an outbox opened with ``own`` (an IVR's source)
+    reads that IVR's rows only, so IVR processes sharing the database each publish their own.
     """
 
-    def __init__(self, pool: Any) -> None:  # noqa: ANN401 - asyncpg's pool
-        """Read through ``pool``; use :meth:`open` for a relay's own."""
+    def __init__(self, pool: Any, own: str | None = None) -> None:  # noqa: ANN401 - asyncpg's pool
+        """Read through ``pool`` (only ``own``'s rows if given); use :meth:`open` for a relay's own."""
         self._pool = pool
+        self._own = own
+        mine = "" if own is None else "AND source = $3"
+        self._unsent = _UNSENT.format(mine=mine, limit="$3" if own is None else "$4")
+        self._waiting = _WAITING.format(mine=mine)
+        self._end = _END.format(mine="" if own is None else "AND source = $1")
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> Self:
-        """The outbox of the directory at ``dsn`` (in ``schema``), made on first use like the directory's tables."""
+        """Every row of the outbox at ``dsn`` (in ``schema``), its tables made on first use like the directory's."""
         pool = await connect_pool(dsn, schema=schema, size=2)
         try:
             await ensure_schema(pool, _SCHEMA, schema=schema)
@@ -130,8 +158,11 @@ class PostgresOutbox:
 
     async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
+        mine = () if self._own is None else (self._own,)
         xid, seq = unpack(after)
-        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
+        rows = await finished_rows(
+            self._pool, (self._unsent, (xid, seq, *mine, limit)), (self._waiting, (xid, seq, *mine))
+        )
         return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
@@ -140,25 +171,29 @@ class PostgresOutbox:
 
     async def outbox_end(self) -> int:
         """The position of the newest row of an ended transaction (0 when none)."""
-        row = await self._pool.fetchrow(
-            f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608 - constant
-        )
+        row = await self._pool.fetchrow(self._end, *(() if self._own is None else (self._own,)))
         return position(row["xid"], row["seq"]) if row else 0
 
 
 class PostgresDirectory(PostgresOutbox):
     """The IVR's store in PostgreSQL (:class:`~ivr.directory.storage.DirectoryStorage`), shared by IVR processes."""
 
-    def __init__(self, pool: Any, locks: Any, pepper: bytes, namespace: str) -> None:  # noqa: ANN401 - asyncpg's pools
+    def __init__(self, pool: Any, locks: Any, pepper: bytes, namespace: str, own: str | None) -> None:  # noqa: ANN401
         """Wrap the open pools; use :meth:`open`."""
-        super().__init__(pool)
+        super().__init__(pool, own)
+        self._jobs: list[_Job] = []
+        self._flushing: asyncio.Task[None] | None = None
         self._locks = locks
         self._pepper = pepper
         self._namespace = namespace
 
     @classmethod
-    async def open(cls, dsn: str, *, schema: str | None = None, pepper: bytes | None = None) -> Self:
+    async def open(
+        cls, dsn: str, *, schema: str | None = None, pepper: bytes | None = None, own: str | None = None
+    ) -> Self:
         """Connect to ``dsn`` (in ``schema``, made if need be), making the tables on first use.
+
+        With ``own`` (the IVR's event source) its publisher reads only this IVR's outbox rows.
 
         The pepper is settled as in SQLite (:func:`~ivr.directory.rows.settle_pepper`), in one
         transaction under the schema's lock, so processes opening a new schema at once agree.
@@ -175,10 +210,12 @@ class PostgresDirectory(PostgresOutbox):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, locks, pepper, schema or "")
+        return cls(pool, locks, pepper, schema or "", own)
 
     async def close(self) -> None:
-        """Close both pools (every write has been awaited by its caller)."""
+        """Let the queued writes commit, then close both pools."""
+        if self._flushing is not None:
+            await self._flushing
         await self._locks.close()
         await self._pool.close()
 
@@ -228,11 +265,20 @@ class PostgresDirectory(PostgresOutbox):
     async def caller_lock(self, caller: str) -> AsyncIterator[None]:
         """Hold ``caller``'s advisory lock, in a transaction of its own, for the body's length.
 
-        Transaction-scoped: a process that dies holding it lets it go with its connection.
+        Transaction-scoped: a process that dies holding it lets it go with its connection, and a
+        connection given back mid-transaction is rolled back by the pool. BEGIN and the lock go
+        in one round trip; the key is a 64-bit hash of the number (and the schema), made here,
+        so the statement holds an integer, never the caller's text.
         """
-        async with self._locks.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self._namespace}:{caller}")
-            yield
+        key = int.from_bytes(
+            hashlib.blake2b(f"{self._namespace}:{caller}".encode(), digest_size=8).digest(), "big", signed=True
+        )
+        async with self._locks.acquire() as conn:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
+            try:
+                yield
+            finally:
+                await conn.execute("COMMIT")
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -241,12 +287,48 @@ class PostgresDirectory(PostgresOutbox):
         return str(await self._pool.fetchval("SELECT nextval('ticket_ids')"))
 
     async def _write(self, *statements: tuple[str, list[tuple[Any, ...]]], events: Iterable[CloudEvent]) -> None:
-        rows = outbox_rows(events)
+        """Commit ``statements`` and ``events`` together, in the next group commit (see :meth:`_flush`)."""
+        written = list(events)
+        outbox = [(*row, event.source) for row, event in zip(outbox_rows(written), written, strict=True)]
+        job = _Job(list(statements), outbox, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="directory-group-commit")
+        await job.done
+
+    async def _flush(self) -> None:
+        """Commit the queued writes, a group per transaction, one at a time, until none is left.
+
+        Writes queued while a group commits go into the next: one round trip per statement for
+        everything queued, instead of three or more (BEGIN, the statements, COMMIT) per write. A
+        job is all-or-nothing inside its group (a ticket with its events); a group that fails
+        fails each of its jobs, as SQLite's group commit does.
+        """
+        while self._jobs:
+            group, self._jobs = self._jobs, []
+            try:
+                await self._commit_group(group)
+            except Exception as exc:  # noqa: BLE001 - the error belongs to the jobs that wrote
+                for job in group:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+            else:
+                for job in group:
+                    if not job.done.done():
+                        job.done.set_result(None)
+
+    async def _commit_group(self, group: list[_Job]) -> None:
+        """One transaction: one ``executemany`` per distinct statement, then every outbox row in order."""
+        merged: dict[str, list[tuple[Any, ...]]] = {}
+        for job in group:
+            for sql, rows in job.statements:
+                merged.setdefault(sql, []).extend(rows)
+        outbox = [row for job in group for row in job.outbox]
         async with self._pool.acquire() as conn, conn.transaction():
-            for sql, args in statements:
-                await conn.executemany(sql, args)
-            if rows:
-                await conn.execute(_OUTBOX, *(list(column) for column in zip(*rows, strict=True)))
+            for sql, rows in merged.items():
+                await conn.executemany(sql, rows)
+            if outbox:
+                await conn.execute(_OUTBOX, *(list(column) for column in zip(*outbox, strict=True)))
 
     async def record_failure(self, caller: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A failed authorization, for the lockout, with the events that report it."""
@@ -275,13 +357,7 @@ class PostgresDirectory(PostgresOutbox):
         balance = event.data.get("balance_after")
         if not isinstance(balance, int):
             return
-        await self._pool.execute(
-            "UPDATE balances SET balance = $1, as_of = $2 "
-            "WHERE contract_id = $3 AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= $2)",
-            balance,
-            event.time,
-            event.data["contract"],
-        )
+        await self._write((_TAKE_BALANCE, [(balance, event.time, event.data["contract"])]), events=())
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""

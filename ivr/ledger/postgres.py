@@ -32,7 +32,7 @@ from ivr.ledger.storage import (
     entry_row,
     verify_report,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, seq_numbers, unpack
+from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, retrying, seq_numbers, unpack
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -77,6 +77,7 @@ _ENTRIES: Final = (
     "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
     "FROM ledger_entries {where} ORDER BY applied_at, seq"
 )
+_MARK_SENT: Final = "UPDATE ledger_entries SET published_at = $1 WHERE seq = ANY($2::bigint[])"
 _BALANCES: Final = "SELECT id, opening, balance FROM ledger_contracts ORDER BY id"
 _DEDUCTED: Final = (
     "SELECT contract_id, COUNT(*) AS n FROM ledger_entries WHERE outcome = 'deducted' GROUP BY contract_id"
@@ -122,6 +123,9 @@ class PostgresLedgerStore:
         batch = list(requests)
         if not batch:
             return Applied()
+        return await retrying(self._pool, lambda: self._apply(batch, source=source, now=now))
+
+    async def _apply(self, batch: list[DeductionRequest], *, source: str, now: str) -> Applied:
         tried = 0
         async with self._pool.acquire() as conn:
             while True:
@@ -136,7 +140,9 @@ class PostgresLedgerStore:
     async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
         """Announcements of entries not yet marked published, of ended transactions, after ``after``, in order."""
         xid, seq = unpack(after)
-        rows = await finished_rows(self._pool, _UNSENT, _WAITING, xid, seq, limit)
+        rows = await retrying(
+            self._pool, lambda: finished_rows(self._pool, (_UNSENT, (xid, seq, limit)), (_WAITING, (xid, seq)))
+        )
         return [
             (position(row["xid"], row["seq"]), announcement_topic(row["outcome"]), announcement(*tuple(row)[2:]))
             for row in rows
@@ -144,9 +150,8 @@ class PostgresLedgerStore:
 
     async def mark_sent(self, rowids: Iterable[int], at: str) -> None:
         """The broker acknowledged these announcements (by position)."""
-        await self._pool.execute(
-            "UPDATE ledger_entries SET published_at = $1 WHERE seq = ANY($2::bigint[])", at, seq_numbers(rowids)
-        )
+        seqs = seq_numbers(rowids)
+        await retrying(self._pool, lambda: self._pool.execute(_MARK_SENT, at, seqs))
 
     async def balances(self) -> dict[str, tuple[int | None, int | None]]:
         """Every contract's (opening, balance); ``None`` is unlimited."""

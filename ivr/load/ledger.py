@@ -42,7 +42,7 @@ class LedgerProcess(ServiceProcess):
         self,
         *,
         config: BrokerConfig,
-        db: Path,
+        db: Path | str,
         fixture: Path,
         client_id: str,
         source: str,
@@ -53,7 +53,7 @@ class LedgerProcess(ServiceProcess):
         announce: bool = True,
         share: str | None = None,
     ) -> None:
-        """Describe the ledger on ``db``; its status topic is named by ``source``.
+        """Describe the ledger on ``db`` (an SQLite file or a PostgreSQL URL); its status topic is named by ``source``.
 
         ``announce=False`` leaves its events to a :class:`LedgerRelayProcess` on the same file;
         ``share`` names the group of ledgers it shares the ticket events with (`ivr ledger --share`).
@@ -102,10 +102,11 @@ class VerifyResult:
         return {**asdict(self), "own_ledger": own_ledger}
 
 
-async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ()) -> VerifyResult:
+async def verify_ledger(db: Path | str, *, directory: Path | str, more: Sequence[Path | str] = ()) -> VerifyResult:
     """Run `ivr ledger --db DB verify --directory IVR_DB [--directory ...]` and read its verdict.
 
     ``more`` are the directories of other IVRs that shared the ledger (`ivr load --workers`).
+    Each is a path to an SQLite file or a PostgreSQL URL.
     """
     directories = [arg for path in (directory, *more) for arg in ("--directory", str(path))]
     proc = await asyncio.create_subprocess_exec(
@@ -136,7 +137,7 @@ async def verify_ledger(db: Path, *, directory: Path, more: Sequence[Path] = ())
 
 
 async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keyword
-    stack: contextlib.AsyncExitStack, *, config: BrokerConfig, db: Path, workdir: Path, source: str, root: str
+    stack: contextlib.AsyncExitStack, *, config: BrokerConfig, db: Path | str, workdir: Path, source: str, root: str
 ) -> LedgerProcess:
     """Start `ivr ledger` for a load run on ``workdir/world.yaml``; ``stack`` stops it and drops its session.
 

@@ -44,6 +44,7 @@ from ivr.load.process import RelayProcess, ServiceEndedError, unless_one_ends
 from ivr.load.procs import listener_pid, peak_rss_mb, vm_hwm_mb
 from ivr.load.report import LoadReport, Progress
 from ivr.load.world import Catalog, synthetic_world, write_fixture
+from ivr.stores import Store
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -88,6 +89,12 @@ class LoadOptions:
     relay: bool = True  # the outbox published by `ivr relay` (a process of its own), not by the IVR
     shard: tuple[int, int] = (0, 1)  # this run is IVR k of n, numbering its tickets k modulo n (`--workers`)
     calls_from: Path | None = None  # a CallFile shared with the other IVRs (`--workers`); None: every call
+    store: Store | None = None  # PostgreSQL for the IVRs and the ledger (the run's own schema); None: SQLite files
+
+    @property
+    def shared_db(self) -> str | None:
+        """The PostgreSQL URL every process of the run names, or ``None`` on SQLite files."""
+        return self.store.dsn if self.store is not None else None
 
 
 async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], None] | None = None) -> LoadReport:
@@ -140,7 +147,10 @@ class _LoadRun:
     ) -> LoadReport:
         options, report = self.options, self.report
         source = f"load-{uuid.uuid4().hex[:8]}"
-        ledger_db = options.ledger_db or self.workdir / "ledger.db"
+        ledger_db: Path | str = options.shared_db or options.ledger_db or self.workdir / "ledger.db"
+        # On PostgreSQL the IVR publishes its own rows (a relay would read every IVR's), and the
+        # database numbers the tickets: no relay, no share of the numbering.
+        relayed = options.relay and options.shared_db is None
         ledger: LedgerProcess | None = None
         if not options.ledger_running:
             ledger = await start_ledger(
@@ -156,13 +166,14 @@ class _LoadRun:
             broker=self.config,
             root=options.root,
             own_ledger=False,
-            relay=options.relay,
-            shard=options.shard,
+            relay=relayed,
+            shard=options.shard if options.shared_db is None else (0, 1),
+            store=options.store,
         )
         closing = _Once(system.close)
         stack.push_async_callback(closing)
         relay: RelayProcess | None = None
-        if options.relay:
+        if relayed:
             relay = RelayProcess(
                 config=self.config,
                 db=self.workdir / "ivr.db",
@@ -215,7 +226,7 @@ class _LoadRun:
         if ledger is not None:
             await ledger.stop()
         if ledger is not None or options.ledger_db is not None:
-            verdict = await verify_ledger(ledger_db, directory=self.workdir / "ivr.db")
+            verdict = await verify_ledger(ledger_db, directory=options.shared_db or self.workdir / "ivr.db")
             report.verify = verdict.for_report(own_ledger=ledger is not None)
         self._fill(launcher, deductible, answers)
         if calls is not None:

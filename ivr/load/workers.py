@@ -62,7 +62,7 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         if config is None:
             config = await stack.enter_async_context(embedded_broker())
         write_fixture(synthetic_world(seed=options.seed, customers=options.customers), workdir / "world.yaml")
-        ledger_db = options.ledger_db or workdir / "ledger.db"
+        ledger_db: Path | str = options.shared_db or options.ledger_db or workdir / "ledger.db"
         ledger = None
         if not options.ledger_running:
             source = f"load-{uuid.uuid4().hex[:8]}"
@@ -91,8 +91,11 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         if ledger is not None:
             await ledger.stop()
         if ledger is not None or options.ledger_db is not None:
-            [first, *others] = [run / "ivr.db" for run in runs]
-            verdict = await verify_ledger(ledger_db, directory=first, more=others)
+            if options.shared_db is not None:  # one database: every worker's tickets are in it
+                verdict = await verify_ledger(ledger_db, directory=options.shared_db)
+            else:
+                [first, *others] = [run / "ivr.db" for run in runs]
+                verdict = await verify_ledger(ledger_db, directory=first, more=others)
             report.verify = verdict.for_report(own_ledger=ledger is not None)
         return report
 
@@ -113,6 +116,8 @@ async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's comma
     argv += ["--seed", str(options.seed)]
     argv += ["--rate", str(options.rate / shards), "--root", options.root, "--customers", str(options.customers)]
     argv += ["--workdir", str(workdir), "--relay" if options.relay else "--no-relay"]
+    if options.shared_db is not None:
+        argv += ["--store", options.shared_db]
     if options.concurrency:
         argv += ["--concurrency", str(max(1, options.concurrency // shards))]
     if options.realtime:

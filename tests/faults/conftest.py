@@ -14,17 +14,19 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import pytest
 
 from ivr.bootstrap import build_system
-from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess
 from ivr.load.mix import CallKind, Mix
 from ivr.load.plan import Planner
 from ivr.load.world import Catalog, synthetic_world, write_fixture
+from ivr.stores import Store, in_schema, open_ledger, parse_store_url
 from tests.conftest import TUESDAY_10AM
 from tests.integration.conftest import WAIT, collector, private_broker
+from tests.pgserver import fresh_schema
 
 __all__ = ["WAIT", "collector", "private_broker"]  # re-used from tests/integration
 
@@ -33,6 +35,8 @@ if MODE not in ("short", "full"):
     msg = f"IVR_FAULTS must be short or full, not {MODE!r}"
     raise ValueError(msg)
 FULL = MODE == "full"
+#: Where a fault test that runs on both keeps its state (``fault_backend``).
+BACKENDS = ("sqlite", "postgresql")
 SOURCE = "ivr-faults"
 
 #: Mostly calls that create a ticket and ask the ledger to deduct: the faults are about deductions.
@@ -68,11 +72,39 @@ def fault_world_file(fault_world, tmp_path):
 
 
 @pytest.fixture
-async def ledger_process(private_broker, tmp_path, fault_world_file):
-    """`ivr ledger` as its own process on tmp_path/ledger.db, started and subscribed; stopped at the end."""
+def fault_backend(request):
+    """Where the IVR and the ledger keep their state: sqlite (files in tmp_path, the default) or postgresql.
+
+    A test runs on PostgreSQL too by ``@pytest.mark.parametrize("fault_backend", BACKENDS, indirect=True)``.
+    """
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def fault_store(fault_backend, request):
+    """``None`` on SQLite; on PostgreSQL the URL of a schema of the test's own (the IVR's and the ledger's)."""
+    if fault_backend == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres_url")
+    schema = fresh_schema()
+
+    async def make() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        finally:
+            await conn.close()
+
+    asyncio.run(make())
+    return in_schema(Store(dsn=url), schema)
+
+
+@pytest.fixture
+async def ledger_process(private_broker, tmp_path, fault_world_file, fault_store):
+    """`ivr ledger` as its own process on tmp_path/ledger.db (or the test's schema), started; stopped at the end."""
     ledger = LedgerProcess(
         config=private_broker.config,
-        db=tmp_path / "ledger.db",
+        db=fault_store.dsn if fault_store else tmp_path / "ledger.db",
         fixture=fault_world_file,
         client_id="fault-ledger",
         source="fault-ledger",
@@ -84,10 +116,15 @@ async def ledger_process(private_broker, tmp_path, fault_world_file):
 
 
 @pytest.fixture
-async def fault_system(private_broker, fault_world, tmp_path, ledger_process):
+async def fault_system(private_broker, fault_world, tmp_path, ledger_process, fault_store):
     """The IVR over the private broker, its ledger the separate process."""
     system = await build_system(
-        world=fault_world, workdir=tmp_path, source=SOURCE, broker=private_broker.config, own_ledger=False
+        world=fault_world,
+        workdir=tmp_path,
+        source=SOURCE,
+        broker=private_broker.config,
+        own_ledger=False,
+        store=fault_store,
     )
     yield system
     await system.close()
@@ -103,20 +140,21 @@ class FaultRun:
     launcher: Launcher
     world: Any
     workdir: Any
+    store: Store | None = None
 
     @property
     def ledger_db(self):
-        """The ledger process's SQLite file."""
-        return self.workdir / "ledger.db"
+        """The ledger process's SQLite file, or the PostgreSQL URL of its store."""
+        return self.store.dsn if self.store else self.workdir / "ledger.db"
 
     @property
     def ivr_db(self):
-        """The IVR's SQLite file (its directory and outbox)."""
-        return self.workdir / "ivr.db"
+        """The IVR's SQLite file (its directory and outbox), or the PostgreSQL URL of its store."""
+        return self.store.dsn if self.store else self.workdir / "ivr.db"
 
 
 @pytest.fixture
-def fault_run(private_broker, fault_system, ledger_process, fault_world, tmp_path):
+def fault_run(private_broker, fault_system, ledger_process, fault_world, tmp_path, fault_store):  # noqa: PLR0913, PLR0917
     """Planned calls (the deducting mix, seed 2026) through the fault system, on virtual clocks."""
     planner = Planner(seed=2026, mix=DEDUCTING, catalog=Catalog.of(fault_world))
     launcher = Launcher(engine=fault_system.engine, planner=planner, call_prefix="fault", start=TUESDAY_10AM)
@@ -127,6 +165,7 @@ def fault_run(private_broker, fault_system, ledger_process, fault_world, tmp_pat
         launcher=launcher,
         world=fault_world,
         workdir=tmp_path,
+        store=fault_store,
     )
 
 
@@ -160,19 +199,16 @@ async def settle(system, *, timeout: float) -> None:
 async def deductible_by_contract(system) -> Counter[str]:
     """How many deductible tickets the IVR created, by contract, from its outbox."""
     counts: Counter[str] = Counter()
-    tickets = {t for s, _, t in await system.directory.deductible_tickets() if s == SOURCE}
-    rows = await system.directory._scans.execute_fetchall(
-        "SELECT contract_id, id FROM tickets WHERE call_id IS NOT NULL"
-    )
-    for contract, ticket in rows:
-        if ticket in tickets:
-            counts[contract] += 1
+    for source, _, ticket in await system.directory.deductible_tickets():
+        if source == SOURCE:
+            found = await system.directory.find_ticket(ticket)
+            counts[found.ticket.contract_id] += 1
     return counts
 
 
 async def assert_ledger_exact(db, world, expected: Counter[str]) -> None:
-    """The ledger file holds one deduction per deductible ticket, balances exact, nothing unpublished."""
-    store = await SqliteLedgerStore.open(db)
+    """The ledger's store holds one deduction per deductible ticket, balances exact, nothing unpublished."""
+    store = await open_ledger(parse_store_url(str(db)))
     try:
         assert await store.deducted() == dict(expected)
         balances = await store.balances()

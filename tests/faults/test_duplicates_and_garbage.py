@@ -12,6 +12,7 @@ from ivr.bus.mqtt import MqttBus
 from ivr.events import EventType
 from ivr.load.ledger import verify_ledger
 from tests.faults.conftest import (
+    BACKENDS,
     WAIT,
     EventWatcher,
     assert_ledger_exact,
@@ -79,6 +80,7 @@ class Duplicator(EventWatcher):
         await self.bus.publish(TOPIC, payload)
 
 
+@pytest.mark.parametrize("fault_backend", BACKENDS, indirect=True)
 async def test_duplicates_deduct_once_and_every_malformed_message_is_dead_lettered_with_its_reason(fault_run):
     """5 % of ticket events twice, 1 % garbage, 10,000 calls (short: 500): one deduction each, all dead-lettered."""
     config, fault_system, launcher = fault_run.broker.config, fault_run.system, fault_run.launcher

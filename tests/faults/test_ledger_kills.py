@@ -8,7 +8,7 @@ import random
 import pytest
 
 from ivr.load.ledger import verify_ledger
-from tests.faults.conftest import assert_ledger_exact, deductible_by_contract, settle, size
+from tests.faults.conftest import BACKENDS, assert_ledger_exact, deductible_by_contract, settle, size
 
 pytestmark = pytest.mark.broker
 
@@ -18,8 +18,12 @@ CALLS, KILLS = size(full=(10_000, 20), short=(500, 3))
 RATE = CALLS / (KILLS * 2.5)
 
 
+@pytest.mark.parametrize("fault_backend", BACKENDS, indirect=True)
 async def test_the_ledger_killed_at_random_points_deducts_every_ticket_exactly_once(fault_run):
-    """SIGKILL the ledger process 20 times (short: 3) during 10,000 calls (short: 500): exact balances, verify OK."""
+    """SIGKILL the ledger process 20 times (short: 3) during 10,000 calls (short: 500): exact balances, verify OK.
+
+    On SQLite files and on PostgreSQL (the IVR and the ledger in one schema).
+    """
     launcher, ledger_process, fault_system = fault_run.launcher, fault_run.ledger, fault_run.system
     rng = random.Random(20)
     stretch = CALLS // KILLS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,6 +139,22 @@ async def test_two_directories_on_one_database_never_draw_the_same_ticket_id(pos
     finally:
         await other.close()
     assert len(set(ids)) == 200
+
+
+async def test_ivrs_sharing_a_database_each_publish_their_own_rows(postgres_url, schema, directory):
+    """Two IVRs' directories opened with their own source: each reads its own rows; a relay reads all."""
+    mine = [await PostgresDirectory.open(postgres_url, schema=schema, own=source) for source in ("ivr-a", "ivr-b")]
+    try:
+        written = {}
+        for d, source in zip(mine, ("ivr-a", "ivr-b"), strict=True):
+            written[source] = [replace(event(f"{source}-{n}"), source=source) for n in range(3)]
+            await d.add_events(written[source])
+        for d, source in zip(mine, ("ivr-a", "ivr-b"), strict=True):
+            assert [p for _, _, p in await d.unsent(10)] == [e.to_json() for e in written[source]]
+        assert len(await directory.unsent(10)) == 6  # opened without a source: every row, as `ivr relay` reads
+    finally:
+        for d in mine:
+            await d.close()
 
 
 def request(ticket: str, contract: str = "K-TEN") -> DeductionRequest:
