@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ivr.replay.scenario import Scenario
 
-__all__ = ["load_scenarios"]
+__all__ = ["load_scenarios", "scenarios_from_text"]
 
 _KEY: Final = "examples"
 _VARIABLE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -61,7 +61,11 @@ def _fill(path: Path, text: str, row: dict[str, str], number: int) -> str:
 
 def load_scenarios(path: Path) -> list[Scenario]:
     """The scenario in ``path``, or one per row of its ``examples`` (``example`` = the row, from 1)."""
-    text = read_source(path)
+    return scenarios_from_text(path, read_source(path))
+
+
+def scenarios_from_text(path: Path, text: str) -> list[Scenario]:
+    """:func:`load_scenarios` on ``text`` (the file ``path``'s, read already: the console gets it from a page)."""
     # Read once with each ``${name}`` as its bare name, so a placeholder where YAML allows no
     # ``$`` (a flow mapping's key) still parses, and lines stay where they are.
     doc: Any = load_text(path, _VARIABLE.sub(lambda m: m.group(1), text))

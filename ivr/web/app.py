@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
-from ivr.replay.scenario import load_scenario
+from ivr.replay.outline import load_scenarios
 from ivr.web.console import Console, Session
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def create_app(
         msg = "an external ledger is reached through a broker: give one"
         raise ValueError(msg)
     world = load_world(fixture)
-    played = load_scenario(scenario) if scenario is not None else None
+    played = load_scenarios(scenario) if scenario is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

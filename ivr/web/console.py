@@ -46,7 +46,7 @@ from ivr.web.messages import (
     StartCall,
     parse,
 )
-from ivr.web.playback import play, read_scenario
+from ivr.web.playback import play, read_scenarios
 from ivr.web.worlds import SessionWorld, check_name
 from ivr.yamlsrc import SourceError
 
@@ -111,7 +111,7 @@ class Console:
         workdir: Path,
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
-        scenario: Scenario | None = None,
+        scenario: list[Scenario] | None = None,
         store: Store | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
@@ -351,26 +351,26 @@ class Session:
 
     def _open(self, command: OpenScenario) -> None:
         try:
-            scenario = read_scenario(command.name, command.text)
+            scenarios = read_scenarios(command.name, command.text)
         except SourceError as exc:  # named as the page knows the file, not by the server's folder
             where = f"{exc.path.name}:{exc.line}" if exc.line else exc.path.name
             self.error(f"cannot play this scenario back: {where}: {exc.message}")
             return
-        self.play(scenario)
+        self.play(scenarios)
 
-    def play(self, scenario: Scenario) -> None:
-        """Run ``scenario`` and send the page its frames to play back on the diagram."""
+    def play(self, scenarios: list[Scenario]) -> None:
+        """Run ``scenarios`` (a file's) and send the page their frames to play back on the diagram."""
         if self._playing is not None and not self._playing.done():
             self.error("a scenario is still being prepared on this page: one at a time")
             return
-        self.send({"type": "replay_loading", "name": scenario.name})
-        self._playing = asyncio.create_task(self._play(scenario), name="console-playback")
+        self.send({"type": "replay_loading", "name": scenarios[0].name})
+        self._playing = asyncio.create_task(self._play(scenarios), name="console-playback")
 
-    async def _play(self, scenario: Scenario) -> None:
+    async def _play(self, scenarios: list[Scenario]) -> None:
         try:
-            self.send(await play(scenario, workdir=self.console.workdir))
+            self.send(await play(scenarios, workdir=self.console.workdir))
         except Exception as exc:  # the page must hear why, never wait forever
-            log.exception("console playback failed", scenario=scenario.name)
+            log.exception("console playback failed", scenario=scenarios[0].name)
             self.error(f"the scenario could not be played back: {exc}")
 
     async def _reset(self) -> None:

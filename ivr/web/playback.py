@@ -17,41 +17,45 @@ from typing import TYPE_CHECKING, Any
 
 from ivr.directory.fixtures import load_world
 from ivr.events import EventType
+from ivr.replay.outline import scenarios_from_text
 from ivr.replay.runner import run_scenario
-from ivr.replay.scenario import scenario_from
 from ivr.states.diagram import mermaid
 from ivr.states.flow import STATES, Kind
 from ivr.web.panel import Entry, branch_entry, decision_entry, retry_entry
-from ivr.yamlsrc import SourceError, load_text
+from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ivr.auth.decisions import Decision
     from ivr.engine import Heard
     from ivr.events import CloudEvent
-    from ivr.replay.runner import CallResult
+    from ivr.replay.runner import CallResult, ScenarioResult
     from ivr.replay.scenario import Scenario
     from ivr.states.call import Call
 
-__all__ = ["FrameRecorder", "play", "read_scenario"]
+__all__ = ["FrameRecorder", "play", "read_scenarios"]
 
 
-def read_scenario(name: str, text: str) -> Scenario:
-    """The scenario in ``text`` (a file called ``name``); a :class:`SourceError` names the line that is wrong.
+def read_scenarios(name: str, text: str) -> list[Scenario]:
+    """The scenario in ``text`` (a file called ``name``), one per row of an outline's ``examples``.
+
+    A :class:`SourceError` names the line that is wrong.
 
     A fixture path in it is taken relative to the server's folder; a packaged world or an embedded
     one needs no file at all.
     """
-    path = Path.cwd() / Path(name).name
-    return scenario_from(path, load_text(path, text))
+    return scenarios_from_text(Path.cwd() / Path(name).name, text)
 
 
 class FrameRecorder:
     """An engine observer that writes down each call's reports as the page's messages, in order."""
 
-    def __init__(self) -> None:
-        """No frames yet."""
+    def __init__(self, example: int | None = None) -> None:
+        """No frames yet; ``example`` is the row of an outline's examples being played, if any."""
         self.frames: list[dict[str, Any]] = []
         self._calls: list[str] = []
+        self._example = example
 
     def _begin(self, call: Call) -> None:
         if call.id not in self._calls:
@@ -60,6 +64,7 @@ class FrameRecorder:
                 {
                     "type": "replay_call",
                     "index": len(self._calls),
+                    "example": self._example,
                     "call_id": call.id,
                     "caller": call.caller,
                     "at": call.started_at.isoformat(timespec="seconds"),
@@ -106,31 +111,42 @@ class FrameRecorder:
             self._state(call)
 
 
-async def play(scenario: Scenario, *, workdir: Path) -> dict[str, Any]:
-    """Run ``scenario`` on a fresh world in a folder under ``workdir``; the page's ``replay`` message."""
-    recorder = FrameRecorder()
-    try:
-        world = load_world(scenario.fixture)
-    except SourceError as exc:
-        return {"type": "error", "message": f"the scenario's fixture world cannot be read: {exc}"}
-    with tempfile.TemporaryDirectory(prefix="playback-", dir=workdir) as folder:
-        result = await run_scenario(scenario, world, workdir=Path(folder), observers=[recorder])
-    by_id = {c.record.call.id: c for c in result.calls}
+async def play(scenarios: Sequence[Scenario], *, workdir: Path) -> dict[str, Any]:
+    """Run ``scenarios`` (a file's, an outline's rows in turn), each on a fresh world under ``workdir``.
+
+    The page's ``replay`` message: every call's frames in order, each call closed by its result.
+    """
     frames: list[dict[str, Any]] = []
-    for frame in recorder.frames:
-        if frame["type"] == "replay_call" and frames:
-            frames.append(_result(by_id.get(_call_of(frames))))
-        frames.append(frame)
+    results = []
+    for scenario in scenarios:
+        try:
+            world = load_world(scenario.fixture)
+        except SourceError as exc:
+            return {"type": "error", "message": f"the scenario's fixture world cannot be read: {exc}"}
+        recorder = FrameRecorder(scenario.example)
+        with tempfile.TemporaryDirectory(prefix="playback-", dir=workdir) as folder:
+            result = await run_scenario(scenario, world, workdir=Path(folder), observers=[recorder])
+        results.append(result)
+        for frame in recorder.frames:
+            if frame["type"] == "replay_call" and frames:  # the call before it has ended
+                frames.append(_result(_found(results, _call_of(frames))))
+            frames.append(frame)
     if frames:
-        frames.append(_result(by_id.get(_call_of(frames))))
+        frames.append(_result(_found(results, _call_of(frames))))
     return {
         "type": "replay",
-        "name": scenario.name,
-        "calls": len(scenario.calls),
-        "passed": result.passed,
-        "error": result.error,
+        "name": scenarios[0].name,
+        "runs": len(scenarios),
+        "calls": sum(len(s.calls) for s in scenarios),
+        "passed": all(r.passed for r in results),
+        "error": next((r.error for r in results if r.error), None),
         "frames": frames,
     }
+
+
+def _found(results: Sequence[ScenarioResult], call_id: str) -> CallResult | None:
+    """The result of call ``call_id``, from whichever run made it."""
+    return next((c for r in results for c in r.calls if c.record.call.id == call_id), None)
 
 
 def _call_of(frames: list[dict[str, Any]]) -> str:

@@ -91,3 +91,44 @@ def test_serve_scenario_plays_it_on_every_page_that_opens(browser):
         opened.click("#replay-forward")
         expect(opened.locator("#replay-step")).to_contain_text("step 2 of")
         close_page(opened)
+
+
+OUTLINE = """\
+name: R4 a valid support code deducts from its own contract
+at: 2026-11-17T10:00:00-05:00
+fixture: default
+caller: "+15550100001"
+examples:
+  - {code: "1234500001", contract: K-ANNA-STD}
+  - {code: "1234500006", contract: K-FAY-ONE}
+steps:
+  - press: "2"
+  - press: "1"
+  - press: "2"
+  - press: "${code}#"
+  - press: "4"
+expect:
+  outcome: routed
+  rule: R4
+  deducted: {${contract}: 1}
+"""
+
+
+def test_an_outline_plays_each_example_in_turn(page, tmp_path):
+    """A scenario outline plays its examples one after another, each call closed by its own result."""
+    outline = tmp_path / "outline.yaml"
+    outline.write_text(OUTLINE, encoding="utf-8")
+    page.set_input_files("#open-scenario", outline)
+    expect(page.locator("#replay-status")).to_contain_text("2 examples, 2 calls")
+    expect(page.locator("#replay-status")).to_contain_text("it passes its expectations")
+    expect(page.locator("#status")).to_contain_text("replay · example 1 · call 1")
+    while "example 2" not in page.locator("#status").inner_text():
+        page.click("#replay-forward")
+    page.click("#replay-back")
+    expect(page.locator('#outcome dd[data-field="deducted"]')).to_have_text("K-ANNA-STD: 1")
+    while page.locator("#replay-forward").is_enabled():  # on to the last step
+        page.click("#replay-forward")
+    expect(page.locator("#status")).to_contain_text("replay · example 2 · call 1")
+    expect(page.locator("#replay-step")).to_contain_text(": result")
+    expect(page.locator('#outcome dd[data-field="deducted"]')).to_have_text("K-FAY-ONE: 1")
+    expect(page.locator("#replay-forward")).to_be_disabled()

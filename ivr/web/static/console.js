@@ -235,7 +235,8 @@ const handlers = {
     replay = { frames: msg.frames, at: 0, timer: null };
     $("player").hidden = false;
     const verdict = msg.error ? `stopped: ${msg.error}` : msg.passed ? "it passes its expectations" : "it fails its expectations";
-    $("replay-status").textContent = `“${msg.name}”: ${msg.calls} call${msg.calls === 1 ? "" : "s"}, ` +
+    const runs = msg.runs > 1 ? `${msg.runs} examples, ` : "";
+    $("replay-status").textContent = `“${msg.name}”: ${runs}${msg.calls} call${msg.calls === 1 ? "" : "s"}, ` +
       `${msg.frames.length} steps; ${verdict}. Use Play, Back and Forward above the diagram.`;
     showStep(0);
   },
@@ -248,7 +249,8 @@ const handlers = {
     heard = true;
     showTyped();
     $("caller-number").textContent = msg.caller;
-    $("status").textContent = `replay · call ${msg.index} · from ${msg.caller} at ${msg.at}`;
+    const example = msg.example ? `example ${msg.example} · ` : "";
+    $("status").textContent = `replay · ${example}call ${msg.index} · from ${msg.caller} at ${msg.at}`;
   },
   replay_result(msg) {
     const rows = [["outcome", msg.outcome], ["rule", msg.rule], ["reason", msg.reason], ["queue", msg.queue],
