@@ -11,8 +11,8 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "$package: installing Debian's package"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null) \
-    || echo "$package: apt-get install failed; $what will be skipped" >&2
+    || echo "$package: apt-get install failed; $what will fail, saying so" >&2
   exit 0
 fi
-echo "$package: not installed and cannot install (not root): $what will be skipped" >&2
+echo "$package: not installed and cannot install (not root): $what will fail, saying so" >&2
 exit 0

@@ -64,7 +64,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 def serving(*args: str, cwd: Path = REPO) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`ivr serve ARGS` on a free loopback port: its URL and process, stopped with Ctrl-C after."""
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "IVR_BROKER"}
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments

@@ -30,7 +30,7 @@ def app(monkeypatch):
     """The console for the default world; saved scenarios name the fixture relative to ./scenarios."""
     monkeypatch.delenv("IVR_BROKER", raising=False)
     if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (scripts/ensure-mosquitto.sh installs it)")
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     return create_app(fixture=DEFAULT_WORLD_PATH)
 
 
@@ -93,10 +93,10 @@ def images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    """Debian's Chromium, or a skip that says how to install it."""
+    """Debian's Chromium, or a failure that says how to install it."""
     found = CHROMIUM if CHROMIUM.is_file() else Path(shutil.which("chromium") or "/nonexistent")
     if not found.is_file():
-        pytest.skip(f"Chromium not found at {CHROMIUM} or on PATH (apt-get install chromium); browser tests skipped")
+        pytest.fail(f"Chromium not found at {CHROMIUM} or on PATH: make test installs it (apt-get install chromium)")
     return found
 
 
