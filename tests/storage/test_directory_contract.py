@@ -85,7 +85,7 @@ class DirectoryContract:
         await first.load(world)
         await first.close()
         with pytest.raises(PepperError, match="another pepper"):
-            await open_store(pepper=b"q" * 32, again=True)
+            await open_store(pepper=b"q" * 32)
 
     async def test_new_ticket_ids_are_unique_and_above_every_fixture_ticket(self, store, world):
         """A hundred IDs drawn at once: all different, all above the fixture's and from 2000001 up."""
@@ -167,7 +167,7 @@ class TestSqliteDirectory(DirectoryContract):
     def open_store(self, tmp_path):
         """Open the test's file (the same file each time)."""
 
-        async def open_(*, pepper=None, again=False):
+        async def open_(*, pepper=None):
             return await SqliteDirectory.open(tmp_path / "ivr.db", pepper=pepper)
 
         return open_
@@ -181,7 +181,7 @@ class TestPostgresDirectory(DirectoryContract):
         """Open the test's schema (the same schema each time)."""
         schema = fresh_schema()
 
-        async def open_(*, pepper=None, again=False):
+        async def open_(*, pepper=None):
             return await PostgresDirectory.open(postgres_url, schema=schema, pepper=pepper)
 
         return open_
