@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -72,9 +73,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class PrivateCluster:
+    """A cluster of the tests' own: its URL, and a restart for the tests that need one."""
+
+    url: str
+    pg_ctl: list[str]
+    log: Path
+
+    def restart(self) -> None:
+        """Stop the server fast (every connection cut) and start it again, with its options, on the same port."""
+        subprocess.run(  # noqa: S603 - our own arguments
+            [*self.pg_ctl, "-l", str(self.log), "-m", "fast", "-w", "restart"], check=True, capture_output=True
+        )
+
+
 @contextlib.contextmanager
 def _private_cluster():
-    """Initdb + pg_ctl in a temporary folder, on a free loopback port; yields the server's URL."""
+    """Initdb + pg_ctl in a temporary folder, on a free loopback port; yields a :class:`PrivateCluster`."""
     bin_dir = _bin_dir()
     as_user: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="ivr-pg-"))
@@ -99,7 +115,7 @@ def _private_cluster():
         log = (folder / "log").read_text() if (folder / "log").exists() else ""
         pytest.fail(f"could not start a private PostgreSQL: {exc.stderr.decode()[-500:]} {log[-500:]}")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield PrivateCluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", pg_ctl, folder / "log")
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], check=False)  # noqa: S603 - our own arguments
         shutil.rmtree(folder, ignore_errors=True)
@@ -111,8 +127,15 @@ def postgres_server():
     if _answers(SHARED):
         yield SHARED
         return
-    with _private_cluster() as url:
-        yield url
+    with _private_cluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="module")
+def private_postgres():
+    """A cluster of the module's own (never the shared server), for tests that restart it."""
+    with _private_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -206,8 +206,8 @@ def load(  # noqa: PLR0913 - one keyword per option
         mix = load_mix(mix_file) if mix_file else default_mix()
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
-    if shard[1] > 1 and calls_from is None:
-        msg = "--shard needs --calls-from: the workers share one call file"
+    if shard[1] > 1 and calls_from is None and (store is None or store.dsn is None):
+        msg = "--shard needs --calls-from (or --store postgresql://...): the workers share where their calls are dealt"
         raise click.UsageError(msg)
     _check_broker(broker, ledger_running=ledger_running)
     if store is not None and store.dsn is None:
@@ -258,8 +258,8 @@ def _check_broker(broker: BrokerConfig | None, *, ledger_running: bool) -> None:
 async def _in_own_schema(
     options: LoadOptions, *, workers: int, mix_path: Path | None, line: ProgressLine | None
 ) -> LoadReport:
-    """Run the load; on PostgreSQL in a schema of the run's own (a worker is given its run's, by URL)."""
-    if options.store is None or options.calls_from is not None:
+    """Run the load; on PostgreSQL in a schema of the run's own (a worker, ``--shard``, is given its run's by URL)."""
+    if options.store is None or options.shard[1] > 1:
         return await _run(options, workers=workers, mix_path=mix_path, line=line)
     async with scratch_schema(options.store, "load") as schema:
         options = dataclasses.replace(options, store=in_schema(options.store, schema))

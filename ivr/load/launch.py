@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 from collections import Counter
+from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Final
 
 from ivr.callers import LiveCaller, ScriptedCaller
@@ -18,7 +19,7 @@ from ivr.load.drive import ScriptDriver
 from ivr.load.metrics import KeyLatency
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import AsyncIterator, Iterable, Mapping
     from datetime import datetime
 
     from ivr.clock import TimerClock
@@ -67,7 +68,9 @@ class Launcher:
         #: Per call index: a digest of its plan, and its outcome, reason and number of events.
         self.signatures: dict[int, tuple[str, str]] = {}
 
-    async def run(self, indices: Iterable[int], *, rate: float = 0.0, concurrency: int = 500) -> None:
+    async def run(
+        self, indices: Iterable[int] | AsyncIterable[int], *, rate: float = 0.0, concurrency: int = 500
+    ) -> None:
         """Start the calls of ``indices``, in order; return when every one has ended.
 
         ``rate`` calls start per second (0: no limit), and at most ``concurrency`` run at once.
@@ -83,14 +86,14 @@ class Launcher:
             gate.release()
 
         began = loop.time()
-        pending = iter(indices)
+        pending = _each(indices)
         for n in itertools.count():
             if rate > 0:
                 delay = began + n / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             await gate.acquire()
-            index = next(pending, None)
+            index = await anext(pending, None)
             if index is None:
                 gate.release()
                 break
@@ -143,6 +146,16 @@ class Launcher:
             return await self.engine.run_call(timed, clock=self.clock, number=plan.number, call_id=call_id)
         finally:
             driver.cancel()
+
+
+async def _each(indices: Iterable[int] | AsyncIterable[int]) -> AsyncIterator[int]:
+    """``indices`` one at a time, whether a worker's share dealt by the database or a plain range."""
+    if isinstance(indices, AsyncIterable):
+        async for index in indices:
+            yield index
+    else:
+        for index in indices:
+            yield index
 
 
 def digests(signatures: Mapping[int, tuple[str, str]]) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
 from ivr.events import TOPIC_ROOT
-from ivr.load.calls import CallFile
+from ivr.load.calls import CallFile, DatabaseCalls
 from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
 from ivr.load.metrics import AnswerLatency, EventCount, KeyLatency, TimerLateness
@@ -47,7 +47,7 @@ from ivr.load.world import Catalog, synthetic_world, write_fixture
 from ivr.stores import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 
     from ivr.bootstrap import System
     from ivr.bus.url import BrokerConfig
@@ -194,13 +194,10 @@ class _LoadRun:
             key_latency=self.key_latency,
         )
 
-        calls = CallFile.open(options.calls_from) if options.calls_from else None
-        if calls is not None:
-            stack.callback(calls.close)
+        indices, record = await self._calls(stack)
         t0 = time.perf_counter()
         report.started_at = time.time()
         ticker = asyncio.create_task(self._tick(on_progress, launcher, answers, t0)) if on_progress else None
-        indices = calls.indices() if calls is not None else range(options.calls)
         try:
             # The ledger and the relay are watched: one that dies (a full disk) would leave the run waiting.
             children = [child for child in (ledger, relay) if child is not None]
@@ -229,9 +226,35 @@ class _LoadRun:
             verdict = await verify_ledger(ledger_db, directory=options.shared_db or self.workdir / "ivr.db")
             report.verify = verdict.for_report(own_ledger=ledger is not None)
         self._fill(launcher, deductible, answers)
-        if calls is not None:
-            calls.record(launcher.signatures)
+        await record(launcher.signatures)
         return report
+
+    async def _calls(
+        self, stack: contextlib.AsyncExitStack
+    ) -> tuple[Iterable[int] | AsyncIterable[int], Callable[[Mapping[int, tuple[str, str]]], Awaitable[None]]]:
+        """The call indices this run makes, and how it leaves their signatures for the run's digests.
+
+        Every call alone; a worker's share, from the call file or (on PostgreSQL) from the database
+        its run shares, as `run_workers` dealt them.
+        """
+        options = self.options
+        if options.calls_from is not None:
+            calls = CallFile.open(options.calls_from)
+            stack.callback(calls.close)
+
+            async def into_file(signatures: Mapping[int, tuple[str, str]]) -> None:
+                calls.record(signatures)
+
+            return calls.indices(), into_file
+        if options.shared_db is not None and options.shard[1] > 1:
+            dealt = await DatabaseCalls.open(options.shared_db)
+            stack.push_async_callback(dealt.close)
+            return dealt.indices(), dealt.record
+
+        async def nowhere(_: Mapping[int, tuple[str, str]]) -> None:
+            """A run alone keeps its signatures in its report."""
+
+        return range(options.calls), nowhere
 
     async def _drive(  # noqa: PLR0913 - the run's parts, as execute() has them
         self,
@@ -239,7 +262,7 @@ class _LoadRun:
         *,
         launcher: Launcher,
         answers: AnswerLatency,
-        indices: Iterable[int],
+        indices: Iterable[int] | AsyncIterable[int],
         t0: float,
         source: str,
     ) -> list[str]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.bus.url import ENV_VAR
-from ivr.load.calls import CallFile
+from ivr.load.calls import CallFile, DatabaseCalls
 from ivr.load.launch import digests
 from ivr.load.ledger import start_ledger, verify_ledger
 from ivr.load.process import ServiceEndedError, unless_one_ends
@@ -70,11 +70,24 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
                 stack, config=config, db=ledger_db, workdir=workdir, source=source, root=options.root
             )
         runs = [workdir / f"worker-{k}" for k in range(workers)]
-        calls = CallFile.create(workdir / "calls.db", options.calls)
-        stack.callback(calls.close)
+        calls: CallFile | None = None
+        dealt: DatabaseCalls | None = None
+        if options.shared_db is not None:  # the database the workers share deals their calls too
+            dealt = await DatabaseCalls.create(options.shared_db, options.calls)
+            stack.push_async_callback(dealt.close)
+        else:
+            calls = CallFile.create(workdir / "calls.db", options.calls)
+            stack.callback(calls.close)
         working = asyncio.gather(
             *(
-                _worker(options, config=config, shard=(k, workers), calls=calls.path, workdir=run, mix_path=mix_path)
+                _worker(
+                    options,
+                    config=config,
+                    shard=(k, workers),
+                    calls=calls.path if calls else None,
+                    workdir=run,
+                    mix_path=mix_path,
+                )
                 for k, run in enumerate(runs)
             )
         )
@@ -85,7 +98,8 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
             msg = f"the run stopped: {exc}"
             raise WorkerError(msg) from exc
         report = _combine(options, config, reports)
-        report.plan_digest, report.outcome_digest = digests(calls.signatures())
+        signatures = calls.signatures() if calls else await dealt.signatures() if dealt else {}
+        report.plan_digest, report.outcome_digest = digests(signatures)
         report.rss_mb["ledger"] = vm_hwm_mb(ledger.pid) if ledger else None
         report.rss_mb["broker"] = vm_hwm_mb(listener_pid(config.host, config.port)) if config.host == LOOPBACK else None
         if ledger is not None:
@@ -105,14 +119,15 @@ async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's comma
     *,
     config: BrokerConfig,
     shard: tuple[int, int],
-    calls: Path,
+    calls: Path | None,
     workdir: Path,
     mix_path: Path | None,
 ) -> dict[str, Any]:
     """One `ivr load --shard` process to its end; its JSON report."""
     shards = shard[1]
     argv = [sys.executable, "-m", "ivr", "load", "--json", "--no-progress", "--ledger-running"]
-    argv += ["--calls", str(options.calls), "--shard", f"{shard[0]}/{shards}", "--calls-from", str(calls)]
+    argv += ["--calls", str(options.calls), "--shard", f"{shard[0]}/{shards}"]
+    argv += ["--calls-from", str(calls)] if calls else []
     argv += ["--seed", str(options.seed)]
     argv += ["--rate", str(options.rate / shards), "--root", options.root, "--customers", str(options.customers)]
     argv += ["--workdir", str(workdir), "--relay" if options.relay else "--no-relay"]

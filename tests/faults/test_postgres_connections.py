@@ -53,3 +53,21 @@ async def test_connections_cut_between_and_during_batches_lose_and_double_nothin
         assert await store.balances() == {"K-TEN": (10, 0)}
     finally:
         await store.close()
+
+
+async def test_the_server_restarted_between_and_during_batches_loses_and_doubles_nothing(private_postgres):
+    """The test's own PostgreSQL restarted three times while batches go in: 10 deducted, verify passes."""
+    store = await PostgresLedgerStore.open(private_postgres.url, schema=fresh_schema())
+    try:
+        await store.load_opening({"K-TEN": 10})
+        batches = [[request(t) for t in range(k, k + 5)] for k in range(2_000_001, 2_000_101, 5)]
+        for n, batch in enumerate(batches):
+            applying = asyncio.ensure_future(store.apply(batch + batches[n - 1], source="ledger", now=NOW))
+            if n in {3, 9, 15}:
+                await asyncio.to_thread(private_postgres.restart)
+            await applying
+        report = await store.verify([(r.source, r.ticket_id) for b in batches for r in b])
+        assert report.ok, report.problems
+        assert (report.deductions, report.rejections) == (10, 90)
+    finally:
+        await store.close()
