@@ -107,6 +107,17 @@ async def ensure_schema(pool: Any, ddl: str, *, schema: str | None = None) -> No
             await conn.execute(ddl)
 
 
+async def open_pool(dsn: str, ddl: str, *, schema: str | None = None, size: int = 10) -> Any:  # noqa: ANN401 - asyncpg ships no types
+    """A pool on ``dsn`` whose tables (``ddl``, in ``schema`` if named) are made on first use; closed if that fails."""
+    pool = await connect_pool(dsn, schema=schema, size=size)
+    try:
+        await ensure_schema(pool, ddl, schema=schema)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
 async def _keep_session(_: Any) -> None:  # noqa: ANN401 - an asyncpg connection
     """A connection going back to the pool keeps its session as it is.
 

@@ -34,8 +34,9 @@ from ivr.directory.rows import (
     outbox_rows,
     owned_ticket,
     settle_pepper,
+    ticket_row,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, seq_numbers, unpack
+from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, open_pool, position, seq_numbers, unpack
 from ivr.secrets import digest
 
 if TYPE_CHECKING:
@@ -144,13 +145,7 @@ class PostgresOutbox:
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> Self:
         """Every row of the outbox at ``dsn`` (in ``schema``), its tables made on first use like the directory's."""
-        pool = await connect_pool(dsn, schema=schema, size=2)
-        try:
-            await ensure_schema(pool, _SCHEMA, schema=schema)
-        except BaseException:
-            await pool.close()
-            raise
-        return cls(pool)
+        return cls(await open_pool(dsn, _SCHEMA, schema=schema, size=2))
 
     async def close(self) -> None:
         """Close the pool."""
@@ -336,16 +331,7 @@ class PostgresDirectory(PostgresOutbox):
 
     async def create_ticket(self, ticket: Ticket, *, call_id: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A new ticket and its events, in one transaction."""
-        row = (
-            ticket.id,
-            ticket.customer_id,
-            ticket.contract_id,
-            ticket.status.value,
-            ticket.purpose.value,
-            ticket.severity.value,
-            call_id,
-            at.isoformat(),
-        )
+        row = ticket_row(ticket, call_id, at)
         await self._write(("INSERT INTO tickets VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [row]), events=events)
 
     async def add_events(self, events: Iterable[CloudEvent]) -> None:

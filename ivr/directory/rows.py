@@ -217,6 +217,20 @@ def settle_pepper(
     return pepper, []
 
 
+def ticket_row(ticket: Ticket, call_id: str, at: datetime) -> tuple[str, ...]:
+    """A ticket made in a call, in the column order both schemas share."""
+    return (
+        ticket.id,
+        ticket.customer_id,
+        ticket.contract_id,
+        ticket.status.value,
+        ticket.purpose.value,
+        ticket.severity.value,
+        call_id,
+        at.isoformat(),
+    )
+
+
 def utc(instant: datetime) -> str:
     """An instant as UTC ISO text: stored instants compare as text, so they share one offset."""
     return instant.astimezone(UTC).isoformat()

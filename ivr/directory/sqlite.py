@@ -43,6 +43,7 @@ from ivr.directory.rows import (
     outbox_rows,
     owned_ticket,
     settle_pepper,
+    ticket_row,
     utc,
 )
 from ivr.secrets import digest
@@ -322,16 +323,7 @@ class SqliteDirectory:
 
     async def create_ticket(self, ticket: Ticket, *, call_id: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A new ticket and its events, in one transaction."""
-        row = (
-            ticket.id,
-            ticket.customer_id,
-            ticket.contract_id,
-            ticket.status.value,
-            ticket.purpose.value,
-            ticket.severity.value,
-            call_id,
-            at.isoformat(),
-        )
+        row = ticket_row(ticket, call_id, at)
         await self._write(("INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [row]), _outbox(events))
 
     async def add_events(self, events: Iterable[CloudEvent]) -> None:

@@ -32,7 +32,7 @@ from ivr.ledger.storage import (
     entry_row,
     verify_report,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, position, retrying, seq_numbers, unpack
+from ivr.pg import FINISHED, finished_rows, open_pool, position, retrying, seq_numbers, unpack
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -100,13 +100,7 @@ class PostgresLedgerStore:
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> Self:
         """Connect to ``dsn`` (in ``schema``, made if need be), making the tables on first use."""
-        pool = await connect_pool(dsn, schema=schema, size=4)
-        try:
-            await ensure_schema(pool, _SCHEMA, schema=schema)
-        except BaseException:
-            await pool.close()
-            raise
-        return cls(pool)
+        return cls(await open_pool(dsn, _SCHEMA, schema=schema, size=4))
 
     async def close(self) -> None:
         """Close the pool."""
