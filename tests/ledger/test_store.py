@@ -12,25 +12,12 @@ import pytest
 
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RelayedOutbox, RowsQuery, relayed_up_to
 from ivr.events import CloudEvent
-from ivr.ledger.core import DeductionRequest, ledger_event
+from ivr.ledger.core import ledger_event
 from ivr.ledger.storage import Applied
 from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, SqliteLedgerStore
+from tests.storage.test_ledger_contract import NOW, OPENING, request
 
 RELAYED = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
-
-OPENING = {"K-FIVE": 5, "K-ONE": 1, "K-ZERO": 0, "K-UNLIMITED": None}
-NOW = "2026-11-17T15:00:00+00:00"
-
-
-def request(ticket: str, *, contract: str = "K-FIVE", event_id: str | None = None, source: str = "ivr-1"):
-    """A deduction request for ``ticket``; by default its event id is derived from the ticket."""
-    return DeductionRequest(
-        source=source,
-        event_id=event_id or f"evt-{ticket}",
-        call_id=f"call-{ticket}",
-        contract_id=contract,
-        ticket_id=ticket,
-    )
 
 
 async def open_fresh(path):

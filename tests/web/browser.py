@@ -178,9 +178,15 @@ def save_and_replay(page, tmp_path: Path) -> str:
         page.click("#save")
     path = folder / download.value.suggested_filename
     download.value.save_as(path)
+    replays_green(str(path), cwd=tmp_path)
+    return path.read_text(encoding="utf-8")
+
+
+def replays_green(scenario: str, *, cwd: Path) -> None:
+    """`ivr replay --in-process SCENARIO` run in ``cwd`` passes its one scenario."""
     done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "ivr", "replay", "--in-process", str(path)],
-        cwd=tmp_path,
+        [sys.executable, "-m", "ivr", "replay", "--in-process", scenario],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -188,4 +194,3 @@ def save_and_replay(page, tmp_path: Path) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 0 failed" in done.stdout
-    return path.read_text(encoding="utf-8")

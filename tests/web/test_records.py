@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from playwright.sync_api import expect
 
 from ivr import worlds
-from tests.web.browser import at_state, call, click_keys, close_page, open_page, serving, type_keys
+from tests.web.browser import at_state, call, click_keys, close_page, open_page, replays_green, serving, type_keys
 
 
 def test_the_transcript_holds_keys_prompts_decisions_and_events_with_codes_masked(page, tmp_path, images):
@@ -67,13 +65,4 @@ def test_a_walk_on_a_world_of_one_s_own_replays_from_any_folder(browser, tmp_pat
     text = saved.read_text(encoding="utf-8")
     assert "\nworld: |\n" in text
     assert "\nfixture:" not in text
-    done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "ivr", "replay", "--in-process", saved.name],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed, 0 failed" in done.stdout
+    replays_green(saved.name, cwd=elsewhere)

@@ -259,9 +259,17 @@ def test_a_dropped_page_hangs_up_and_cleans_up(client, app):
     assert not run.task.cancelled()
 
 
-def test_trainees_do_not_see_each_others_calls(client):
-    """Two pages calling at once each get only their own call's states and bus events."""
-    with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as two:
+@pytest.mark.parametrize(
+    ("url", "tickets"),
+    [
+        ("/ws", {"2000001"}),  # a world each: each numbers its own tickets
+        ("/ws?session=shared", {"2000001", "2000002"}),  # one world: one ticket numbering
+    ],
+    ids=["worlds-of-their-own", "one-session-world"],
+)
+def test_trainees_do_not_see_each_others_calls(client, url, tickets):
+    """Two pages calling at once, in worlds of their own or one session's: each sees only its own call."""
+    with client.websocket_connect(url) as one, client.websocket_connect(url) as two:
         receive(one)
         receive(two)
         first = start(one, "anna-code")
@@ -276,6 +284,7 @@ def test_trainees_do_not_see_each_others_calls(client):
         events = [m["event"] for m in seen if m["type"] == "event"]
         assert {e["subject"] for e in events} == {own}
         assert [e["data"]["contract"] for e in events if e["type"] == "ivr.ledger.incident_deducted"] == [contract]
+    assert {next(m["ticket"] for m in seen if m["type"] == "ended") for seen in (seen_one, seen_two)} == tickets
 
 
 def test_a_page_from_another_site_is_refused(client):
@@ -374,21 +383,3 @@ def test_a_bad_session_name_is_refused_saying_what_a_name_may_be(client):
     """?session= with a name that is not one: a clear error, and the page is closed."""
     with client.websocket_connect("/ws?session=../etc") as ws:
         assert receive(ws)["message"].startswith("not a session name: '../etc' (1-40 letters, digits")
-
-
-def test_pages_sharing_a_session_world_still_see_only_their_own_calls(client):
-    """Two pages of one session calling at once: each gets only its own call's states and events."""
-    with client.websocket_connect("/ws?session=shared") as one, client.websocket_connect("/ws?session=shared") as two:
-        receive(one)
-        receive(two)
-        first = start(one, "anna-code")
-        second = start(two, "globex-key")
-        press(one, CODE_KEYS)
-        press(two, ["2", "2", "3", *"40000002#", "3"])
-        seen_one = finish(one, event_of("ivr.ledger.incident_deducted"), event_of("ivr.call.ended"))
-        seen_two = finish(two, event_of("ivr.ledger.incident_deducted"), event_of("ivr.call.ended"))
-    for seen, own in ((seen_one, first), (seen_two, second)):
-        assert {m["call_id"] for m in seen if "call_id" in m} == {own}
-        assert {m["event"]["subject"] for m in seen if m["type"] == "event"} == {own}
-    tickets = {next(m["ticket"] for m in seen if m["type"] == "ended") for seen in (seen_one, seen_two)}
-    assert tickets == {"2000001", "2000002"}  # one world: one ticket numbering
