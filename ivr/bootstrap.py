@@ -9,10 +9,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ivr.bus.mqtt import MqttBus
 from ivr.directory.relayed import PROGRESS_FILE
 from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
+from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
 from ivr.link import InProcessLink, Link, MqttLink
 from ivr.secrets import pepper_from_env
@@ -28,7 +30,49 @@ if TYPE_CHECKING:
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
 
-__all__ = ["System", "build_system"]
+__all__ = ["System", "build_system", "ivr_bus", "ledger_bus"]
+
+
+def ledger_bus(
+    config: BrokerConfig,
+    *,
+    client_id: str,
+    root: str = TOPIC_ROOT,
+    share: str | None = None,
+    instance: str | None = None,
+) -> MqttBus:
+    """A ledger's connection, wherever the ledger runs (`ivr ledger run`, a replay's own ledger).
+
+    A persistent session, so a ticket event published while the ledger reconnects waits in the
+    broker; manual acks, so an event is acknowledged only once its deduction is committed. ``share``
+    takes a share of the events with the other ledgers of that group; ``instance`` names the
+    retained status topic of a long-running ledger (a replay's says nothing there).
+    """
+    return MqttBus(
+        config=config,
+        client_id=client_id,
+        instance=instance,
+        subscriptions=LedgerConsumer.subscriptions(root, share),
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
+
+
+def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """The IVR's connection: it publishes the outbox and follows the ledger's events.
+
+    A persistent session with manual acks, like the ledger's: a ledger event published while the IVR
+    reconnects waits in the broker, and is acked once the IVR has taken its balance.
+    """
+    return MqttBus(
+        config=config,
+        client_id=f"{source}-ivr",
+        subscriptions=[f"{root}/ledger/#"],
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -110,11 +154,13 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             assert service is not None  # noqa: S101 - checked above
             link = InProcessLink(directory=directory, service=service)
         else:
+            own = None if service is None else (ledger_bus(broker, client_id=f"{source}-ledger", root=root), service)
             mqtt = MqttLink(
                 directory=directory,
                 config=broker,
                 source=source,
-                service=service,
+                bus=ivr_bus(broker, source=source, root=root),
+                ledger=own,
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,
             )
