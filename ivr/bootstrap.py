@@ -1,6 +1,8 @@
 """The composition root, where every entry point assembles the same parts the same way.
 
-Replay, the CLI, the tests, the web console and the load generator all build their system here.
+Replay, the CLI, the tests, the web console and the load generator all build their system here,
+and every process's bus is made here, so each connection's settings are written once
+(docs/architecture.md says what is not built here yet).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
 
-__all__ = ["System", "build_system", "ivr_bus", "ledger_bus"]
+__all__ = ["System", "build_system", "console_bus", "events_bus", "ivr_bus", "ledger_bus", "relay_bus"]
 
 
 def ledger_bus(
@@ -57,6 +59,28 @@ def ledger_bus(
         manual_ack=True,
         topic_root=root,
     )
+
+
+def relay_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """An outbox relay's connection (`ivr relay`, `ivr ledger relay`): it only publishes.
+
+    Its status name is its client id: a broker that binds each login to its client ids
+    (deploy/mosquitto) knows the relay by it.
+    """
+    return MqttBus(config=config, client_id=instance, instance=instance, topic_root=root)
+
+
+def console_bus(config: BrokerConfig, *, root: str = TOPIC_ROOT) -> MqttBus:
+    """The trainer console's connection: every event under ``root``, forwarded to the page whose call it is.
+
+    The console is a long-running process, so it carries the retained status ``<root>/status/ivr-console``.
+    """
+    return MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
+
+
+def events_bus(config: BrokerConfig, *, client_id: str | None, root: str = TOPIC_ROOT) -> MqttBus:
+    """`ivr events`' connection: every event under ``root``, as a clean session (what it missed is not its to print)."""
+    return MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root)
 
 
 def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> MqttBus:
