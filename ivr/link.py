@@ -113,7 +113,6 @@ class MqttLink:
         """
         self._directory = directory
         self._source = source
-        self._root = root
         self._config = config
         self._ivr_bus = bus
         self._relayed_by = relayed_by
