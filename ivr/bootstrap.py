@@ -1,6 +1,8 @@
 """The composition root, where every entry point assembles the same parts the same way.
 
-Replay, the CLI, the tests, the web console and the load generator all build their system here.
+Replay, the CLI, the tests, the web console and the load generator all build their system here,
+and every process's bus is made here, so each connection's settings are written once
+(docs/architecture.md says what is not built here yet).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ivr.bus.mqtt import MqttBus
 from ivr.directory.relayed import PROGRESS_FILE
 from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
+from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
 from ivr.link import InProcessLink, Link, MqttLink
 from ivr.secrets import pepper_from_env
@@ -28,7 +32,71 @@ if TYPE_CHECKING:
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
 
-__all__ = ["System", "build_system"]
+__all__ = ["System", "build_system", "console_bus", "events_bus", "ivr_bus", "ledger_bus", "relay_bus"]
+
+
+def ledger_bus(
+    config: BrokerConfig,
+    *,
+    client_id: str,
+    root: str = TOPIC_ROOT,
+    share: str | None = None,
+    instance: str | None = None,
+) -> MqttBus:
+    """A ledger's connection, wherever the ledger runs (`ivr ledger run`, a replay's own ledger).
+
+    A persistent session, so a ticket event published while the ledger reconnects waits in the
+    broker; manual acks, so an event is acknowledged only once its deduction is committed. ``share``
+    takes a share of the events with the other ledgers of that group; ``instance`` names the
+    retained status topic of a long-running ledger (a replay's says nothing there).
+    """
+    return MqttBus(
+        config=config,
+        client_id=client_id,
+        instance=instance,
+        subscriptions=LedgerConsumer.subscriptions(root, share),
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
+
+
+def relay_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """An outbox relay's connection (`ivr relay`, `ivr ledger relay`): it only publishes.
+
+    Its status name is its client id: a broker that binds each login to its client ids
+    (deploy/mosquitto) knows the relay by it.
+    """
+    return MqttBus(config=config, client_id=instance, instance=instance, topic_root=root)
+
+
+def console_bus(config: BrokerConfig, *, root: str = TOPIC_ROOT) -> MqttBus:
+    """The trainer console's connection: every event under ``root``, forwarded to the page whose call it is.
+
+    The console is a long-running process, so it carries the retained status ``<root>/status/ivr-console``.
+    """
+    return MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
+
+
+def events_bus(config: BrokerConfig, *, client_id: str | None, root: str = TOPIC_ROOT) -> MqttBus:
+    """`ivr events`' connection: every event under ``root``, as a clean session (what it missed is not its to print)."""
+    return MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root)
+
+
+def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """The IVR's connection: it publishes the outbox and follows the ledger's events.
+
+    A persistent session with manual acks, like the ledger's: a ledger event published while the IVR
+    reconnects waits in the broker, and is acked once the IVR has taken its balance.
+    """
+    return MqttBus(
+        config=config,
+        client_id=f"{source}-ivr",
+        subscriptions=[f"{root}/ledger/#"],
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -110,11 +178,13 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             assert service is not None  # noqa: S101 - checked above
             link = InProcessLink(directory=directory, service=service)
         else:
+            own = None if service is None else (ledger_bus(broker, client_id=f"{source}-ledger", root=root), service)
             mqtt = MqttLink(
                 directory=directory,
                 config=broker,
                 source=source,
-                service=service,
+                bus=ivr_bus(broker, source=source, root=root),
+                ledger=own,
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,
             )

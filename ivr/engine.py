@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import structlog
 
 from ivr import phone
-from ivr.auth import lockout, rules
+from ivr.auth import attempts, fallback, lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import Method, Plan, Severity, Ticket, TicketStatus
 from ivr.auth.routing import SALES_QUEUE, priority, queue_for
@@ -40,7 +40,6 @@ __all__ = ["NO_INPUT_TIMEOUT", "CallRecord", "Engine", "Heard", "Observer"]
 
 #: Seconds of silence at a prompt before it counts as no-input.
 NO_INPUT_TIMEOUT: Final = 5.0
-_FALLBACK_OFFER: Final = ("web_form", "chat", "self_service")
 
 log = structlog.get_logger("ivr.engine")
 
@@ -237,7 +236,7 @@ class _Run:
                 EventType.CALL_FALLBACK,
                 reason=call.reason,
                 rule=call.rule,
-                offered=list(_FALLBACK_OFFER),
+                offered=fallback.offered(),
             )
         self.emit(
             EventType.CALL_ENDED,
@@ -253,19 +252,16 @@ class _Run:
 
 async def _locked_until(run: _Run, now: datetime) -> datetime | None:
     """When the caller's number stops being locked out, or ``None`` when it is not."""
-    failures = await run.engine.directory.failures(run.call.caller, now - lockout.LOOKBACK)
+    failures = await run.engine.directory.failures(run.call.caller, lockout.counted_since(now))
     return lockout.locked_until(failures, now)
 
 
 def _refuse_locked(run: _Run, until: datetime, trigger: str) -> None:
     """A locked-out number goes to the fallback, without a lookup."""
-    run.decide(
-        Decision.deny(
-            Rule.LOCKOUT, Reason.LOCKED_OUT, f"caller {run.call.caller} is locked out until {until:%H:%M:%S %Z}"
-        )
-    )
+    refused = lockout.refuses(run.call.caller, until)
+    run.decide(refused)
     run.play("locked_out")
-    run.fire(trigger, reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+    run.fire(trigger, reason=refused.reason, rule=refused.rule)
 
 
 async def _lockout_check(run: _Run) -> None:
@@ -336,7 +332,7 @@ async def _authorizing(run: _Run) -> None:
         )
         await run.flush()
         run.play("outside_hours", hours=contract.hours.describe())
-        run.fire("after_hours", reason=Reason.OUTSIDE_HOURS, rule=Rule.R8)
+        run.fire("after_hours", reason=hours.reason, rule=hours.rule)
         return
     call.plan = contract.plan
     if ticket is not None:
@@ -365,8 +361,8 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
         attempt=call.attempts + 1,
         detail=decision.detail,
     )
-    earlier = await directory.failures(call.caller, now - lockout.LOOKBACK)
-    until = lockout.locked_until([*earlier, now], now)
+    earlier = await directory.failures(call.caller, lockout.counted_since(now))
+    until = lockout.after_failure(earlier, now)
     if until is not None:
         run.emit(
             EventType.AUTH_LOCKED_OUT,
@@ -380,15 +376,14 @@ async def _deny(run: _Run, decision: Decision, now: datetime, common: dict[str, 
     prompt = f"denied_{decision.reason}"
     run.play(prompt)
     if until is not None:
-        run.decide(
-            Decision.deny(
-                Rule.LOCKOUT, Reason.LOCKED_OUT, f"{lockout.MAX_FAILURES} failures within 15 minutes from {call.caller}"
-            )
-        )
+        # Checked before the attempts: when the lock's failure is also the call's last attempt, the
+        # lockout is what the caller hears and the reason the call records.
+        locked = lockout.locks(call.caller)
+        run.decide(locked)
         run.play("locked_out")
-        run.fire("lock", reason=Reason.LOCKED_OUT, rule=Rule.LOCKOUT)
+        run.fire("lock", reason=locked.reason, rule=locked.rule)
         return
-    if call.attempts + 1 >= 3:  # noqa: PLR2004 - mirrors Call.last_attempt, said before the move
+    if attempts.is_last(call.attempts):  # said before the move, which Call.last_attempt decides alike
         run.play("attempts_exhausted")
     run.fire("deny", decision=decision)
 
@@ -434,17 +429,7 @@ async def _creating_ticket(run: _Run) -> None:
     # Shielded: a hang-up or cancellation must not split the ticket from its event.
     await asyncio.shield(directory.create_ticket(ticket, call_id=call.id, at=now, events=run.take_pending()))
     run.engine.notify()
-    run.decide(
-        Decision(
-            granted=True,
-            rule=Rule.R10,
-            detail=f"ticket {ticket.id} created (severity {ticket.severity}), read back to the caller",
-            customer_id=ticket.customer_id,
-            contract_id=ticket.contract_id,
-            ticket_id=ticket.id,
-            deduct=granted.deduct,
-        ),
-    )
+    run.decide(rules.read_back(ticket, granted))
     run.fire("created", ticket_id=ticket.id)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import orjson
 import structlog
 
-from ivr.bus.mqtt import MqttBus, forget_session
+from ivr.bus.mqtt import forget_session
 from ivr.bus.publisher import OutboxPublisher
 from ivr.directory.relayed import relayed_up_to
 from ivr.events import TOPIC_ROOT, CloudEvent, EventType, topic_for
@@ -26,6 +26,7 @@ from ivr.ledger.consumer import LedgerConsumer
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ivr.bus.mqtt import MqttBus
     from ivr.bus.url import BrokerConfig
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.service import LedgerService
@@ -89,9 +90,10 @@ class MqttLink:
     The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
     A replay's connections are short-lived and say nothing on the retained status topics, which
-    belong to long-running processes (`ivr ledger`). Built with ``relayed_by`` (the progress file of
-    an `ivr relay`), the link leaves the outbox to that process (``ivr load`` does, to give
-    publishing a core of its own).
+    belong to long-running processes (`ivr ledger`). Both buses come built from the composition
+    root (:func:`ivr.bootstrap.ivr_bus`, :func:`ivr.bootstrap.ledger_bus`). Built with
+    ``relayed_by`` (the progress file of an `ivr relay`), the link leaves the outbox to that
+    process (``ivr load`` does, to give publishing a core of its own).
     """
 
     def __init__(  # noqa: PLR0913 - every option is a keyword
@@ -100,40 +102,28 @@ class MqttLink:
         directory: DirectoryStorage,
         config: BrokerConfig,
         source: str,
-        service: LedgerService | None,
+        bus: MqttBus,
+        ledger: tuple[MqttBus, LedgerService] | None,
         root: str = TOPIC_ROOT,
         relayed_by: Path | None = None,
     ) -> None:
-        """Connect ``directory`` (whose events carry ``source``) to the broker at ``config``."""
+        """Connect ``directory`` (whose events carry ``source``) through ``bus`` to the broker at ``config``.
+
+        ``ledger`` is this link's own ledger with its bus, or ``None`` when `ivr ledger` answers.
+        """
         self._directory = directory
         self._source = source
-        self._root = root
-        # Both subscriptions are persistent sessions: a message published while one of them is
-        # reconnecting (a broker restart) waits in the broker instead of being lost to it.
         self._config = config
-        self._ivr_bus = MqttBus(
-            config=config,
-            client_id=f"{source}-ivr",
-            subscriptions=[f"{root}/ledger/#"],
-            persistent=True,
-            manual_ack=True,
-            topic_root=root,
-        )
+        self._ivr_bus = bus
         self._relayed_by = relayed_by
         self._publisher = (
             OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root) if relayed_by is None else None
         )
         self._ledger_bus: MqttBus | None = None
         self._consumer: LedgerConsumer | None = None
-        if service is not None:
-            self._ledger_bus = MqttBus(
-                config=config,
-                client_id=f"{source}-ledger",
-                subscriptions=LedgerConsumer.subscriptions(root),
-                persistent=True,
-                manual_ack=True,
-                topic_root=root,
-            )
+        service: LedgerService | None = None
+        if ledger is not None:
+            self._ledger_bus, service = ledger
             self._consumer = LedgerConsumer(bus=self._ledger_bus, service=service, root=root)
         # With its own ledger, a replay takes answers from that ledger only: another ledger on
         # the same broker (a running `ivr ledger`) answers from a different file.
@@ -206,5 +196,6 @@ class MqttLink:
         buses = [self._ivr_bus] if self._ledger_bus is None else [self._ivr_bus, self._ledger_bus]
         for bus in buses:
             await bus.aclose()
-        for client_id in (f"{self._source}-ivr", f"{self._source}-ledger")[: len(buses)]:
-            await forget_session(self._config, client_id)
+        for bus in buses:
+            if bus.client_id is not None:
+                await forget_session(self._config, bus.client_id)

@@ -1,4 +1,4 @@
-"""R2-R6 and R8: may this caller be put through, and does it cost an incident.
+"""R2-R6, R8 and R10: may this caller be put through, and does it cost an incident.
 
 Every function here is pure: it takes directory facts (or ``None`` where a lookup found nothing),
 the ledger's balance and the date or instant, and returns a :class:`Decision` naming its rule.
@@ -23,6 +23,7 @@ from ivr.auth.model import (
     Purpose,
     Standing,
     SupportCode,
+    Ticket,
     TicketStatus,
 )
 from ivr.secrets import mask
@@ -39,6 +40,7 @@ __all__ = [
     "authorize_ticket",
     "check_hours",
     "check_length",
+    "read_back",
     "shown",
 ]
 
@@ -220,4 +222,17 @@ def check_hours(granted: Decision, contract: Contract, now: datetime) -> Decisio
         customer_id=contract.customer_id,
         contract_id=contract.id,
         ticket_id=granted.ticket_id,
+    )
+
+
+def read_back(ticket: Ticket, granted: Decision) -> Decision:
+    """R10: the new ticket made under ``granted`` is read back; it deducts what the grant said (R7)."""
+    return Decision(
+        granted=True,
+        rule=Rule.R10,
+        detail=f"ticket {ticket.id} created (severity {ticket.severity}), read back to the caller",
+        customer_id=ticket.customer_id,
+        contract_id=ticket.contract_id,
+        ticket_id=ticket.id,
+        deduct=granted.deduct,
     )

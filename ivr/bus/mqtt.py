@@ -264,6 +264,11 @@ class MqttBus:
         return self._up.is_set()
 
     @property
+    def client_id(self) -> str | None:
+        """The fixed client id the bus connects under (``None``: the broker picks one per connection)."""
+        return self._client_id
+
+    @property
     def status_topic(self) -> str | None:
         """The process's retained status topic, if it has one."""
         return self._status

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ivr.bootstrap import events_bus
 from ivr.bus.base import BusRefusedError, TaskEndedError, wait_unless_ended
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import DEFAULT_BROKER_URL, parse_broker_url
@@ -73,7 +74,7 @@ async def _tail(  # noqa: PLR0913 - the options of `ivr events`
     """Print until --count is reached or SIGTERM comes, whether or not anything is arriving."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root) as bus:
+    async with events_bus(config, client_id=client_id, root=root) as bus:
         printing = asyncio.create_task(_print(bus, pattern, as_json=as_json, count=count))
         try:
             await wait_unless_ended(stop, printing)

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from ivr.bootstrap import ledger_bus
 from ivr.bus.base import BusRefusedError, wait_unless_ended
-from ivr.bus.mqtt import Backoff, MqttBus
+from ivr.bus.mqtt import Backoff
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
 from ivr.cli.common import Commands, broker_option, fixture_option, log_options, parse_store, require_broker
@@ -158,15 +159,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
         await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
     store = await open_ledger(where)
     await store.load_opening(opening)
-    bus = MqttBus(
-        config=config,
-        client_id=client_id,
-        instance=source,
-        subscriptions=LedgerConsumer.subscriptions(root, share),
-        persistent=True,
-        manual_ack=True,
-        topic_root=root,
-    )
+    bus = ledger_bus(config, client_id=client_id, root=root, share=share, instance=source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from ivr.bus.mqtt import MqttBus
+from ivr.bootstrap import relay_bus
 from ivr.bus.publisher import BULK_BATCH, Outbox, OutboxPublisher
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option, log_options, parse_store, require_broker
@@ -164,9 +164,7 @@ async def publish_until_stopped(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with (
-            # Its status name is its client id: a broker that binds each login to its client ids
-            # (deploy/mosquitto) knows the relay by it.
-            MqttBus(config=config, client_id=instance, instance=instance, topic_root=root) as bus,
+            relay_bus(config, instance=instance, root=root) as bus,
             OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=BULK_BATCH) as publisher,
         ):
             # A publisher that died (not a broker outage: those it waits out) must not leave a

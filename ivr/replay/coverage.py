@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from ivr.auth.attempts import MAX_ATTEMPTS
 from ivr.replay.outcomes import outcome_of, rule_outcomes
-from ivr.states.call import MAX_ATTEMPTS, MAX_FAILURES
+from ivr.states.call import MAX_FAILURES
 from ivr.states.diagram import row_label, row_sources
 from ivr.states.flow import STATES, TRANSITIONS
 

@@ -21,6 +21,7 @@ import yaml
 
 from ivr import worlds
 from ivr.auth import lockout, rules
+from ivr.auth.attempts import MAX_ATTEMPTS
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import CallerKind, Method, OwnedTicket, Purpose, Severity, Standing
 from ivr.auth.routing import english_only, priority, queue_for
@@ -29,7 +30,7 @@ from ivr.directory.fixtures import US_EASTERN
 from ivr.engine import NO_INPUT_TIMEOUT
 from ivr.replay.coverage import FAILURE_TRIGGERS, measure
 from ivr.replay.runner import replay
-from ivr.states.call import MAX_ATTEMPTS, MAX_FAILURES, Call
+from ivr.states.call import MAX_FAILURES, Call
 from ivr.states.diagram import row_sources
 from ivr.states.flow import FLOW, STATES, TRANSITIONS, Kind
 

@@ -1,6 +1,6 @@
 """Every outcome a rule can give: each rule granted, and each reason it can deny with.
 
-Derived, not listed: the pure rule functions of `ivr.auth.rules` are run over every combination
+Derived, not listed: the pure rule functions of `ivr.auth` are run over every combination
 of the directory's facts that the model's enums allow (ticket status, plan, channels, validity,
 balance, caller kind, purpose, product), so a new denial added to a rule shows up in coverage
 without anyone editing a list here.
@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
-from ivr.auth import rules
+from ivr.auth import lockout, rules
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import (
     BUSINESS_KEY_PRODUCTS,
@@ -120,15 +120,18 @@ def _checks() -> Iterator[Decision]:
             yield rules.check_hours(granted, replace(contract, hours=hours), now)
 
 
-#: The decisions the engine makes itself rather than through a rule function: a locked-out
-#: number is refused (lockout), and a created ticket is read back (R10). `ivr.engine` builds
-#: these two from the same enums; a test pins that every Reason a decision carries is reachable.
-_ENGINE_DECISIONS: Final = (Outcome(str(Rule.LOCKOUT), str(Reason.LOCKED_OUT)), Outcome(str(Rule.R10), GRANTED))
+def _after() -> Iterator[Decision]:
+    """What follows a lookup: the lockout's refusal and lock, and a new ticket read back (R10)."""
+    now = datetime(_TODAY.year, _TODAY.month, _TODAY.day, 12, tzinfo=UTC)
+    yield lockout.refuses("+15550100001", now)
+    yield lockout.locks("+15550100001")
+    ticket = Ticket(id="1000001", customer_id="C", contract_id="K", status=TicketStatus.OPEN, purpose=Purpose.TECHNICAL)
+    yield rules.read_back(ticket, Decision.grant(Rule.R4, "granted", customer_id="C", contract_id="K"))
 
 
 def rule_outcomes() -> list[Outcome]:
     """Every outcome the rules can reach, ordered by rule (as `Rule` lists them), grants first."""
-    found = {outcome_of(d) for d in itertools.chain(_lookups(), _checks())} | set(_ENGINE_DECISIONS)
+    found = {outcome_of(d) for d in itertools.chain(_lookups(), _checks(), _after())}
     order = {str(rule): i for i, rule in enumerate(Rule)}
     reasons = {str(reason): i for i, reason in enumerate(Reason)}
     return sorted(found, key=lambda o: (order[o.rule], -1 if o.result == GRANTED else reasons[o.result]))

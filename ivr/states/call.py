@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from ivr.auth.attempts import is_last
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.auth.model import CallerKind, Method, Plan, Purpose, Severity
 from ivr.auth.routing import english_only
@@ -19,10 +20,8 @@ if TYPE_CHECKING:
 
     from transitions import EventData
 
-__all__ = ["MAX_ATTEMPTS", "MAX_FAILURES", "Call", "Outcome"]
+__all__ = ["MAX_FAILURES", "Call", "Outcome"]
 
-#: Authorization attempts per call; the third failure goes to the fallback.
-MAX_ATTEMPTS: Final = 3
 #: Failures in a row at one prompt (no-input, no-match); the third goes to the fallback.
 MAX_FAILURES: Final = 3
 
@@ -87,7 +86,7 @@ class Call:
 
     def last_attempt(self, _: EventData) -> bool:
         """Whether this denial uses the caller's last authorization attempt."""
-        return self.attempts + 1 >= MAX_ATTEMPTS
+        return is_last(self.attempts)
 
     def last_failure(self, _: EventData) -> bool:
         """Whether this no-input or no-match is the third in a row at this prompt."""

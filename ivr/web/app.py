@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ivr.bootstrap import console_bus
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
 from ivr.replay.outline import load_scenarios
@@ -194,6 +195,7 @@ def create_app(
                 world=world,
                 fixture=fixture,
                 broker=config,
+                bus=console_bus(config),
                 workdir=workdir,
                 own_ledger=own_ledger,
                 scenario=played,

@@ -108,6 +108,7 @@ class Console:
         world: World,
         fixture: Path,
         broker: BrokerConfig,
+        bus: MqttBus,
         workdir: Path,
         root: str = TOPIC_ROOT,
         own_ledger: bool = True,
@@ -115,6 +116,8 @@ class Console:
         store: Store | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
+
+        ``bus`` (:func:`ivr.bootstrap.console_bus`, on ``broker``) brings every event to forward to its page.
 
         ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens. On a
         PostgreSQL ``store`` each session world is a schema of its own there instead.
@@ -139,7 +142,7 @@ class Console:
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
         # The console is the long-running IVR process: its connection carries the retained
         # ivr/v1/status/ivr-console (online; the last will says offline).
-        self._bus = MqttBus(config=broker, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
+        self._bus = bus
         self._forwarder: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 

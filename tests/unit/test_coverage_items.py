@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from ivr.auth.attempts import MAX_ATTEMPTS
 from ivr.auth.decisions import Decision, Reason, Rule
 from ivr.replay.coverage import CATEGORIES, Coverage, attempt_item, counter_item, transition_label
 from ivr.replay.outcomes import rule_outcomes
-from ivr.states.call import MAX_ATTEMPTS, MAX_FAILURES, Call
+from ivr.states.call import MAX_FAILURES, Call
 from ivr.states.flow import FLOW, STATES, TRANSITIONS, Kind
 
 INPUT_STATES = [n for n, s in STATES.items() if s.kind in (Kind.MENU, Kind.DIGITS)]

@@ -6,7 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ivr.auth.lockout import LOCKOUT_FOR, MAX_FAILURES, WINDOW, locked_until
+from ivr.auth.decisions import Reason, Rule
+from ivr.auth.lockout import (
+    LOCKOUT_FOR,
+    LOOKBACK,
+    MAX_FAILURES,
+    WINDOW,
+    after_failure,
+    counted_since,
+    locked_until,
+    locks,
+    refuses,
+)
 
 T0 = datetime(2026, 11, 17, 15, 0, tzinfo=UTC)
 
@@ -78,3 +89,39 @@ def test_old_failures_combine_with_new_ones_inside_the_window():
     """Failures from earlier calls count as long as 5 of them fit in 15 minutes."""
     failures = minutes(0, 2, 4, 10, 14)
     assert locked_until(failures, T0 + timedelta(minutes=14)) == T0 + timedelta(minutes=29)
+
+
+def test_failures_are_read_back_as_far_as_a_window_and_a_lockout():
+    """Five failures spread over a whole window lock until 15 minutes after: older ones never matter."""
+    now = T0 + timedelta(hours=1)
+    assert counted_since(now) == now - WINDOW - LOCKOUT_FOR == now - LOOKBACK
+    first = counted_since(now)
+    failures = [first + timedelta(minutes=m) for m in (0, 5, 10, 14, 15)]
+    assert locked_until(failures, now - timedelta(microseconds=1)) == now
+
+
+@pytest.mark.parametrize(("earlier", "locks_it"), [((0, 1, 2), False), ((0, 1, 2, 3), True), ((0, 1, 2, 3, 3), True)])
+def test_the_failure_being_decided_counts_once(earlier, locks_it):
+    """Four earlier failures and this one make five: locked for 15 minutes from this one; three do not."""
+    now = T0 + timedelta(minutes=4)
+    until = after_failure(minutes(*earlier), now)
+    assert until == (now + LOCKOUT_FOR if locks_it else None)
+
+
+def test_a_failure_outside_the_window_of_the_earlier_ones_locks_nothing():
+    """Four failures over 15 minutes ago and one now are not five within 15 minutes."""
+    assert after_failure(minutes(0, 1, 2, 3), T0 + timedelta(minutes=15, seconds=1)) is None
+
+
+def test_a_locked_call_is_refused_saying_until_when():
+    """The refusal names the lockout rule and reason, the number and the end of the lock."""
+    decision = refuses("+15550100001", T0 + LOCKOUT_FOR)
+    assert (decision.granted, decision.rule, decision.reason) == (False, Rule.LOCKOUT, Reason.LOCKED_OUT)
+    assert decision.detail == "caller +15550100001 is locked out until 15:15:00 UTC"
+
+
+def test_the_locking_failure_names_the_count_and_the_window():
+    """The failure that locks says how many failures within how many minutes, from which number."""
+    decision = locks("+15550100001")
+    assert (decision.granted, decision.rule, decision.reason) == (False, Rule.LOCKOUT, Reason.LOCKED_OUT)
+    assert decision.detail == "5 failures within 15 minutes from +15550100001"

@@ -1,4 +1,4 @@
-"""R2-R6 and R8 as pure functions: every grant and every denial reason, each naming its rule."""
+"""R2-R6, R8 and R10 as pure functions: every grant and every denial reason, each naming its rule."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ivr.auth.model import (
     OwnedTicket,
     Plan,
     Purpose,
+    Severity,
     Standing,
     SupportCode,
     SupportHours,
@@ -33,6 +34,7 @@ from ivr.auth.rules import (
     authorize_ticket,
     check_hours,
     check_length,
+    read_back,
     shown,
 )
 from ivr.zones import spoken
@@ -673,6 +675,22 @@ class TestCheckHours:
         contract = make_contract(plan=Plan.PREMIER, hours=SupportHours(tz=EASTERN, always=True))
         granted = granted_r4()
         assert check_hours(granted, contract, at(EASTERN, 2026, 11, 22, 3)) is granted
+
+
+@pytest.mark.parametrize("deduct", [True, False])
+def test_a_new_ticket_is_read_back_under_r10_deducting_what_its_grant_said(deduct):
+    """R10: the new ticket's decision names it and its owner, and keeps the grant's deduction (R7)."""
+    ticket = make_ticket(severity=Severity.A)
+    decision = read_back(ticket, replace(granted_r4(), deduct=deduct))
+    assert decision == Decision(
+        granted=True,
+        rule=Rule.R10,
+        detail=f"ticket {TICKET_ID} created (severity A), read back to the caller",
+        customer_id="C-1",
+        contract_id="K-1",
+        ticket_id=TICKET_ID,
+        deduct=deduct,
+    )
 
 
 @pytest.mark.parametrize("rule", list(Rule))
