@@ -67,7 +67,9 @@ async def test_a_node_killed_mid_run_loses_and_doubles_nothing(tmp_path, killed)
         finally:
             await ledger.stop()
     assert status == 0, out
-    report = json.loads(out[re.search(r"^\{$", out, re.MULTILINE).start() :])  # after any log lines
+    start = re.search(r"^\{$", out, re.MULTILINE)  # the report, after any log lines and before others
+    assert start is not None, out
+    report, _ = json.JSONDecoder().raw_decode(out, start.start())
     assert report["completed"] == CALLS
     assert report["deducted"] == report["deductible"] > 0
     assert report["verify"]["ok"] is True
