@@ -1,13 +1,16 @@
-"""The ledger on PostgreSQL when the server cuts its connections (pg_terminate_backend): none lost, none doubled."""
+"""PostgreSQL cutting the ledger's and the directory's connections (pg_terminate_backend): none lost, none doubled."""
 
 from __future__ import annotations
 
 import asyncio
 
 import asyncpg
+import pytest
 
 from ivr.ledger.core import DeductionRequest
 from ivr.ledger.postgres import PostgresLedgerStore
+from ivr.load.ledger import verify_ledger
+from tests.faults.conftest import assert_ledger_exact, deductible_by_contract, settle, size
 from tests.pgserver import fresh_schema
 
 NOW = "2026-11-17T15:00:00+00:00"
@@ -71,3 +74,49 @@ async def test_the_server_restarted_between_and_during_batches_loses_and_doubles
         assert (report.deductions, report.rejections) == (10, 90)
     finally:
         await store.close()
+
+
+DIRECTORY_CALLS, DIRECTORY_CUTS = size(full=(3_000, 30), short=(300, 5))
+#: Calls per second: a cut every ~0.3 s of calls.
+DIRECTORY_RATE = DIRECTORY_CALLS / (DIRECTORY_CUTS * 0.4)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("fault_backend", ["postgresql"], indirect=True)
+async def test_calls_go_on_while_the_directorys_connections_are_cut(fault_run):
+    """300 calls (full: 3,000), every connection to the database cut 5 times (full: 30) while they run.
+
+    The directory's lookups, group commits and number locks, the IVR's publisher and the ledger
+    process all lose their connections: every call completes, no ticket or event is written
+    twice, every deductible ticket is deducted once, `ivr ledger verify` passes.
+    """
+    launcher, system = fault_run.launcher, fault_run.system
+    url = fault_run.store.dsn
+    calls = asyncio.create_task(launcher.run(range(DIRECTORY_CALLS), rate=DIRECTORY_RATE, concurrency=100))
+    cuts: list[int] = []
+    async with asyncio.timeout(120):
+        while len(cuts) < DIRECTORY_CUTS and not calls.done():
+            await asyncio.sleep(DIRECTORY_CALLS / DIRECTORY_RATE / (DIRECTORY_CUTS + 1))
+            cuts.append(await cut_every_connection(url))
+        await calls
+    assert launcher.completed == DIRECTORY_CALLS, launcher.errors
+    assert launcher.failed == 0, launcher.errors
+    assert len(cuts) == DIRECTORY_CUTS  # every cut landed while calls were running
+    assert all(cuts), cuts
+    await settle(system, timeout=60)  # the outbox published, every deductible ticket answered
+    conn = await asyncpg.connect(url)
+    try:
+        events, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM outbox")
+        tickets, calls_with_one = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT call_id) FROM tickets WHERE call_id IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    assert events == distinct > DIRECTORY_CALLS
+    assert tickets == calls_with_one > DIRECTORY_CALLS // 3
+    expected = await deductible_by_contract(system)
+    await fault_run.ledger.stop()
+    await assert_ledger_exact(fault_run.ledger_db, fault_run.world, expected)
+    verdict = await verify_ledger(fault_run.ledger_db, directory=fault_run.ivr_db)
+    assert verdict.ok, verdict.output
+    assert (verdict.deductions, verdict.rejections, verdict.problems) == (sum(expected.values()), 0, 0)
