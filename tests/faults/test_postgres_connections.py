@@ -7,11 +7,13 @@ import asyncio
 import asyncpg
 import pytest
 
+from ivr.directory.postgres import PostgresDirectory
 from ivr.ledger.core import DeductionRequest
 from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.load.ledger import verify_ledger
 from tests.faults.conftest import assert_ledger_exact, deductible_by_contract, settle, size
 from tests.pgserver import fresh_schema
+from tests.storage.test_directory_contract import AT, event, ticket
 
 NOW = "2026-11-17T15:00:00+00:00"
 
@@ -120,3 +122,42 @@ async def test_calls_go_on_while_the_directorys_connections_are_cut(fault_run):
     verdict = await verify_ledger(fault_run.ledger_db, directory=fault_run.ivr_db)
     assert verdict.ok, verdict.output
     assert (verdict.deductions, verdict.rejections, verdict.problems) == (sum(expected.values()), 0, 0)
+
+
+async def test_a_commit_cut_after_it_took_effect_is_not_written_again(private_postgres, world):
+    """The directory's COMMIT committed but its answer cut: the retry asks the server and writes nothing twice.
+
+    PostgreSQL commits locally and then waits for a synchronous standby; with one named that never
+    comes, the test's cluster holds the directory's COMMIT there, committed, and the test cuts the
+    connection: the client cannot know it committed. (Only the directory's connections ask for the
+    standby: ``synchronous_commit`` is ``local`` for every other.)
+    """
+    schema = fresh_schema()
+    directory = await PostgresDirectory.open(private_postgres.url, schema=schema)
+    await directory.load(world)
+    waiting = await PostgresDirectory.open(f"{private_postgres.url}?synchronous_commit=on", schema=schema)
+    new = ticket(await waiting.next_ticket_id(), next(iter(world.contracts.values())))
+    admin = await asyncpg.connect(private_postgres.url)
+    await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+    await admin.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+    await admin.execute("SELECT pg_reload_conf()")
+    try:
+        creating = asyncio.ensure_future(
+            waiting.create_ticket(new, call_id="call-cut", at=AT, events=[event("call-cut")])
+        )
+        async with asyncio.timeout(10):
+            while not await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+            ):
+                await asyncio.sleep(0.01)
+            await creating
+        assert (await directory.find_ticket(new.id)) is not None
+        rows = await admin.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE payload LIKE '%call-cut%'")  # noqa: S608
+        assert rows == 1
+    finally:
+        await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        await admin.execute("ALTER SYSTEM RESET synchronous_commit")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+        await waiting.close()
+        await directory.close()
