@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
+    "CONNECTION_LOST",
     "FINISHED",
     "DatabaseUnavailableError",
+    "committed",
     "connect_pool",
     "drop_schema",
     "ensure_schema",
@@ -182,3 +184,23 @@ async def retrying(pool: Any, work: Callable[[], Awaitable[T]], *, within: float
             await pool.expire_connections()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def committed(pool: Any, xid: str, *, within: float = RETRY_FOR) -> bool:  # noqa: ANN401 - asyncpg's pool
+    """Whether transaction ``xid`` (as text) committed, waiting while it still runs: a COMMIT whose answer was lost.
+
+    A connection cut during COMMIT leaves the outcome unknown to the client; the server knows it
+    (``pg_xact_status``) once the cut backend has ended the transaction, one way or the other.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.01
+    while True:
+        status = await pool.fetchval("SELECT pg_xact_status($1::text::xid8)", xid)
+        if status != "in progress":
+            return bool(status == "committed")
+        if loop.time() + delay > deadline:
+            msg = f"transaction {xid}, whose COMMIT was cut, is still running after {within} s"
+            raise DatabaseUnavailableError(msg)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)

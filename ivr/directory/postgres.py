@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
+import structlog
+
 from ivr.directory.rows import (
     FIRST_NEW_TICKET,
     TICKET_WITH_OWNER,
@@ -36,7 +38,19 @@ from ivr.directory.rows import (
     settle_pepper,
     ticket_row,
 )
-from ivr.pg import FINISHED, connect_pool, ensure_schema, finished_rows, open_pool, position, seq_numbers, unpack
+from ivr.pg import (
+    CONNECTION_LOST,
+    FINISHED,
+    committed,
+    connect_pool,
+    ensure_schema,
+    finished_rows,
+    open_pool,
+    position,
+    retrying,
+    seq_numbers,
+    unpack,
+)
 from ivr.secrets import digest
 
 if TYPE_CHECKING:
@@ -48,6 +62,8 @@ if TYPE_CHECKING:
     from ivr.events import CloudEvent
 
 __all__ = ["PostgresDirectory", "PostgresOutbox"]
+
+log = structlog.get_logger("ivr.directory.postgres")
 
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL);
@@ -155,18 +171,26 @@ class PostgresOutbox:
         """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
         mine = () if self._own is None else (self._own,)
         xid, seq = unpack(after)
-        rows = await finished_rows(
-            self._pool, (self._unsent, (xid, seq, *mine, limit)), (self._waiting, (xid, seq, *mine))
+        rows = await retrying(
+            self._pool,
+            lambda: finished_rows(
+                self._pool, (self._unsent, (xid, seq, *mine, limit)), (self._waiting, (xid, seq, *mine))
+            ),
         )
         return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
 
     async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
         """Rows (by position) the broker acknowledged."""
-        await self._pool.execute("UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])", at, seq_numbers(seqs))
+        marked = seq_numbers(seqs)
+        await retrying(
+            self._pool,
+            lambda: self._pool.execute("UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])", at, marked),
+        )
 
     async def outbox_end(self) -> int:
         """The position of the newest row of an ended transaction (0 when none)."""
-        row = await self._pool.fetchrow(self._end, *(() if self._own is None else (self._own,)))
+        mine = () if self._own is None else (self._own,)
+        row = await retrying(self._pool, lambda: self._pool.fetchrow(self._end, *mine))
         return position(row["xid"], row["seq"]) if row else 0
 
 
@@ -232,27 +256,32 @@ class PostgresDirectory(PostgresOutbox):
 
     async def find_ticket(self, ticket_id: str) -> OwnedTicket | None:
         """A ticket with its contract, its owner's kind and the owner's other contracts, with balances, in one read."""
-        return owned_ticket(await self._pool.fetch(_TICKET_WITH_OWNER, ticket_id))
+        return owned_ticket(await retrying(self._pool, lambda: self._pool.fetch(_TICKET_WITH_OWNER, ticket_id)))
 
     async def find_code(self, code: str) -> tuple[SupportCode, Contract, int | None] | None:
         """The support code the caller typed (looked up by its keyed hash), with its contract and balance."""
-        return code_found(code, await self._pool.fetchrow(_CODE, digest(self._pepper, code)))
+        hashed = digest(self._pepper, code)
+        return code_found(code, await retrying(self._pool, lambda: self._pool.fetchrow(_CODE, hashed)))
 
     async def find_key(self, key: str) -> tuple[LicenseKey, Contract, int | None] | None:
         """The license key the caller typed (looked up by its keyed hash), with its contract and balance."""
-        return key_found(key, await self._pool.fetchrow(_KEY, digest(self._pepper, key)))
+        hashed = digest(self._pepper, key)
+        return key_found(key, await retrying(self._pool, lambda: self._pool.fetchrow(_KEY, hashed)))
 
     async def balance(self, contract_id: str) -> int | None:
         """Incidents left as the ledger last reported them (``None``: unlimited)."""
-        balance: int | None = await self._pool.fetchval(
-            "SELECT balance FROM balances WHERE contract_id = $1", contract_id
+        balance: int | None = await retrying(
+            self._pool, lambda: self._pool.fetchval("SELECT balance FROM balances WHERE contract_id = $1", contract_id)
         )
         return balance
 
     async def failures(self, caller: str, since: datetime) -> list[datetime]:
         """Failed authorizations from ``caller`` at or after ``since``, written by any IVR process."""
-        rows = await self._pool.fetch(
-            "SELECT at FROM auth_failures WHERE caller = $1 AND at >= $2 ORDER BY at", caller, since
+        rows = await retrying(
+            self._pool,
+            lambda: self._pool.fetch(
+                "SELECT at FROM auth_failures WHERE caller = $1 AND at >= $2 ORDER BY at", caller, since
+            ),
         )
         return [row["at"] for row in rows]
 
@@ -264,22 +293,41 @@ class PostgresDirectory(PostgresOutbox):
         connection given back mid-transaction is rolled back by the pool. BEGIN and the lock go
         in one round trip; the key is a 64-bit hash of the number (and the schema), made here,
         so the statement holds an integer, never the caller's text.
+
+        Taking the lock is tried again when its connection is cut. A connection cut while the lock
+        is held lets the lock go at once, so for that moment another call from the number may
+        authorize beside this one; the body goes on (its writes retry on their own).
         """
         key = int.from_bytes(
             hashlib.blake2b(f"{self._namespace}:{caller}".encode(), digest_size=8).digest(), "big", signed=True
         )
-        async with self._locks.acquire() as conn:
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
+
+        async def take() -> Any:  # noqa: ANN401 - an asyncpg connection
+            conn = await self._locks.acquire()
             try:
-                yield
-            finally:
+                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
+            except BaseException:
+                await self._locks.release(conn)
+                raise
+            return conn
+
+        conn = await retrying(self._locks, take)
+        try:
+            yield
+        finally:
+            try:
                 await conn.execute("COMMIT")
+            except CONNECTION_LOST as exc:
+                # The lock went with the connection; the transaction held nothing else.
+                log.warning("a number's lock connection was cut while held", error=str(exc))
+            finally:
+                await self._locks.release(conn)
 
     # -- writes ----------------------------------------------------------------------------------
 
     async def next_ticket_id(self) -> str:
         """The next value of the one ``ticket_ids`` sequence every IVR on the store draws from."""
-        return str(await self._pool.fetchval("SELECT nextval('ticket_ids')"))
+        return str(await retrying(self._pool, lambda: self._pool.fetchval("SELECT nextval('ticket_ids')")))
 
     async def _write(self, *statements: tuple[str, list[tuple[Any, ...]]], events: Iterable[CloudEvent]) -> None:
         """Commit ``statements`` and ``events`` together, in the next group commit (see :meth:`_flush`)."""
@@ -313,17 +361,31 @@ class PostgresDirectory(PostgresOutbox):
                         job.done.set_result(None)
 
     async def _commit_group(self, group: list[_Job]) -> None:
-        """One transaction: one ``executemany`` per distinct statement, then every outbox row in order."""
+        """One transaction: one ``executemany`` per distinct statement, then every outbox row in order.
+
+        Tried again when the connection is cut (:func:`~ivr.pg.retrying`). A try cut before its
+        COMMIT took effect left nothing; one cut during COMMIT may have committed, so the next try
+        first asks the server what became of the last one's transaction (:func:`~ivr.pg.committed`)
+        and writes nothing again if it committed: no ticket, failure or event is written twice.
+        """
         merged: dict[str, list[tuple[Any, ...]]] = {}
         for job in group:
             for sql, rows in job.statements:
                 merged.setdefault(sql, []).extend(rows)
         outbox = [row for job in group for row in job.outbox]
-        async with self._pool.acquire() as conn, conn.transaction():
-            for sql, rows in merged.items():
-                await conn.executemany(sql, rows)
-            if outbox:
-                await conn.execute(_OUTBOX, *(list(column) for column in zip(*outbox, strict=True)))
+        tried: list[str] = []  # the transaction id of each try, once it has one
+
+        async def once() -> None:
+            if tried and await committed(self._pool, tried[-1]):
+                return  # the last try's COMMIT was cut after it took effect
+            async with self._pool.acquire() as conn, conn.transaction():
+                tried.append(await conn.fetchval("SELECT pg_current_xact_id()::text"))
+                for sql, rows in merged.items():
+                    await conn.executemany(sql, rows)
+                if outbox:
+                    await conn.execute(_OUTBOX, *(list(column) for column in zip(*outbox, strict=True)))
+
+        await retrying(self._pool, once)
 
     async def record_failure(self, caller: str, at: datetime, events: Iterable[CloudEvent]) -> None:
         """A failed authorization, for the lockout, with the events that report it."""
@@ -347,5 +409,8 @@ class PostgresDirectory(PostgresOutbox):
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
-        rows = await self._pool.fetch("SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq")
+        rows = await retrying(
+            self._pool,
+            lambda: self._pool.fetch("SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"),
+        )
         return deductible(row["payload"] for row in rows)

@@ -1,14 +1,19 @@
-"""The ledger on PostgreSQL when the server cuts its connections (pg_terminate_backend): none lost, none doubled."""
+"""PostgreSQL cutting the ledger's and the directory's connections (pg_terminate_backend): none lost, none doubled."""
 
 from __future__ import annotations
 
 import asyncio
 
 import asyncpg
+import pytest
 
+from ivr.directory.postgres import PostgresDirectory
 from ivr.ledger.core import DeductionRequest
 from ivr.ledger.postgres import PostgresLedgerStore
+from ivr.load.ledger import verify_ledger
+from tests.faults.conftest import assert_ledger_exact, deductible_by_contract, settle, size
 from tests.pgserver import fresh_schema
+from tests.storage.test_directory_contract import AT, event, ticket
 
 NOW = "2026-11-17T15:00:00+00:00"
 
@@ -71,3 +76,88 @@ async def test_the_server_restarted_between_and_during_batches_loses_and_doubles
         assert (report.deductions, report.rejections) == (10, 90)
     finally:
         await store.close()
+
+
+DIRECTORY_CALLS, DIRECTORY_CUTS = size(full=(3_000, 30), short=(300, 5))
+#: Calls per second: a cut every ~0.3 s of calls.
+DIRECTORY_RATE = DIRECTORY_CALLS / (DIRECTORY_CUTS * 0.4)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("fault_backend", ["postgresql"], indirect=True)
+async def test_calls_go_on_while_the_directorys_connections_are_cut(fault_run):
+    """300 calls (full: 3,000), every connection to the database cut 5 times (full: 30) while they run.
+
+    The directory's lookups, group commits and number locks, the IVR's publisher and the ledger
+    process all lose their connections: every call completes, no ticket or event is written
+    twice, every deductible ticket is deducted once, `ivr ledger verify` passes.
+    """
+    launcher, system = fault_run.launcher, fault_run.system
+    url = fault_run.store.dsn
+    calls = asyncio.create_task(launcher.run(range(DIRECTORY_CALLS), rate=DIRECTORY_RATE, concurrency=100))
+    cuts: list[int] = []
+    async with asyncio.timeout(120):
+        while len(cuts) < DIRECTORY_CUTS and not calls.done():
+            await asyncio.sleep(DIRECTORY_CALLS / DIRECTORY_RATE / (DIRECTORY_CUTS + 1))
+            cuts.append(await cut_every_connection(url))
+        await calls
+    assert launcher.completed == DIRECTORY_CALLS, launcher.errors
+    assert launcher.failed == 0, launcher.errors
+    assert len(cuts) == DIRECTORY_CUTS  # every cut landed while calls were running
+    assert all(cuts), cuts
+    await settle(system, timeout=60)  # the outbox published, every deductible ticket answered
+    conn = await asyncpg.connect(url)
+    try:
+        events, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM outbox")
+        tickets, calls_with_one = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT call_id) FROM tickets WHERE call_id IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    assert events == distinct > DIRECTORY_CALLS
+    assert tickets == calls_with_one > DIRECTORY_CALLS // 3
+    expected = await deductible_by_contract(system)
+    await fault_run.ledger.stop()
+    await assert_ledger_exact(fault_run.ledger_db, fault_run.world, expected)
+    verdict = await verify_ledger(fault_run.ledger_db, directory=fault_run.ivr_db)
+    assert verdict.ok, verdict.output
+    assert (verdict.deductions, verdict.rejections, verdict.problems) == (sum(expected.values()), 0, 0)
+
+
+async def test_a_commit_cut_after_it_took_effect_is_not_written_again(private_postgres, world):
+    """The directory's COMMIT committed but its answer cut: the retry asks the server and writes nothing twice.
+
+    PostgreSQL commits locally and then waits for a synchronous standby; with one named that never
+    comes, the test's cluster holds the directory's COMMIT there, committed, and the test cuts the
+    connection: the client cannot know it committed. (Only the directory's connections ask for the
+    standby: ``synchronous_commit`` is ``local`` for every other.)
+    """
+    schema = fresh_schema()
+    directory = await PostgresDirectory.open(private_postgres.url, schema=schema)
+    await directory.load(world)
+    waiting = await PostgresDirectory.open(f"{private_postgres.url}?synchronous_commit=on", schema=schema)
+    new = ticket(await waiting.next_ticket_id(), next(iter(world.contracts.values())))
+    admin = await asyncpg.connect(private_postgres.url)
+    await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+    await admin.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+    await admin.execute("SELECT pg_reload_conf()")
+    try:
+        creating = asyncio.ensure_future(
+            waiting.create_ticket(new, call_id="call-cut", at=AT, events=[event("call-cut")])
+        )
+        async with asyncio.timeout(10):
+            while not await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+            ):
+                await asyncio.sleep(0.01)
+            await creating
+        assert (await directory.find_ticket(new.id)) is not None
+        rows = await admin.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE payload LIKE '%call-cut%'")  # noqa: S608
+        assert rows == 1
+    finally:
+        await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        await admin.execute("ALTER SYSTEM RESET synchronous_commit")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+        await waiting.close()
+        await directory.close()
