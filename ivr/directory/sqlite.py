@@ -1,11 +1,10 @@
 """The directory in SQLite: lookups and writes on the event loop's thread, scans on aiosqlite's.
 
 The IVR's own SQL is small and indexed: a lookup (a ticket, code or key with its contract; a
-caller's recent failures) is one read of ~7 us, and a group commit a few inserts. Through
-aiosqlite each statement was a hop to its thread and back, ~105 us of CPU here, and with 10,000
-live calls the hops queued and each row of an ``executemany`` waited for the GIL while the loop
-held it: one group of 1,500 outbox rows took 1.1 s, and every write behind it waited
-(docs/performance.md, round 4). So one ``sqlite3`` connection serves both, on the loop's thread:
+caller's recent failures) is one short read, and a group commit a few inserts. A hop to another
+thread per statement costs many times that, and with thousands of live calls the hops queue and
+each row of an ``executemany`` waits for the GIL while the loop holds it (docs/performance.md).
+So one ``sqlite3`` connection serves both, on the loop's thread:
 
 - a lookup runs to its end at once (``fetchall``), and sees every commit before it;
 - a write queues a job and waits for its future; the first job of a turn of the loop schedules
@@ -93,10 +92,10 @@ CREATE TABLE IF NOT EXISTS tickets (
     status TEXT NOT NULL, purpose TEXT NOT NULL, severity TEXT NOT NULL, call_id TEXT, created_at TEXT);
 CREATE TABLE IF NOT EXISTS auth_failures (caller TEXT NOT NULL, at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS auth_failures_caller ON auth_failures (caller, at);
--- No unique index on event_id (files made before round 7 have one): the ids are random UUIDs,
--- so each row went into a random page of that index, and each group commit wrote those pages to
--- the WAL again: half the cost of an outbox row (docs/performance.md, round 7). Each event is
--- written once, by the call that made it; its consumers deduplicate by id in any case.
+-- No unique index on event_id (older files have one): the ids are random UUIDs, so each row
+-- goes into a random page of such an index, and each group commit writes those pages to the WAL
+-- again (docs/performance.md). Each event is written once, by the call that made it; its
+-- consumers deduplicate by id in any case.
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, topic TEXT NOT NULL,
     payload TEXT NOT NULL, sent_at TEXT);

@@ -1,8 +1,7 @@
 """The ledger's SQLite file: balances, one entry per deduction request, and its own outbox.
 
 One writer task owns a store (the ledger is a single consumer), and applies requests in batches:
-the measured cost here is ~2,800 commits/s one row at a time against ~78,000 rows/s at 100 rows
-per transaction, so a batch is decided in memory and committed at once. An entry is keyed by the
+a commit costs far more than a row, so a batch is decided in memory and committed at once. An entry is keyed by the
 triggering event's ``source`` + ``id``, and a ticket can hold one deduction at most, so a
 redelivered or re-sent event finds its entry and changes nothing; an event under the same key with
 other bytes (a forgery, or a publisher that reuses ids) changes nothing either, and is reported as
@@ -13,9 +12,9 @@ yet published: marked on the entry when the ledger announces in its own process,
 high-water mark in the file of `ivr ledger relay` when that process announces.
 
 The announcement is built when it is read to be published (:data:`UNSENT`, by SQL functions of
-:data:`ANNOUNCEMENT_FUNCTIONS`), not stored with the entry: its ~450 bytes of JSON, made and
-written inside the batch's transaction, were ~30 % of the time the file's write lock was held,
-the lock two ledgers on one file take turns at (docs/performance.md, round 6).
+:data:`ANNOUNCEMENT_FUNCTIONS`), not stored with the entry: making and writing its JSON inside the
+batch's transaction lengthened the hold on the file's write lock, which two ledgers on one file
+take turns at (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -63,17 +62,17 @@ CREATE TABLE IF NOT EXISTS contracts (
     + _ENTRIES.format(name="entries")
     + """
 CREATE UNIQUE INDEX IF NOT EXISTS entries_ticket ON entries (source, ticket_id);
--- entries_contract (contract_id, applied_at), made until round 5: no query used it, and every
+-- entries_contract (contract_id, applied_at), made by older files: no query uses it, and every
 -- insert paid for it under the write lock.
 DROP INDEX IF EXISTS entries_contract;
--- entries_unpublished (applied_at) WHERE published_at IS NULL, made until round 7: the announcer
--- reads in rowid order after its place (UNSENT), which no plan served from it; every insert and
+-- entries_unpublished (applied_at) WHERE published_at IS NULL, made by older files: the announcer
+-- reads in rowid order after its place (UNSENT), which no plan serves from it; every insert and
 -- every mark paid for it.
 DROP INDEX IF EXISTS entries_unpublished;
 """
 )
 
-#: Files made before round 6 kept each entry's announcement whole, in ``event``: the entries move
+#: Files of the older shape keep each entry's announcement whole, in ``event``: the entries move
 #: to a table of today's shape, rowids kept (a relay's high-water mark is one), the ledger's name
 #: taken from the stored announcement. One transaction: a crash leaves the old table as it was.
 _MIGRATE_EVENT_COLUMN: Final = (
@@ -151,9 +150,8 @@ class SqliteLedgerStore:
     commit), each commit's sync, and the reads of the other methods. Every write transaction's
     work (a batch's reading, deciding and writing) runs on the loop's thread between its BEGIN and
     its COMMIT, as the directory's writes do: sqlite3 gives the GIL up around every row, and a
-    thread taking it back from a busy loop waits for it each time. With aiosqlite a batch was eight hops, each
-    waiting for the loop to finish whatever it was doing: the write lock was held ~85 µs a
-    deduction for ~40 µs of SQL (docs/performance.md, round 5). One lock makes every call run
+    thread taking it back from a busy loop waits for it each time, so the write lock would be held
+    far longer than its SQL takes (docs/performance.md). One lock makes every call run
     alone and in order, so the announcer's commit never lands inside a batch's transaction nor its
     read sees half of one. A cancelled caller does not stop a BEGIN or a COMMIT under way: the
     transaction ends whole, committed or rolled back.
@@ -373,7 +371,7 @@ def _connect(path: str) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a file of an earlier shape to today's; a new file is left to the schema.
 
-    Before round 6 (:data:`_MIGRATE_EVENT_COLUMN`), or without the digests of the events applied:
+    The older shape (:data:`_MIGRATE_EVENT_COLUMN`), or without the digests of the events applied:
     their entries stay without one, and a repeat of one is never taken for a conflict.
     """
     with immediate(conn):  # two ledgers opening one old file: the second finds it migrated

@@ -1,8 +1,8 @@
 """`ivr load --workers`: the calls handed to the IVR processes a block at a time, from a file they share.
 
-Dealt out in advance (worker ``k`` placing calls ``k``, ``k + N``, ...), every worker had as many
-calls but not as much of the machine: one ended 0.4-1.3 s before the other in runs of 4-6 s
-(docs/performance.md, round 6), and a run lasts as long as its last worker. Taken a block at a
+Dealt out in advance (worker ``k`` placing calls ``k``, ``k + N``, ...), every worker would have
+as many calls but not as much of the machine, so one would end well before the other
+(docs/performance.md), and a run lasts as long as its last worker. Taken a block at a
 time, a worker that runs ahead takes more, and the workers end together. Any call can go to any
 worker: each call has its own caller number (a caller's lockout stays in one IVR), and the workers
 number their tickets apart (:meth:`ivr.directory.sqlite.SqliteDirectory.share_ticket_numbers`).

@@ -142,7 +142,7 @@ async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keywo
     """Start `ivr ledger` for a load run on ``workdir/world.yaml``; ``stack`` stops it and drops its session.
 
     It announces its events itself: with the IVRs' processes holding both cores, a separate
-    `ivr ledger relay` measured ~4 % fewer calls/s end to end (docs/performance.md, round 5).
+    `ivr ledger relay` is one more process competing for them (docs/performance.md).
     """
     ledger = LedgerProcess(
         config=config,
