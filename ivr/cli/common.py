@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
@@ -15,7 +15,7 @@ from ivr.bus.base import BusError, BusRefusedError
 from ivr.bus.broker import embedded_broker
 from ivr.bus.mqtt import probe
 from ivr.bus.url import ENV_VAR, BrokerConfig, BrokerUrlError, parse_broker_url
-from ivr.stores import Store, StoreUrlError, parse_store_url
+from ivr.stores import StoreUrlError, parse_store_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 #: What a command without --broker or IVR_BROKER uses when it starts a broker of its own.
+T = TypeVar("T")
+
 PRIVATE_BROKER: Final = "a private broker on a free loopback port: Mosquitto, else amqtt in process"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 #: Seconds a command waits for a broker it was told to use before saying none answers.
@@ -66,14 +68,26 @@ class Commands(click.Group):
                 formatter.write_dl(rows)
 
 
-def parse_broker(_: click.Context, __: click.Parameter, value: str | None) -> BrokerConfig | None:
-    """Click callback: a broker URL to a config; a bad URL is a usage error (password never shown)."""
-    if value is None:
-        return None
-    try:
-        return parse_broker_url(value)
-    except BrokerUrlError as exc:
-        raise click.BadParameter(str(exc)) from exc
+def _click_callback(
+    parse: Callable[[str], T], error: type[ValueError]
+) -> Callable[[click.Context | None, click.Parameter | None, str | None], T | None]:
+    """A click callback: ``parse`` the value given (``None`` stays ``None``); its ``error`` is a usage error."""
+
+    def callback(_: click.Context | None, __: click.Parameter | None, value: str | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except error as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    return callback
+
+
+#: Click callback: a broker URL to a config; a bad URL is a usage error (password never shown).
+parse_broker = _click_callback(parse_broker_url, BrokerUrlError)
+#: Click callback: a store URL or path to a :class:`~ivr.stores.Store`; another scheme is a usage error.
+parse_store = _click_callback(parse_store_url, StoreUrlError)
 
 
 def broker_option(*, help_text: str, default: str | None = None) -> Callable[[Any], Any]:
@@ -87,16 +101,6 @@ def broker_option(*, help_text: str, default: str | None = None) -> Callable[[An
         help=help_text if default is not None else f"{help_text} [default: {PRIVATE_BROKER}]",
         show_envvar=True,
     )
-
-
-def parse_store(_: click.Context, __: click.Parameter, value: str | None) -> Store | None:
-    """Click callback: a store URL or path to a :class:`~ivr.stores.Store`; another scheme is a usage error."""
-    if value is None:
-        return None
-    try:
-        return parse_store_url(value)
-    except StoreUrlError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 def store_option(*, envvar: str, help_text: str, default: str | None = None) -> Callable[[Any], Any]:
