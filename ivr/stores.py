@@ -98,9 +98,14 @@ async def open_ledger(store: Store, *, schema: str | None = None) -> LedgerStora
 
 
 @contextlib.asynccontextmanager
-async def scratch_schema(store: Store, prefix: str) -> AsyncIterator[str]:
-    """A schema of its own on ``store``'s database (a scenario's, a console call's, a load run's), dropped after."""
-    assert store.dsn is not None  # noqa: S101 - only PostgreSQL has schemas
+async def scratch_schema(store: Store | None, prefix: str) -> AsyncIterator[str | None]:
+    """A schema of its own on ``store``'s database (a scenario's, a session world's, a load run's), dropped after.
+
+    ``None`` where there is no PostgreSQL ``store``: files of one's own take a schema's place there.
+    """
+    if store is None or store.dsn is None:
+        yield None
+        return
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     pool = await connect_pool(store.dsn, size=1)
     try:
@@ -113,8 +118,12 @@ async def scratch_schema(store: Store, prefix: str) -> AsyncIterator[str]:
             await pool.close()
 
 
-def in_schema(store: Store, schema: str) -> Store:
-    """``store`` with ``schema`` first on the search path of every connection, for processes given only a URL."""
-    assert store.dsn is not None  # noqa: S101 - only PostgreSQL has schemas
+def in_schema(store: Store, schema: str | None) -> Store:
+    """``store`` with ``schema`` first on the search path of every connection, for processes given only a URL.
+
+    With no ``schema`` (``store`` is not PostgreSQL: :func:`scratch_schema` made none) ``store`` as it is.
+    """
+    if schema is None or store.dsn is None:
+        return store
     joiner = "&" if "?" in store.dsn else "?"
     return Store(dsn=f"{store.dsn}{joiner}search_path={schema}")

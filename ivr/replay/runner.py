@@ -130,8 +130,6 @@ async def run_scenario(  # noqa: PLR0913 - the scenario, its world, and where an
     (the trainer console plays a scenario back on its diagram so). On a PostgreSQL ``store`` it gets
     a schema of its own, dropped at the end, as it gets files of its own in ``workdir`` otherwise.
     """
-    if store is None or store.dsn is None:
-        return await _run_scenario(scenario, world, workdir=workdir, broker=broker, observers=observers)
     async with scratch_schema(store, "replay") as schema:
         return await _run_scenario(
             scenario, world, workdir=workdir, broker=broker, observers=observers, store=store, schema=schema

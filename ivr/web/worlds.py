@@ -99,9 +99,7 @@ class SessionWorld:
                 folder = self._workdir / f"world-{uuid.uuid4().hex[:12]}"
                 folder.mkdir(parents=True)
                 self._folder = folder
-                schema = None
-                if self._store is not None and self._store.dsn is not None:
-                    schema = await self._schema.enter_async_context(scratch_schema(self._store, "console"))
+                schema = await self._schema.enter_async_context(scratch_schema(self._store, "console"))
                 try:
                     async with asyncio.timeout(BUILD_TIMEOUT):
                         system = await build_system(
