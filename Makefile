@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck fmt lock diagram serve screenshots bench faults clean
+.PHONY: demo test check lint typecheck asyncapi fmt lock diagram serve screenshots bench faults clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,11 @@ screenshots: $(STAMP)
 	IVR_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/web/test_browser.py tests/web/test_layouts.py \
 		tests/web/test_playback.py tests/web/test_records.py tests/web/test_room.py
 
-## Lint and type-check.
-check: lint typecheck
+## Lint, type-check, and validate docs/asyncapi.yaml with the official AsyncAPI CLI (installed into
+## .tools/ on first use with npm, ~1 min).
+check: lint typecheck asyncapi
+asyncapi:
+	bash scripts/asyncapi-validate.sh
 lint: $(STAMP)
 	$(BIN)/ruff check ivr tests benchmarks
 	$(BIN)/ruff format --check ivr tests benchmarks

@@ -118,7 +118,7 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             await session.wait_connected()
     async with MqttBus(config=broker.config, client_id="bench-feeder") as feeder:
         await feeder.wait_connected()
-        await feeder.publish_many([("ivr/v1/ticket/created", ticket_event(i)) for i in range(calls)])
+        await feeder.publish_many([("ivr/v2/ticket/created/0", ticket_event(i)) for i in range(calls)])
     relay = LedgerRelayProcess(config=broker.config, db=db, instance="bench-ledger-relay", log_file=tmp / "relay.log")
     processes = [
         LedgerProcess(

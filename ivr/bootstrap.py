@@ -30,31 +30,34 @@ if TYPE_CHECKING:
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import World
     from ivr.directory.storage import DirectoryStorage
+    from ivr.ledger.partitions import PartitionShare
     from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["System", "build_system", "console_bus", "events_bus", "ivr_bus", "ledger_bus", "relay_bus"]
 
 
-def ledger_bus(
+def ledger_bus(  # noqa: PLR0913 - all keyword-only but the broker
     config: BrokerConfig,
     *,
     client_id: str,
     root: str = TOPIC_ROOT,
     share: str | None = None,
     instance: str | None = None,
+    partitions: PartitionShare | None = None,
 ) -> MqttBus:
     """A ledger's connection, wherever the ledger runs (`ivr ledger run`, a replay's own ledger).
 
     A persistent session, so a ticket event published while the ledger reconnects waits in the
     broker; manual acks, so an event is acknowledged only once its deduction is committed. ``share``
-    takes a share of the events with the other ledgers of that group; ``instance`` names the
-    retained status topic of a long-running ledger (a replay's says nothing there).
+    takes a share of the events with the other ledgers of that group, ``partitions`` only those
+    ticket partitions; ``instance`` names the retained status topic of a long-running ledger (a
+    replay's says nothing there).
     """
     return MqttBus(
         config=config,
         client_id=client_id,
         instance=instance,
-        subscriptions=LedgerConsumer.subscriptions(root, share),
+        subscriptions=LedgerConsumer.subscriptions(root, share, partitions),
         persistent=True,
         manual_ack=True,
         topic_root=root,

@@ -1,12 +1,15 @@
 """The event contract: CloudEvents 1.0 envelopes for every decision a call makes.
 
-Integrators build billing and CRM links on these, so the types, the topic mapping and the
-``sequence`` extension are a public API (`docs/events.md`). An event is built once, here, and
-travels as it is: into the outbox, over MQTT, into the ledger.
+Integrators build billing and CRM links on these, so the types, the topic mapping, the ticket
+partitions, ``dataschema`` and the ``sequence`` extension are a public API, versioned by the topic
+root (`docs/events.md`). An event is built once, here, and travels as it is: into the outbox, over
+MQTT, into the ledger.
 """
 
 from __future__ import annotations
 
+import os
+import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -16,15 +19,40 @@ import orjson
 from ivr.ids import random_id
 
 __all__ = [
+    "CONTRACT_VERSION",
+    "DEFAULT_SCHEMA_BASE",
+    "PARTITIONS",
+    "SCHEMA_BASE_ENV",
+    "SEQUENCE_WIDTH",
     "SPECVERSION",
     "TOPIC_ROOT",
     "CloudEvent",
     "EventType",
+    "format_sequence",
+    "is_ticket_topic",
+    "partition_of",
+    "schema_uri",
+    "ticket_topic",
+    "ticket_topics",
     "topic_for",
 ]
 
 SPECVERSION: Final = "1.0"
-TOPIC_ROOT: Final = "ivr/v1"
+#: The contract's major version: the topic root and the schemas' URIs carry it. Only additions
+#: stay within a version; anything an integrator must change for makes the next one.
+CONTRACT_VERSION: Final = "v2"
+TOPIC_ROOT: Final = f"ivr/{CONTRACT_VERSION}"
+#: Ticket events go out on one of this many partition topics, chosen by contract. A contract
+#: constant, not a setting: every IVR, every ledger and any integrator who routes by partition
+#: must agree on it, and a mismatch would strand a partition with no ledger, silently.
+PARTITIONS: Final = 16
+#: ``sequence`` is a string of this many digits, so that its lexical order is its numeric order:
+#: enough for the contract's bound of 10,000 events a call, and short of the 8-digit runs that
+#: secrets are masked by (a reason quoting a sequence keeps it).
+SEQUENCE_WIDTH: Final = 5
+#: Where the schemas are served (`ivr serve` at ``/schemas/``), per deployment.
+SCHEMA_BASE_ENV: Final = "IVR_SCHEMA_BASE"
+DEFAULT_SCHEMA_BASE: Final = "http://127.0.0.1:8080/schemas/"
 
 
 class EventType(StrEnum):
@@ -43,9 +71,9 @@ class EventType(StrEnum):
 
 
 def topic_for(event_type: str, *, root: str = TOPIC_ROOT) -> str:
-    """``ivr.auth.granted`` -> ``ivr/v1/auth/granted``: one topic level per dot after ``ivr.``.
+    """``ivr.auth.granted`` -> ``ivr/v2/auth/granted``: one topic level per dot after ``ivr.``.
 
-    ``root`` replaces ``ivr/v1`` where tests or replays isolate themselves on a shared broker.
+    ``root`` replaces ``ivr/v2`` where tests or replays isolate themselves on a shared broker.
     """
     prefix, _, rest = event_type.partition(".")
     if prefix != "ivr" or not rest:
@@ -54,12 +82,54 @@ def topic_for(event_type: str, *, root: str = TOPIC_ROOT) -> str:
     return f"{root}/{rest.replace('.', '/')}"
 
 
+def partition_of(contract: str) -> int:
+    """The ticket partition of a contract: CRC-32 (IEEE, as zlib's) of its UTF-8 id, modulo :data:`PARTITIONS`.
+
+    Not ``hash()``, which differs between processes: any process, in any language, must find the
+    same partition, so that one contract's tickets keep their order on one topic.
+    """
+    return zlib.crc32(contract.encode("utf-8")) % PARTITIONS
+
+
+def ticket_topic(partition: int, *, root: str = TOPIC_ROOT) -> str:
+    """``ivr/v2/ticket/created/<partition>``: a topic level per partition, which every broker routes."""
+    if not 0 <= partition < PARTITIONS:
+        msg = f"a ticket partition is 0-{PARTITIONS - 1}, not {partition}"
+        raise ValueError(msg)
+    return f"{topic_for(EventType.TICKET_CREATED, root=root)}/{partition}"
+
+
+def ticket_topics(partitions: range | list[int] | None = None, *, root: str = TOPIC_ROOT) -> list[str]:
+    """The filters of ``partitions``' ticket topics; every partition (one wildcard filter) by default."""
+    if partitions is None:
+        return [f"{topic_for(EventType.TICKET_CREATED, root=root)}/+"]
+    return [ticket_topic(p, root=root) for p in partitions]
+
+
+def is_ticket_topic(topic: str, *, root: str = TOPIC_ROOT) -> bool:
+    """Whether ``topic`` is one of the ticket partitions under ``root``."""
+    head, _, partition = topic.rpartition("/")
+    return head == topic_for(EventType.TICKET_CREATED, root=root) and partition.isdigit()
+
+
+def format_sequence(number: int) -> str:
+    """The ``sequence`` attribute: CloudEvents' sequence extension is a string that sorts lexically."""
+    return f"{number:0{SEQUENCE_WIDTH}d}"
+
+
+def schema_uri(event_type: str) -> str:
+    """The ``dataschema`` of ``event_type``: its JSON Schema under the deployment's base URL (``IVR_SCHEMA_BASE``)."""
+    base = os.environ.get(SCHEMA_BASE_ENV) or DEFAULT_SCHEMA_BASE
+    return f"{base.rstrip('/')}/{CONTRACT_VERSION}/{event_type}.schema.json"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudEvent:
     """A CloudEvents 1.0 event in JSON structured mode, with the ``sequence`` extension.
 
     ``sequence`` counts 1, 2, 3... per ``subject`` (the call id) with no gaps, so a consumer can
-    tell a missing event from a late one.
+    tell a missing event from a late one; it travels as :func:`format_sequence` writes it.
+    ``dataschema`` is the schema's URI under this process's base unless given.
     """
 
     type: str
@@ -71,6 +141,12 @@ class CloudEvent:
     id: str = field(default_factory=random_id)
     datacontenttype: str = "application/json"
     specversion: str = SPECVERSION
+    dataschema: str = ""
+
+    def __post_init__(self) -> None:
+        """Name the schema, unless the event came with one (an event read from the bus keeps its own)."""
+        if not self.dataschema:
+            object.__setattr__(self, "dataschema", schema_uri(self.type))
 
     def to_dict(self) -> dict[str, Any]:
         """The structured-mode JSON object."""
@@ -82,7 +158,8 @@ class CloudEvent:
             "time": self.time,
             "subject": self.subject,
             "datacontenttype": self.datacontenttype,
-            "sequence": self.sequence,
+            "dataschema": self.dataschema,
+            "sequence": format_sequence(self.sequence),
             "data": self.data,
         }
 
@@ -92,7 +169,9 @@ class CloudEvent:
 
     @property
     def topic(self) -> str:
-        """The MQTT topic this event is published on."""
+        """The MQTT topic this event is published on: a ticket's under its contract's partition."""
+        if self.type == EventType.TICKET_CREATED:
+            return ticket_topic(partition_of(self.data["contract"]))
         return topic_for(self.type)
 
     @classmethod
@@ -108,4 +187,5 @@ class CloudEvent:
             data=raw["data"],
             datacontenttype=raw.get("datacontenttype", "application/json"),
             specversion=raw["specversion"],
+            dataschema=raw.get("dataschema", ""),
         )

@@ -20,7 +20,7 @@ import structlog
 from ivr.bus.mqtt import forget_session
 from ivr.bus.publisher import OutboxPublisher
 from ivr.directory.relayed import relayed_up_to
-from ivr.events import TOPIC_ROOT, CloudEvent, EventType, topic_for
+from ivr.events import TOPIC_ROOT, CloudEvent, is_ticket_topic
 from ivr.ledger.consumer import LedgerConsumer
 
 if TYPE_CHECKING:
@@ -64,7 +64,6 @@ class InProcessLink:
         """Carry between ``directory``'s outbox and ``service``."""
         self._directory = directory
         self._service = service
-        self._ticket_topic = topic_for(EventType.TICKET_CREATED)
 
     def notify(self) -> None:
         """Nothing runs between settles."""
@@ -72,7 +71,7 @@ class InProcessLink:
     async def settle(self) -> None:
         """Drain the outbox into the ledger, then take its balances back."""
         while rows := await self._directory.unsent(500):
-            await self._service.handle(p.encode() for _, topic, p in rows if topic == self._ticket_topic)
+            await self._service.handle(p.encode() for _, topic, p in rows if is_ticket_topic(topic))
             now = datetime.now(UTC).isoformat()
             answers = await self._service.store.unsent()
             for _, _, payload in answers:

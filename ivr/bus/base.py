@@ -58,7 +58,7 @@ MAX_MESSAGE: Final = 65536
 
 
 def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
-    """The retained status topic of one process: ``ivr/v1/status/<instance>``."""
+    """The retained status topic of one process: ``ivr/v2/status/<instance>``."""
     if not instance or any(c in instance for c in "/+#"):
         msg = f"an instance name is one topic level, not {instance!r}"
         raise ValueError(msg)
@@ -66,7 +66,7 @@ def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
 
 
 def deadletter_topic(*, root: str = TOPIC_ROOT) -> str:
-    """The dead-letter topic under ``root`` (``ivr/v1/deadletter`` by default)."""
+    """The dead-letter topic under ``root`` (``ivr/v2/deadletter`` by default)."""
     return f"{root}/deadletter"
 
 

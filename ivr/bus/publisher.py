@@ -76,7 +76,7 @@ class OutboxPublisher:
     ) -> None:
         """Publish ``directory``'s outbox on ``bus``.
 
-        ``topic_prefix`` replaces the leading ``ivr/v1`` of every topic (tests isolate themselves
+        ``topic_prefix`` replaces the leading ``ivr/v2`` of every topic (tests isolate themselves
         on a shared broker this way). ``retry_delay`` is the pause after a failed publish before
         waiting for the connection again, so a flapping broker is not hammered. With ``poll``, the
         outbox is also read every ``poll`` seconds, for a publisher no engine notifies.

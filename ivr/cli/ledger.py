@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
+import structlog
 
 from ivr.bootstrap import ledger_bus
 from ivr.bus.base import BusRefusedError, wait_unless_ended
@@ -28,8 +29,9 @@ from ivr.cli.common import Commands, broker_option, fixture_option, log_options,
 from ivr.cli.relay import POLL, relay_options, run_on_postgres, run_relay
 from ivr.directory.fixtures import load_world
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
-from ivr.events import TOPIC_ROOT
+from ivr.events import PARTITIONS, TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.partitions import PartitionShare
 from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
 from ivr.ledger.storage import Entry, VerifyReport
@@ -49,6 +51,20 @@ __all__ = ["ledger"]
 T = TypeVar("T")
 
 _DEFAULT_DB = "var/ledger.db"
+#: A ledger's client id and source unless given.
+_NAME = "ivr-ledger"
+
+log = structlog.get_logger("ivr.ledger")
+
+
+def _parse_share(ctx: click.Context, param: click.Parameter, value: str | None) -> PartitionShare | None:
+    """``--partitions K/N`` as a share; a malformed one is a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return PartitionShare.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 @click.group(cls=Commands, invoke_without_command=True)
@@ -80,9 +96,23 @@ def ledger(ctx: click.Context, store: Store) -> None:
 @fixture_option(
     help_text="Fixture world whose contracts give the opening balances (contracts already in the file keep theirs)."
 )
-@click.option("--client-id", default="ivr-ledger", show_default=True, help="Fixed MQTT client id (persistent session).")
+@click.option(
+    "--client-id",
+    help=f"Fixed MQTT client id (persistent session) [default: {_NAME}, {_NAME}-K-of-N with --partitions K/N].",
+)
 @click.option("--root", default=TOPIC_ROOT, show_default=True, help="Topic root the IVR publishes under.")
-@click.option("--source", default="ivr-ledger", show_default=True, help="This ledger's name in its events.")
+@click.option(
+    "--source",
+    help=f"This ledger's name in its events and its status topic [default: {_NAME}, {_NAME}-K-of-N with "
+    "--partitions K/N].",
+)
+@click.option(
+    "--partitions",
+    metavar="K/N",
+    callback=_parse_share,
+    help=f"Take share K of N of the {PARTITIONS} ticket partitions (by contract; any broker), with the other "
+    "N-1 ledgers on the same --store [default: every partition].",
+)
 @click.option(
     "--share",
     metavar="GROUP",
@@ -103,9 +133,10 @@ def run(  # noqa: PLR0913 - one keyword per option
     *,
     broker: BrokerConfig | None,
     fixture: Path,
-    client_id: str,
+    client_id: str | None,
     root: str,
-    source: str,
+    source: str | None,
+    partitions: PartitionShare | None,
     share: str | None,
     announce: bool,
     log_format: LogFormat,
@@ -113,6 +144,10 @@ def run(  # noqa: PLR0913 - one keyword per option
 ) -> None:
     """Consume ticket events and deduct incidents, exactly once, until stopped."""
     configure(fmt=log_format, level=log_level)
+    # Each share is a session of its own: two ledgers under one client id would take turns
+    # throwing each other off the broker, each leaving its share's messages to the other.
+    own = _NAME if partitions is None else f"{_NAME}-{partitions.name}"
+    client_id, source = client_id or own, source or own
     try:
         world = load_world(fixture)
     except SourceError as exc:
@@ -133,7 +168,15 @@ def run(  # noqa: PLR0913 - one keyword per option
     try:
         asyncio.run(
             _consume(
-                store, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce
+                store,
+                config,
+                opening,
+                client_id=client_id,
+                root=root,
+                source=source,
+                share=share,
+                partitions=partitions,
+                announce=announce,
             )
         )
     except SharedSubscriptionsUnavailableError as exc:
@@ -152,6 +195,7 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
     root: str,
     source: str,
     share: str | None,
+    partitions: PartitionShare | None,
     announce: bool,
 ) -> None:
     if share is not None:
@@ -159,7 +203,8 @@ async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
         await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
     store = await open_ledger(where)
     await store.load_opening(opening)
-    bus = ledger_bus(config, client_id=client_id, root=root, share=share, instance=source)
+    bus = ledger_bus(config, client_id=client_id, root=root, share=share, instance=source, partitions=partitions)
+    log.info("ledger consuming", client_id=client_id, partitions=str(partitions or "all"), share=share)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -411,6 +411,6 @@ class PostgresDirectory(PostgresOutbox):
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
         rows = await retrying(
             self._pool,
-            lambda: self._pool.fetch("SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"),
+            lambda: self._pool.fetch("SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created/%' ORDER BY seq"),
         )
         return deductible(row["payload"] for row in rows)

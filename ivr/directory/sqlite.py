@@ -290,7 +290,7 @@ class SqliteDirectory:
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""
         rows = await self._scans.execute_fetchall(
-            "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created' ORDER BY seq"
+            "SELECT payload FROM outbox WHERE topic LIKE '%/ticket/created/%' ORDER BY seq"
         )
         return deductible(row[0] for row in rows)
 

@@ -17,8 +17,12 @@ Announcing is apart from applying because it is bounded by the broker (a PUBACK 
 applying is bounded by one SQLite transaction per batch: waiting for the announcements before the
 acks made the broker's round trips the ledger's pace. Nothing is lost by it: an announcement not
 yet made is in the store and goes out after a restart (at least once, with the same event id).
-In its own process it also takes its CPU off the ledger's: publishing and reading the PUBACKs was
-a third of the ledger's loop (docs/performance.md, round 5).
+In its own process it also takes its CPU off the ledger's, where publishing and reading the
+PUBACKs weigh (docs/performance.md).
+
+Several ledgers split the tickets by partition (:class:`~ivr.ledger.partitions.PartitionShare`,
+any broker) or by an MQTT shared subscription (``share``, brokers that have them); either way
+they apply to one store, whose entries make a ticket seen twice a no-op.
 """
 
 from __future__ import annotations
@@ -34,18 +38,19 @@ import structlog
 
 from ivr.bus.base import BusError, deadletter_topic
 from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
-from ivr.events import TOPIC_ROOT, EventType, topic_for
+from ivr.events import TOPIC_ROOT, ticket_topics
 from ivr.ledger.service import DeadLetter
 
 if TYPE_CHECKING:
     from ivr.bus.base import Bus, Delivery
+    from ivr.ledger.partitions import PartitionShare
     from ivr.ledger.service import LedgerService
 
 __all__ = ["DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
 
-#: Deliveries committed in one transaction at most. A commit's sync costs ~5 ms whatever its size:
-#: 20 µs a row at 500 rows, 12 µs at 2,000 (docs/performance.md, round 5). A batch is what has
-#: arrived, so a quiet ledger still commits each message at once.
+#: Deliveries committed in one transaction at most: a commit's sync costs the same whatever its
+#: size, so a big batch spreads it thin (docs/performance.md). A batch is what has arrived, so a
+#: quiet ledger still commits each message at once.
 DEFAULT_BATCH: Final = 2000
 
 log = structlog.get_logger("ivr.ledger")
@@ -71,7 +76,7 @@ def _too_large(size: int) -> DeadLetter:
 
 
 class LedgerConsumer:
-    """Consumes ``<root>/ticket/created`` from a bus with manual acknowledgement."""
+    """Consumes ``<root>/ticket/created/<partition>`` from a bus with manual acknowledgement."""
 
     def __init__(
         self,
@@ -97,19 +102,21 @@ class LedgerConsumer:
         self.dead = 0
 
     @staticmethod
-    def subscriptions(root: str = TOPIC_ROOT, share: str | None = None) -> list[str]:
-        """The topic filters the ledger's bus must subscribe to.
+    def subscriptions(
+        root: str = TOPIC_ROOT, share: str | None = None, partitions: PartitionShare | None = None
+    ) -> list[str]:
+        """The topic filters the ledger's bus must subscribe to: every ticket partition, or ``partitions``'.
 
-        With ``share``, a shared subscription (``$share/<share>/...``): the broker gives each
-        message to one of the ledgers subscribed under that name, all applying to one file.
+        With ``share``, shared subscriptions (``$share/<share>/...``): the broker gives each
+        message to one of the ledgers subscribed under that name, all applying to one store.
         """
-        topic = topic_for(EventType.TICKET_CREATED, root=root)
+        filters = ticket_topics(None if partitions is None else partitions.partitions, root=root)
         if share is None:
-            return [topic]
+            return filters
         if not share or any(c in share for c in "/+#"):
             msg = f"a share name is one topic level, not {share!r}"
             raise ValueError(msg)
-        return [f"$share/{share}/{topic}"]
+        return [f"$share/{share}/{topic}" for topic in filters]
 
     async def run(self) -> None:
         """Consume until cancelled or the bus is closed, announcing as it goes (what a crash left first).

@@ -52,16 +52,19 @@ class LedgerProcess(ServiceProcess):
         watch_config: BrokerConfig | None = None,
         announce: bool = True,
         share: str | None = None,
+        partitions: str | None = None,
     ) -> None:
         """Describe the ledger on ``db`` (an SQLite file or a PostgreSQL URL); its status topic is named by ``source``.
 
         ``announce=False`` leaves its events to a :class:`LedgerRelayProcess` on the same file;
-        ``share`` names the group of ledgers it shares the ticket events with (`ivr ledger --share`).
+        ``share`` names the group of ledgers it shares the ticket events with (`ivr ledger --share`),
+        ``partitions`` the share ``K/N`` of the ticket partitions it takes (`ivr ledger --partitions`).
         """
         command = ["ledger", "--db", str(db), "run", "--fixture", str(fixture), "--client-id", client_id]
         command += ["--root", root, "--source", source, "--log-level", log_level]
         command += [] if announce else ["--no-announce"]
         command += ["--share", share] if share else []
+        command += ["--partitions", partitions] if partitions else []
         super().__init__(
             config=config, command=command, instance=source, root=root, log_file=log_file, watch_config=watch_config
         )

@@ -24,7 +24,7 @@ import orjson
 
 from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.callers import Key
-from ivr.events import TOPIC_ROOT, EventType, topic_for
+from ivr.events import TOPIC_ROOT, EventType, ticket_topics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -220,7 +220,7 @@ class AnswerLatency:
         self._bus = MqttBus(
             config=config,
             client_id=client_id,
-            subscriptions=[topic_for(EventType.TICKET_CREATED, root=root), f"{root}/ledger/#"],
+            subscriptions=[*ticket_topics(root=root), f"{root}/ledger/#"],
             persistent=True,
             topic_root=root,
         )

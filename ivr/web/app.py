@@ -7,13 +7,16 @@ Mermaid in the browser: the same text `docs/flow.md` holds, so no second rendere
 Graphviz) is needed to serve it.
 
 The lifespan owns what the server shares: the broker (a private Mosquitto when none is given, as
-``ivr replay`` does), the console's subscription to ``ivr/v1/#`` and a temporary directory for
+``ivr replay`` does), the console's subscription to ``ivr/v2/#`` and a temporary directory for
 each call's SQLite files. Shutting the server down hangs up every call first.
 
 Every response carries a Content-Security-Policy: scripts only from ``/static``, nothing from
 another site, no framing (clickjacking), no plugins; with ``nosniff``, a file is only ever run as
 what it is served as. Styles may also be inline, because Mermaid writes its SVG with ``<style>``
 and ``style=`` in it; the page's own styles and scripts are files.
+
+It also serves the event contract's JSON Schemas at ``/schemas/v2/<type>.schema.json``, the
+packaged files byte for byte: what every event's ``dataschema`` names (`docs/events.md`).
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from urllib.parse import urlsplit
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ivr.bootstrap import console_bus
 from ivr.bus.broker import embedded_broker
+from ivr.bus.schemas import SCHEMA_SUFFIX, event_types
 from ivr.directory.fixtures import load_world
+from ivr.events import CONTRACT_VERSION
 from ivr.replay.outline import load_scenarios
 from ivr.web.console import Console, Session
 
@@ -100,6 +105,15 @@ def _same_origin(websocket: WebSocket) -> bool:
 async def _index(_: Request) -> Response:
     page = resources.files(_STATIC[0]).joinpath(_STATIC[1], "index.html").read_bytes()
     return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def _schema(request: Request) -> Response:
+    """One event type's JSON Schema, as packaged; 404 for a name that is not one."""
+    name = request.path_params["name"]
+    if name.removesuffix(SCHEMA_SUFFIX) not in event_types() or not name.endswith(SCHEMA_SUFFIX):
+        return PlainTextResponse(f"no schema {name!r} in contract {CONTRACT_VERSION}", status_code=404)
+    body = (resources.files("ivr") / "schemas" / name).read_bytes()
+    return Response(body, media_type="application/schema+json")
 
 
 async def _greet(console: Console, session: Session) -> None:
@@ -209,6 +223,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/", _index),
+            Route(f"/schemas/{CONTRACT_VERSION}/{{name}}", _schema),
             WebSocketRoute("/ws", _socket),
             Mount("/static", StaticFiles(packages=[_STATIC]), name="static"),
         ],

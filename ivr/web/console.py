@@ -141,7 +141,7 @@ class Console:
         self.worlds: dict[str, SessionWorld] = {}  # the named (shared) session worlds, kept until the server stops
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
         # The console is the long-running IVR process: its connection carries the retained
-        # ivr/v1/status/ivr-console (online; the last will says offline).
+        # ivr/v2/status/ivr-console (online; the last will says offline).
         self._bus = bus
         self._forwarder: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()

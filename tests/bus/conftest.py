@@ -92,7 +92,7 @@ def unique():
 
 @pytest.fixture
 def root(unique):
-    """The test's own topic root, standing in for ``ivr/v1``."""
+    """The test's own topic root, standing in for ``ivr/v2``."""
     return f"ivr-test/{unique}"
 
 

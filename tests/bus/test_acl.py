@@ -21,7 +21,9 @@ from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.shared import require_shared_subscriptions
 from ivr.bus.url import BrokerConfig
+from ivr.events import PARTITIONS, ticket_topic
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.partitions import PartitionShare
 
 pytestmark = pytest.mark.broker
 
@@ -32,6 +34,8 @@ ACCOUNTS = {
     "ivr": ("ivr-dev-only", None),
     "ledger": ("ledger-dev-only", "ivr-ledger"),
     "ledger-2": ("ledger-2-dev-only", "ivr-ledger-2"),
+    "ledger-1-of-2": ("ledger-1-of-2-dev-only", "ivr-ledger-1-of-2"),
+    "ledger-2-of-2": ("ledger-2-of-2-dev-only", "ivr-ledger-2-of-2"),
     "integrator": ("integrator-dev-only", "integrator"),
 }
 REFUSED = {5, 0x87}  # 3.1.1 "not authorised", as paho may report it
@@ -94,8 +98,8 @@ async def test_integrator_cannot_take_the_ledgers_session(deployed, inbox):
         await connected(ledger)  # the session and its subscription now exist on the broker
     async with bus(deployed, "ivr") as ivr:
         await connected(ivr)
-        await ivr.publish("ivr/v1/ticket/created", b"t-1")  # queued for the offline ledger
-    thief = bus(deployed, "integrator", subscriptions=["ivr/v1/status/#"], **ledger_session)
+        await ivr.publish("ivr/v2/ticket/created/0", b"t-1")  # queued for the offline ledger
+    thief = bus(deployed, "integrator", subscriptions=["ivr/v2/status/#"], **ledger_session)
     assert await refused(thief) in REFUSED
     async with bus(deployed, "ledger", subscriptions=tickets, **ledger_session) as ledger:
         [ticket] = await inbox(ledger).count(1)
@@ -122,25 +126,56 @@ async def test_two_ledger_accounts_share_the_ticket_events(deployed, inbox):
         boxes = inbox(first), inbox(second)
         sent = {f"t-{n}".encode() for n in range(20)}
         for payload in sorted(sent):
-            await ivr.publish("ivr/v1/ticket/created", payload)
+            await ivr.publish("ivr/v2/ticket/created/0", payload)
         await boxes[0].until(lambda _: len(boxes[0].items) + len(boxes[1].items) >= len(sent))
     received = boxes[0].payloads + boxes[1].payloads
     assert sorted(received) == sorted(sent)
 
 
+async def test_partitioned_ledger_accounts_each_get_their_own_partitions(deployed, inbox):
+    """`--partitions 1/2` and `2/2` log in as their own accounts; the IVR's tickets on all partitions reach one each."""
+    shares = {user: PartitionShare.parse(f"{k}/2") for k, user in ((1, "ledger-1-of-2"), (2, "ledger-2-of-2"))}
+    async with (
+        bus(
+            deployed, "ledger-1-of-2", subscriptions=LedgerConsumer.subscriptions(partitions=shares["ledger-1-of-2"])
+        ) as one,
+        bus(
+            deployed, "ledger-2-of-2", subscriptions=LedgerConsumer.subscriptions(partitions=shares["ledger-2-of-2"])
+        ) as two,
+        bus(deployed, "integrator", subscriptions=["ivr/v2/#"]) as crm,
+        bus(deployed, "ivr") as ivr,
+    ):
+        await connected(one, two, crm, ivr)
+        boxes, seen = {"ledger-1-of-2": inbox(one), "ledger-2-of-2": inbox(two)}, inbox(crm)
+        await ivr.publish("ivr/v2/ticket/other", b"not a partition")  # the ivr account writes partitions only
+        for partition in range(PARTITIONS):
+            await ivr.publish(ticket_topic(partition), str(partition))
+        await seen.count(PARTITIONS)
+        for box in boxes.values():
+            await box.count(PARTITIONS // 2)
+        await one.publish("ivr/v2/status/ivr-ledger-1-of-2", b"online", retain=True)
+        await two.publish("ivr/v2/status/ivr-ledger-1-of-2", b"offline", retain=True)  # not its own
+        await two.publish("ivr/v2/status/ivr-ledger-2-of-2", b"online", retain=True)
+        await seen.count(PARTITIONS + 2)
+    for user, box in boxes.items():
+        assert [int(p) for p in box.payloads] == shares[user].partitions
+    assert seen.payloads == [str(p).encode() for p in range(PARTITIONS)] + [b"online", b"online"]
+    assert [m.topic for m in seen.items[-2:]] == ["ivr/v2/status/ivr-ledger-1-of-2", "ivr/v2/status/ivr-ledger-2-of-2"]
+
+
 async def test_integrator_publishes_nothing(deployed, inbox):
     """An integrator may read everything but write nothing: each of its publishes is dropped by the broker."""
     async with (
-        bus(deployed, "ivr", subscriptions=["ivr/v1/#"]) as watcher,
+        bus(deployed, "ivr", subscriptions=["ivr/v2/#"]) as watcher,
         bus(deployed, "integrator") as integrator,
         bus(deployed, "ivr") as ivr,
     ):
         await connected(watcher, integrator, ivr)
         box = inbox(watcher)
-        for topic in ("ivr/v1/ticket/created", "ivr/v1/ledger/incident_deducted", "ivr/v1/deadletter"):
+        for topic in ("ivr/v2/ticket/created/0", "ivr/v2/ledger/incident_deducted", "ivr/v2/deadletter"):
             await integrator.publish(topic, b"forged")  # acknowledged, then dropped
-        await integrator.publish("ivr/v1/status/integrator", b"online", retain=True)
-        await ivr.publish("ivr/v1/call/started", b"marker")  # after the forgeries, on the broker's one path
+        await integrator.publish("ivr/v2/status/integrator", b"online", retain=True)
+        await ivr.publish("ivr/v2/call/started", b"marker")  # after the forgeries, on the broker's one path
         [first] = await box.count(1)
     assert first.payload == b"marker", "an integrator's message was delivered"
 
@@ -148,19 +183,19 @@ async def test_integrator_publishes_nothing(deployed, inbox):
 async def test_ivr_cannot_forge_verdicts_dead_letters_or_others_status(deployed, inbox):
     """The ivr account writes call, auth and ticket events and its own status; the ledger's topics are dropped."""
     async with (
-        bus(deployed, "integrator", subscriptions=["ivr/v1/#"]) as crm,
+        bus(deployed, "integrator", subscriptions=["ivr/v2/#"]) as crm,
         bus(deployed, "ivr") as ivr,
     ):
         await connected(crm, ivr)
         box = inbox(crm)
-        await ivr.publish("ivr/v1/ledger/incident_deducted", b"forged verdict")
-        await ivr.publish("ivr/v1/ledger/deduction_rejected", b"forged verdict")
-        await ivr.publish("ivr/v1/deadletter", b"forged dead letter")
-        await ivr.publish("ivr/v1/status/ivr-ledger", b"offline", retain=True)
-        await ivr.publish("ivr/v1/status/ivr-console", b"online", retain=True)  # its own
-        await ivr.publish("ivr/v1/auth/granted", b"a-1")
-        await ivr.publish("ivr/v1/ticket/created", b"t-1")
-        await ivr.publish("ivr/v1/call/started", b"c-1")
+        await ivr.publish("ivr/v2/ledger/incident_deducted", b"forged verdict")
+        await ivr.publish("ivr/v2/ledger/deduction_rejected", b"forged verdict")
+        await ivr.publish("ivr/v2/deadletter", b"forged dead letter")
+        await ivr.publish("ivr/v2/status/ivr-ledger", b"offline", retain=True)
+        await ivr.publish("ivr/v2/status/ivr-console", b"online", retain=True)  # its own
+        await ivr.publish("ivr/v2/auth/granted", b"a-1")
+        await ivr.publish("ivr/v2/ticket/created/0", b"t-1")
+        await ivr.publish("ivr/v2/call/started", b"c-1")
         await box.count(4)
     assert box.payloads == [b"online", b"a-1", b"t-1", b"c-1"]
 
@@ -168,20 +203,20 @@ async def test_ivr_cannot_forge_verdicts_dead_letters_or_others_status(deployed,
 async def test_ledger_writes_its_verdicts_and_only_its_own_status(deployed, inbox):
     """The ledger reads ticket events and publishes verdicts and dead letters; no ticket, no other process's status."""
     async with (
-        bus(deployed, "ledger", subscriptions=["ivr/v1/ticket/#"]) as ledger,
-        bus(deployed, "integrator", subscriptions=["ivr/v1/#"]) as crm,
+        bus(deployed, "ledger", subscriptions=LedgerConsumer.subscriptions()) as ledger,
+        bus(deployed, "integrator", subscriptions=["ivr/v2/#"]) as crm,
         bus(deployed, "ivr") as ivr,
     ):
         await connected(ledger, crm, ivr)
         tickets, seen = inbox(ledger), inbox(crm)
-        await ivr.publish("ivr/v1/ticket/created", b"t-1")
+        await ivr.publish("ivr/v2/ticket/created/0", b"t-1")
         [ticket] = await tickets.count(1)
-        await ledger.publish("ivr/v1/ticket/created", b"forged ticket")
-        await ledger.publish("ivr/v1/status/ivr-console", b"offline", retain=True)
-        await ledger.publish("ivr/v1/status/ivr-ledger-2", b"online", retain=True)
-        await ledger.publish("ivr/v1/ledger/incident_deducted", b"v-1")
-        await ledger.publish("ivr/v1/deadletter", b"d-1")
-        await ledger.publish("ivr/v1/status/ivr-ledger", b"online", retain=True)
+        await ledger.publish("ivr/v2/ticket/created/0", b"forged ticket")
+        await ledger.publish("ivr/v2/status/ivr-console", b"offline", retain=True)
+        await ledger.publish("ivr/v2/status/ivr-ledger-2", b"online", retain=True)
+        await ledger.publish("ivr/v2/ledger/incident_deducted", b"v-1")
+        await ledger.publish("ivr/v2/deadletter", b"d-1")
+        await ledger.publish("ivr/v2/status/ivr-ledger", b"online", retain=True)
         await seen.count(4)
     assert ticket.payload == b"t-1"
     assert seen.payloads == [b"t-1", b"v-1", b"d-1", b"online"]
@@ -198,17 +233,17 @@ def test_sessions_expire_and_queues_are_bounded():
 
 async def test_ivr_events_runs_under_an_integrators_own_client_id(deployed):
     """`ivr events --client-id` logs in as the integrator under its bound id and prints what the IVR published."""
-    event = {"type": "ivr.call.started", "subject": "call-1", "sequence": 1, "data": {}}
+    event = {"type": "ivr.call.started", "subject": "call-1", "sequence": "00001", "data": {}}
     async with bus(deployed, "ivr") as ivr:
         await connected(ivr)
-        await ivr.publish("ivr/v1/call/started", json.dumps(event), retain=True)  # whenever `ivr events` subscribes
+        await ivr.publish("ivr/v2/call/started", json.dumps(event), retain=True)  # whenever `ivr events` subscribes
     url = f"mqtt://integrator:integrator-dev-only@{deployed.host}:{deployed.port}"
     command = [sys.executable, "-m", "ivr", "events", "--broker", url, "--client-id", "integrator", "--count", "1"]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
     async with asyncio.timeout(WAIT):
         out, _ = await process.communicate()
     assert process.returncode == 0
-    assert "ivr.call.started call=call-1 #1" in out.decode()
+    assert "ivr.call.started call=call-1 #00001" in out.decode()
 
 
 async def test_ivr_events_without_the_bound_client_id_is_a_clear_error(deployed):

@@ -123,7 +123,7 @@ async def test_drains_in_order_and_marks_only_acked_rows(directory, calls, inbox
     events = calls(40, 5)
     await directory.add_events(events)
     broker = LocalBroker()
-    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as raw:
+    async with LocalBus(broker=broker, subscriptions=["ivr/v2/#"]) as sub, LocalBus(broker=broker) as raw:
         box = inbox(sub)
         bus = AckedBus(raw)
         outbox = CheckedOutbox(directory, bus)
@@ -160,7 +160,7 @@ async def test_each_row_is_read_once_across_batches_and_passes(directory, calls,
     """Neither the batch being marked nor the rows marked in earlier passes are read again."""
     first, later = calls(30, 5), calls(30, 5)
     broker = LocalBroker()
-    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+    async with LocalBus(broker=broker, subscriptions=["ivr/v2/#"]) as sub, LocalBus(broker=broker) as bus:
         box = inbox(sub)
         outbox = ReadCounter(directory)
         async with OutboxPublisher(directory=outbox, bus=bus, batch=16) as publisher, asyncio.timeout(WAIT):
@@ -177,7 +177,7 @@ async def test_each_row_is_read_once_across_batches_and_passes(directory, calls,
 async def test_outage_keeps_rows_until_the_broker_is_back(directory, calls, inbox):
     """While the broker is down rows wait in the outbox; when it is back they all go, in order."""
     broker = LocalBroker()
-    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+    async with LocalBus(broker=broker, subscriptions=["ivr/v2/#"]) as sub, LocalBus(broker=broker) as bus:
         box = inbox(sub)
         async with OutboxPublisher(directory=directory, bus=bus, retry_delay=0) as publisher:
             first = calls(3, 2)
@@ -202,7 +202,7 @@ async def test_a_failed_publish_resends_from_the_first_unacknowledged_row(direct
     events = calls(10, 3)
     await directory.add_events(events)
     broker = LocalBroker()
-    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as raw:
+    async with LocalBus(broker=broker, subscriptions=["ivr/v2/#"]) as sub, LocalBus(broker=broker) as raw:
         box = inbox(sub)
         bus = AckedBus(raw)
         bus.fail_at = {7, 20}
@@ -217,7 +217,7 @@ async def test_a_failed_publish_resends_from_the_first_unacknowledged_row(direct
 
 
 async def test_topic_prefix_replaces_the_root(directory, calls, inbox):
-    """With a prefix, ``ivr/v1/call/started`` goes out as ``<prefix>/call/started``."""
+    """With a prefix, ``ivr/v2/call/started`` goes out as ``<prefix>/call/started``."""
     await directory.add_events(calls(1, 1))
     broker = LocalBroker()
     async with LocalBus(broker=broker, subscriptions=["#"]) as sub, LocalBus(broker=broker) as bus:
@@ -225,7 +225,7 @@ async def test_topic_prefix_replaces_the_root(directory, calls, inbox):
         async with OutboxPublisher(directory=directory, bus=bus, topic_prefix="test/abc/") as publisher:
             async with asyncio.timeout(WAIT):
                 await publisher.drained()
-            assert publisher.topic("ivr/v1x/other") == "ivr/v1x/other"
+            assert publisher.topic("ivr/v2x/other") == "ivr/v2x/other"
         [delivery] = await box.count(1)
     assert delivery.topic == "test/abc/call/started"
 
@@ -249,7 +249,7 @@ async def test_drained_reports_a_dead_publisher(directory):
 async def test_engine_notify_wakes_the_publisher(directory, calls, inbox):
     """notify() (the engine's on_events) is what makes newly committed rows go out."""
     broker = LocalBroker()
-    async with LocalBus(broker=broker, subscriptions=["ivr/v1/#"]) as sub, LocalBus(broker=broker) as bus:
+    async with LocalBus(broker=broker, subscriptions=["ivr/v2/#"]) as sub, LocalBus(broker=broker) as bus:
         box = inbox(sub)
         async with OutboxPublisher(directory=directory, bus=bus) as publisher:
             async with asyncio.timeout(WAIT):
@@ -303,7 +303,7 @@ async def test_broker_restart_mid_drain_loses_nothing(needs_mosquitto, tmp_path,
             "client_id": client_id("ledger"),
             "persistent": True,
             "manual_ack": True,
-            "subscriptions": ["ivr/v1/#"],
+            "subscriptions": ["ivr/v2/#"],
             "backoff": FAST,
         }
         async with MqttBus(**subscriber) as sub, MqttBus(config=mosquitto.config, backoff=FAST) as raw:

@@ -21,7 +21,17 @@ from ivr.bus.broker import EmbeddedBroker
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.schemas import InvalidEventError, validate
 from ivr.bus.url import BrokerConfig
-from ivr.events import EventType, topic_for
+from ivr.events import (
+    CONTRACT_VERSION,
+    PARTITIONS,
+    SCHEMA_BASE_ENV,
+    CloudEvent,
+    EventType,
+    format_sequence,
+    partition_of,
+    schema_uri,
+    topic_for,
+)
 from ivr.ledger.core import DeductionRequest
 from ivr.ledger.store import SqliteLedgerStore
 
@@ -55,9 +65,16 @@ def good(event_type: str = EventType.CALL_STARTED, **data):
         "time": now,
         "subject": "call-1",
         "datacontenttype": "application/json",
-        "sequence": 1,
+        "dataschema": schema_uri(event_type),
+        "sequence": "00001",
         "data": data or {"caller": CONSUMER, "started_at": now},
     }
+
+
+def documented_topic(event_type: str) -> str:
+    """The topic the documents give a type: the ticket's with its partition level as a parameter."""
+    topic = topic_for(event_type)
+    return f"{topic}/{{partition}}" if event_type == EventType.TICKET_CREATED else topic
 
 
 def test_every_event_type_has_a_schema():
@@ -72,7 +89,7 @@ def test_schemas_share_one_envelope():
         schema = schemas.schema_for(event_type)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["properties"]["type"] == {"description": "The event type.", "type": "string", "const": event_type}
-        assert topic_for(event_type) in schema["description"]
+        assert documented_topic(event_type).replace("{partition}", "<partition>") in schema["description"]
         envelope = {k: v for k, v in schema["properties"].items() if k not in {"type", "data"}}
         envelopes.append((envelope, schema["required"], schema["propertyNames"]))
     assert all(e == envelopes[0] for e in envelopes)
@@ -114,8 +131,13 @@ async def test_ledger_events_are_valid(tmp_path):
     [
         (lambda e: e.pop("id"), "'id' is a required property"),
         (lambda e: e.update(specversion="0.3"), "specversion: '1.0' was expected"),
-        (lambda e: e.update(sequence=0), "sequence: 0 is less than the minimum of 1"),
-        (lambda e: e.update(sequence="1"), "sequence: '1' is not of type 'integer'"),
+        (lambda e: e.update(sequence="00000"), "sequence: '00000' should not be valid under"),
+        (lambda e: e.update(sequence=1), "sequence: 1 is not of type 'string'"),
+        (lambda e: e.update(sequence="1"), "sequence: '1' is too short"),
+        (lambda e: e.update(sequence="000-1"), "sequence: '000-1' does not match"),
+        (lambda e: e.update(sequence="10001"), "sequence: '10001' does not match"),
+        (lambda e: e.pop("dataschema"), "'dataschema' is a required property"),
+        (lambda e: e.update(dataschema="schemas/x.json"), "dataschema: 'schemas/x.json' does not match"),
         (lambda e: e.update(time="17/11/2026 15:00"), "time: '17/11/2026 15:00' is not a 'date-time'"),
         (lambda e: e.update(time="2026-11-17T15:00:00"), "is not a 'date-time'"),
         # RFC 3339 syntax, yet no instant Python can read: the fast validator must refuse them too.
@@ -219,6 +241,46 @@ def test_parse_rejects_what_is_not_json():
     assert schemas.parse(json.dumps(good()).encode())["type"] == "ivr.call.started"
 
 
+def test_sequence_sorts_lexically_in_sequence_order():
+    """``sequence`` is the CloudEvents sequence extension's string: sorted as text, it is in number order."""
+    numbers = [1, 2, 9, 10, 11, 99, 100, 9_999, 10_000]
+    texts = [format_sequence(n) for n in numbers]
+    assert sorted(texts) == texts
+    assert (texts[0], texts[-1]) == ("00001", "10000")
+    event = CloudEvent(type=EventType.CALL_STARTED, source="ivr-1", subject="c", time="t", sequence=10, data={})
+    assert event.to_dict()["sequence"] == "00010"
+    assert CloudEvent.from_dict(event.to_dict()).sequence == 10
+
+
+def test_a_contract_has_one_partition_whatever_the_process():
+    """The partition is CRC-32 of the contract id modulo 16, pinned here: no ``hash()``, which differs per run."""
+    assert PARTITIONS == 16
+    assert {c: partition_of(c) for c in ("K-ANNA-STD", "K-BOLT-PREM", "K-1", "x")} == {
+        "K-ANNA-STD": 4,  # crc32(b"K-ANNA-STD") = 3295206836
+        "K-BOLT-PREM": 15,
+        "K-1": 6,
+        "x": 3,
+    }
+    ticket = CloudEvent(
+        type=EventType.TICKET_CREATED, source="ivr-1", subject="c", time="t", sequence=1, data={"contract": "K-1"}
+    )
+    assert ticket.topic == "ivr/v2/ticket/created/6"
+
+
+def test_dataschema_names_the_schema_under_the_deployments_base(monkeypatch):
+    """Every event names its schema: the packaged file's name under ``IVR_SCHEMA_BASE``, versioned."""
+    monkeypatch.delenv(SCHEMA_BASE_ENV, raising=False)
+    assert (
+        schema_uri("ivr.call.started")
+        == f"http://127.0.0.1:8080/schemas/{CONTRACT_VERSION}/ivr.call.started.schema.json"
+    )
+    monkeypatch.setenv(SCHEMA_BASE_ENV, "https://events.example.com/ivr/schemas/")
+    event = CloudEvent(type=EventType.CALL_ENDED, source="ivr-1", subject="c", time="t", sequence=3, data={})
+    assert event.to_dict()["dataschema"] == "https://events.example.com/ivr/schemas/v2/ivr.call.ended.schema.json"
+    kept = CloudEvent.from_dict(event.to_dict() | {"dataschema": "https://elsewhere.example/s.json"})
+    assert kept.to_dict()["dataschema"] == "https://elsewhere.example/s.json"
+
+
 def test_not_an_object_is_rejected():
     """A JSON value that is not an object is refused before any schema is looked up."""
     with pytest.raises(InvalidEventError, match="JSON object, not list"):
@@ -234,7 +296,7 @@ def test_asyncapi_has_a_channel_and_message_per_type():
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"]: name for name, c in doc["channels"].items()}
     for event_type in schemas.event_types():
-        channel = doc["channels"][addresses[topic_for(event_type)]]
+        channel = doc["channels"][addresses[documented_topic(event_type)]]
         [ref] = [m["$ref"] for m in channel["messages"].values()]
         message = doc["components"]["messages"][ref.rsplit("/", 1)[1]]
         assert message["name"] == event_type
@@ -245,13 +307,21 @@ def test_asyncapi_has_a_channel_and_message_per_type():
         for ref in operation["messages"]:
             _, _, channel, _, message = ref["$ref"].split("/")
             assert message in doc["channels"][channel]["messages"], name
+    received = {
+        op["channel"]["$ref"].removeprefix("#/channels/")
+        for op in doc["operations"].values()
+        if op["action"] == "receive" and {"name": "integrators"} in op["tags"]
+    }
+    assert received == set(doc["channels"]), "an integrator's receive operation is missing"
+    partition = doc["channels"]["ticketCreated"]["parameters"]["partition"]
+    assert partition["enum"] == [str(p) for p in range(PARTITIONS)]
 
 
 def test_events_page_lists_every_type_with_its_topic():
     """docs/events.md names every type next to its topic."""
     text = (REPO / "docs" / "events.md").read_text()
     for event_type in schemas.event_types():
-        assert f"| `{event_type}` | `{topic_for(event_type)}` |" in text
+        assert f"| `{event_type}` | `{documented_topic(event_type)}` |" in text
 
 
 def _example_code() -> str:
@@ -309,7 +379,7 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
     exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
     calls = _Calls(namespace)
     conf = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
-    letter = {"reason": "not JSON", "topic": "ivr/v1/ticket/created", "payload": "oops"}
+    letter = {"reason": "not JSON", "topic": "ivr/v2/ticket/created", "payload": "oops"}
     async with EmbeddedBroker(base_config=conf, persistence_dir=tmp_path / "data") as broker:
         config = broker.config
         ivr = MqttBus(config=_login(config, "ivr"))
@@ -318,17 +388,17 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
             await ivr.wait_connected()
             await ledger.wait_connected()
             # Retained, so the example gets them whenever its subscription lands (events never are).
-            await ledger.publish("ivr/v1/deadletter", json.dumps(letter), retain=True)
-            await ivr.publish("ivr/v1/call/started", json.dumps(good()), retain=True)
+            await ledger.publish("ivr/v2/deadletter", json.dumps(letter), retain=True)
+            await ivr.publish("ivr/v2/call/started", json.dumps(good()), retain=True)
             seen = set()
             args = (config.host, config.port, "integrator", "integrator-dev-only", "integrator", seen)
             running = asyncio.create_task(namespace["main"](*args))
             try:
                 await calls.until(running, lambda: calls.handled and calls.letters)
                 # Live now, in order on one connection: handling the last means the others came first.
-                await ivr.publish("ivr/v1/call/ended", b"\xff not an event")
-                await ivr.publish("ivr/v1/status/ivr-console", "online")
-                await ivr.publish("ivr/v1/call/started", json.dumps(good() | {"id": "e-2"}))
+                await ivr.publish("ivr/v2/call/ended", b"\xff not an event")
+                await ivr.publish("ivr/v2/status/ivr-console", "online")
+                await ivr.publish("ivr/v2/call/started", json.dumps(good() | {"id": "e-2"}))
                 await calls.until(running, lambda: len(calls.handled) == 2)
             finally:
                 running.cancel()
@@ -337,7 +407,7 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
     assert seen == {("ivr-1", "e-1"), ("ivr-1", "e-2")}
     assert [each["reason"] for each in calls.letters] == ["not JSON"]
     out = capsys.readouterr().out
-    assert "ivr.call.started call-1 1" in out
-    assert "dead letter from ivr/v1/ticket/created : not JSON" in out
-    assert "status ivr/v1/status/ivr-console online" in out
-    assert "unreadable message on ivr/v1/call/ended" in out
+    assert "ivr.call.started call-1 00001" in out
+    assert "dead letter from ivr/v2/ticket/created : not JSON" in out
+    assert "status ivr/v2/status/ivr-console online" in out
+    assert "unreadable message on ivr/v2/call/ended" in out

@@ -32,6 +32,8 @@ WRONG_VALUES = [
     pytest.param("relay --db ivr.db --poll 0", "Invalid value for '--poll'", id="relay-poll"),
     pytest.param("diagram --format png", "Invalid value for '--format'", id="diagram-format"),
     pytest.param("ledger run --log-level loud", "Invalid value for '--log-level'", id="ledger-run-log-level"),
+    pytest.param("ledger run --partitions 3/2", "Invalid value for '--partitions'", id="ledger-run-partitions"),
+    pytest.param("ledger run --partitions half", "a share is K/N", id="ledger-run-partitions-text"),
     pytest.param("ledger relay --log-format yaml", "Invalid value for '--log-format'", id="ledger-relay-format"),
     pytest.param("ledger history", "Missing argument 'CONTRACT'", id="ledger-history-contract"),
 ]
@@ -134,9 +136,9 @@ def test_a_bus_error_inside_a_command_is_an_error_not_a_traceback():
     @group.command()
     def subscribe() -> None:
         """Fail as the bus does."""
-        raise BusError("the broker refused the subscription to 'ivr/v1/ledger/#'")
+        raise BusError("the broker refused the subscription to 'ivr/v2/ledger/#'")
 
     done = CliRunner().invoke(group, ["subscribe"])
     assert done.exit_code == 1, done.output
-    assert "Error: the broker refused the subscription to 'ivr/v1/ledger/#'" in done.output
+    assert "Error: the broker refused the subscription to 'ivr/v2/ledger/#'" in done.output
     assert isinstance(done.exception, SystemExit)

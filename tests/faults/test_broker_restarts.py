@@ -44,7 +44,7 @@ async def test_broker_restarted_three_times_loses_no_event_and_calls_go_on(fault
     emitted = EventIds()
     fault_system.engine.observers.append(emitted)
     during_outages: list[int] = []
-    async with collector(private_broker.config, "ivr/v1/#", client_id="fault-restart-watch") as seen:
+    async with collector(private_broker.config, "ivr/v2/#", client_id="fault-restart-watch") as seen:
 
         async def restarter():
             for n in range(1, RESTARTS + 1):

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.broker
 CALLS = size(full=10_000, short=500)
 DUPLICATE_SHARE = 0.05
 MALFORMED = max(6, CALLS // 100)  # 1 % of the calls, and at least one of each kind below
-TOPIC = "ivr/v1/ticket/created"
+TOPIC = "ivr/v2/ticket/created/0"
 
 
 def malformed(n: int, valid: dict) -> tuple[bytes, str]:
@@ -86,7 +86,7 @@ async def test_duplicates_deduct_once_and_every_malformed_message_is_dead_letter
     config, fault_system, launcher = fault_run.broker.config, fault_run.system, fault_run.launcher
     rng = random.Random(5)
     async with (
-        collector(config, "ivr/v1/deadletter", client_id="fault-dead-watch") as dead,
+        collector(config, "ivr/v2/deadletter", client_id="fault-dead-watch") as dead,
         MqttBus(config=config, client_id="fault-injector") as injector,
     ):
         await injector.wait_connected()

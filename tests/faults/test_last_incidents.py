@@ -55,7 +55,7 @@ async def test_two_hundred_calls_racing_for_ten_incidents(private_broker, race_w
     await ledger.start()
     system = await build_system(world=race_world, workdir=tmp_path, source="ivr-race", broker=config, own_ledger=False)
     try:
-        async with collector(config, "ivr/v1/ledger/#", client_id="race-watch") as announced:
+        async with collector(config, "ivr/v2/ledger/#", client_id="race-watch") as announced:
 
             async def call(i):
                 clock = VirtualClock(start=TUESDAY_10AM)

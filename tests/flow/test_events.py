@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ivr.events import SPECVERSION, CloudEvent, EventType, topic_for
+from ivr.events import SPECVERSION, CloudEvent, EventType, partition_of, ticket_topic, topic_for
 
 EST = timezone(timedelta(hours=-5))
 ANNA, GLOBEX, ACME = "+15550100001", "+15550200002", "+15550200001"
@@ -45,12 +45,15 @@ async def test_events_are_numbered_one_to_n_per_call_with_no_gaps(run_call, scri
 
 @pytest.mark.parametrize(("script", "number"), SCRIPTS)
 async def test_every_event_type_is_a_known_event_type(run_call, script, number):
-    """Every type string a call emits is one of ``EventType``, and maps to its topic."""
+    """Every type a call emits is an ``EventType`` on its topic (a ticket: its contract's partition)."""
     record = await run_call(script, number=number)
     for event in record.events:
         assert event.type in EVENT_TYPES
-        assert event.topic == topic_for(event.type)
-        assert event.topic.startswith("ivr/v1/")
+        if event.type == EventType.TICKET_CREATED:
+            assert event.topic == ticket_topic(partition_of(event.data["contract"]))
+        else:
+            assert event.topic == topic_for(event.type)
+        assert event.topic.startswith("ivr/v2/")
 
 
 @pytest.mark.parametrize(("script", "number"), SCRIPTS)

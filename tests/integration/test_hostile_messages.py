@@ -22,7 +22,7 @@ from tests.integration.conftest import WAIT, collector, ticket_event
 
 pytestmark = pytest.mark.broker
 
-TICKETS = "ivr/v1/ticket/created"
+TICKETS = "ivr/v2/ticket/created/0"
 MB = 1_000_000
 
 
@@ -65,8 +65,8 @@ async def test_messages_over_the_limit_are_dead_lettered_by_reference_and_the_le
         try:
             before = vm_hwm_mb(ledger.pid)
             async with (
-                collector(broker.config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
-                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                collector(broker.config, "ivr/v2/deadletter", client_id="dead-watch") as dead,
+                collector(broker.config, "ivr/v2/ledger/#", client_id="verdict-watch") as verdicts,
                 MqttBus(config=broker.config, publish_timeout=WAIT) as garbage,
             ):
                 await garbage.wait_connected()
@@ -95,7 +95,7 @@ async def test_a_broker_with_the_limit_forwards_no_message_over_it(needs_mosquit
         await ledger.start()
         try:
             async with (
-                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                collector(broker.config, "ivr/v2/ledger/#", client_id="verdict-watch") as verdicts,
                 MqttBus(config=broker.config, subscriptions=[TICKETS]) as watch,
                 MqttBus(config=broker.config) as garbage,
             ):
@@ -129,8 +129,8 @@ async def test_forged_and_absurd_ticket_events_are_dead_lettered_with_their_reas
         await ledger.start()
         try:
             async with (
-                collector(broker.config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
-                collector(broker.config, "ivr/v1/ledger/#", client_id="verdict-watch") as verdicts,
+                collector(broker.config, "ivr/v2/deadletter", client_id="dead-watch") as dead,
+                collector(broker.config, "ivr/v2/ledger/#", client_id="verdict-watch") as verdicts,
                 MqttBus(config=broker.config) as forger,
             ):
                 await forger.wait_connected()

@@ -89,7 +89,7 @@ async def test_a_relayed_ledger_and_its_relay_killed_mid_stream_deduct_once_and_
     calls = 300
     rng = random.Random(11)
     try:
-        async with collector(config, "ivr/v1/ledger/#", client_id="ledger-watch") as seen:
+        async with collector(config, "ivr/v2/ledger/#", client_id="ledger-watch") as seen:
             await calls_under_kills(system, [ledger, relay, ledger, relay], calls=calls, rng=rng, pause=(0.2, 0.6))
             async with asyncio.timeout(WAIT):
                 await system.settle()  # the IVR has heard the ledger's answer to every ticket
@@ -117,7 +117,7 @@ async def test_broker_restarted_mid_run_loses_no_event(private_broker, big_world
     """Restart Mosquitto twice during 200 calls: every outbox row reaches a subscriber and the ledger."""
     config = private_broker.config
     world = load_world(big_world_file)
-    async with collector(config, "ivr/v1/#", client_id="restart-watch") as seen:
+    async with collector(config, "ivr/v2/#", client_id="restart-watch") as seen:
         system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-restart")
         try:
 
@@ -157,7 +157,7 @@ async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one
 ):
     """Two concurrent calls on K-FAY-ONE (1 incident left): one deducted, one rejected and announced."""
     config = private_broker.config
-    async with collector(config, "ivr/v1/ledger/#", client_id="race-watch") as seen:
+    async with collector(config, "ivr/v2/ledger/#", client_id="race-watch") as seen:
         system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-race")
         try:
             script = ["2", "1", "2", "1234500006#", "2"]
@@ -182,24 +182,24 @@ async def test_two_calls_racing_for_the_last_incident_give_one_deduction_and_one
 
 
 async def test_redelivered_and_malformed_messages_over_the_bus(private_broker, world, tmp_path):
-    """A duplicate deducts once; garbage goes to ivr/v1/deadletter with its reason; the ledger keeps going."""
+    """A duplicate deducts once; garbage goes to ivr/v2/deadletter with its reason; the ledger keeps going."""
     config = private_broker.config
     system = await build_system(world=world, workdir=tmp_path, broker=config, source="ivr-dup")
     try:
         async with (
-            collector(config, "ivr/v1/deadletter", client_id="dead-watch") as dead,
+            collector(config, "ivr/v2/deadletter", client_id="dead-watch") as dead,
             MqttBus(config=config) as raw,
         ):
             await raw.wait_connected()
             good = ticket_event("2999001", event_id="11111111-1111-4111-8111-111111111111").to_json()
-            await raw.publish("ivr/v1/ticket/created", good)
-            await raw.publish("ivr/v1/ticket/created", good)  # redelivered: same source + id
-            await raw.publish("ivr/v1/ticket/created", b"{not json")
+            await raw.publish("ivr/v2/ticket/created/0", good)
+            await raw.publish("ivr/v2/ticket/created/0", good)  # redelivered: same source + id
+            await raw.publish("ivr/v2/ticket/created/0", b"{not json")
             bad = json.loads(ticket_event("2999002", event_id="22222222-2222-4222-8222-222222222222").to_json())
             del bad["data"]["contract"]
-            await raw.publish("ivr/v1/ticket/created", json.dumps(bad))
+            await raw.publish("ivr/v2/ticket/created/0", json.dumps(bad))
             later = ticket_event("2999003", event_id="33333333-3333-4333-8333-333333333333").to_json()
-            await raw.publish("ivr/v1/ticket/created", later)
+            await raw.publish("ivr/v2/ticket/created/0", later)
             async with asyncio.timeout(WAIT):
                 while len(await system.ledger.entries()) < 2 or len(dead) < 2:
                     await asyncio.sleep(0.05)
@@ -245,7 +245,7 @@ async def test_two_ledgers_on_a_shared_subscription_deduct_each_ticket_once_from
                 ticket_event(f"{2_000_001 + i}", contract="K-BIG", customer="C-BIG", source="ivr-shared").to_json()
                 for i in range(tickets)
             ]
-            await feeder.publish_many([("ivr/v1/ticket/created", event) for event in events])
+            await feeder.publish_many([("ivr/v2/ticket/created/0", event) for event in events])
             async with asyncio.timeout(WAIT):
                 while sum(consumer.applied for consumer in consumers) < tickets:
                     await asyncio.sleep(0.01)

@@ -74,11 +74,11 @@ async def test_ledger_share_on_mosquitto_starts(private_broker, tmp_path):
     await ledger.start()
     try:
         async with (
-            collector(private_broker.config, "ivr/v1/ledger/#", client_id="share-watch") as verdicts,
+            collector(private_broker.config, "ivr/v2/ledger/#", client_id="share-watch") as verdicts,
             MqttBus(config=private_broker.config) as feeder,
         ):
             await feeder.wait_connected()
-            await feeder.publish("ivr/v1/ticket/created", ticket_event("2999010").to_json())
+            await feeder.publish("ivr/v2/ticket/created/0", ticket_event("2999010").to_json())
             async with asyncio.timeout(WAIT):
                 while not verdicts:
                     await asyncio.sleep(0.05)
@@ -140,7 +140,7 @@ async def test_events_stops_on_sigterm_while_nothing_arrives(private_broker):
     config = private_broker.config
     async with MqttBus(config=config) as status:
         await status.wait_connected()
-        await status.publish("ivr/v1/status/quiet-ivr", ONLINE, retain=True)
+        await status.publish("ivr/v2/status/quiet-ivr", ONLINE, retain=True)
     events = await asyncio.create_subprocess_exec(
         *IVR, "events", "--broker", config.url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -148,7 +148,7 @@ async def test_events_stops_on_sigterm_while_nothing_arrives(private_broker):
         assert events.stdout is not None
         async with asyncio.timeout(WAIT):
             line = await events.stdout.readline()  # the retained status: it is subscribed, and idle from now on
-        assert line.decode().strip() == "ivr/v1/status/quiet-ivr online"
+        assert line.decode().strip() == "ivr/v2/status/quiet-ivr online"
         events.send_signal(signal.SIGTERM)
         async with asyncio.timeout(WAIT):
             rest, _ = await events.communicate()
@@ -234,11 +234,11 @@ async def test_a_full_disk_stops_the_ledger_with_a_clear_error_and_loses_nothing
                 fill.write(b"\0" * 4096)
         try:
             async with (
-                collector(config, "ivr/v1/ledger/#", client_id="full-watch") as verdicts,
+                collector(config, "ivr/v2/ledger/#", client_id="full-watch") as verdicts,
                 MqttBus(config=config) as feeder,
             ):
                 await feeder.wait_connected()
-                await feeder.publish("ivr/v1/ticket/created", ticket_event("2999020").to_json())
+                await feeder.publish("ivr/v2/ticket/created/0", ticket_event("2999020").to_json())
                 async with asyncio.timeout(WAIT):
                     ended = await ledger.ended()
                 assert "`ivr ledger` exited with status 1" in ended

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ivr.events import EventType
+from ivr.events import EventType, schema_uri
 from ivr.ledger.core import Outcome
 from ivr.ledger.service import LedgerService
 from ivr.ledger.store import SqliteLedgerStore
@@ -22,7 +22,8 @@ def ticket_created(ticket="2000001", *, contract="K-FIVE", deduct=True, event_id
         "time": "2026-11-17T15:00:00+00:00",
         "subject": f"call-{ticket}",
         "datacontenttype": "application/json",
-        "sequence": 3,
+        "dataschema": schema_uri("ivr.ticket.created"),
+        "sequence": "00003",
         "data": {
             "ticket": ticket,
             "method": "support_code",

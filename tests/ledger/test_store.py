@@ -207,7 +207,7 @@ async def test_a_file_of_the_earlier_shape_is_migrated_announcing_what_it_stored
             columns = [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
         assert "event" not in columns
         assert "ledger" in columns
-        assert await store.unsent() == [(2, "ivr/v1/ledger/deduction_rejected", old[1].to_json())]
+        assert await store.unsent() == [(2, "ivr/v2/ledger/deduction_rejected", old[1].to_json())]
         relayed = await RelayedOutbox.open(path, tmp_path / LEDGER_PROGRESS_FILE, rows=RELAYED)
         try:
             assert [payload for _, _, payload in await relayed.unsent(10)] == [e.to_json() for e in old]

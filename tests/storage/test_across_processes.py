@@ -118,7 +118,7 @@ async def test_a_row_rolled_back_is_never_published_and_holds_nothing_back(postg
     try:
         hold = held.transaction()
         await hold.start()
-        await held.execute("INSERT INTO outbox (event_id, topic, payload) VALUES ('x', 'ivr/v1/x', '{}')")
+        await held.execute("INSERT INTO outbox (event_id, topic, payload) VALUES ('x', 'ivr/v2/x', '{}')")
         later = event("later")
         await directory.add_events([later])
         reading = asyncio.ensure_future(directory.unsent(10))

@@ -262,8 +262,8 @@ class LedgerStoreContract:
             ledger_event(v, source="ledger-1", time=NOW).to_json() for v in verdicts
         ]
         assert [topic for _, topic, _ in waiting] == [
-            "ivr/v1/ledger/incident_deducted",
-            "ivr/v1/ledger/deduction_rejected",
+            "ivr/v2/ledger/incident_deducted",
+            "ivr/v2/ledger/deduction_rejected",
         ]
         assert waiting[0][0] < waiting[1][0]
         await store.mark_sent([waiting[0][0]], NOW)

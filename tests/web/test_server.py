@@ -343,11 +343,11 @@ def test_serve_with_a_broker_that_does_not_answer_says_so():
 
 
 def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(tmp_path):
-    """The long-running IVR (the console) keeps ivr/v1/status/ivr-console: online while up, offline after."""
+    """The long-running IVR (the console) keeps ivr/v2/status/ivr-console: online while up, offline after."""
 
     async def retained(config: BrokerConfig) -> bytes:
         async with aiomqtt.Client(config.host, config.port, protocol=aiomqtt.ProtocolVersion.V311) as c:
-            await c.subscribe("ivr/v1/status/ivr-console", qos=1)
+            await c.subscribe("ivr/v2/status/ivr-console", qos=1)
             async with asyncio.timeout(WAIT):
                 async for message in c.messages:
                     return bytes(message.payload)  # type: ignore[arg-type]

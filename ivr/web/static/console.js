@@ -289,7 +289,7 @@ const handlers = {
     // it is labelled "ledger" rather than numbered after them. Times are the call's simulated clock.
     const when = String(ev.time).slice(11, 19);
     const item = el("li", { class: ledger ? "ledger" : "call", "data-type": ev.type, "data-time": ev.time },
-      el("span", { class: "seq", text: ledger ? "ledger " : `#${ev.sequence} ` }),
+      el("span", { class: "seq", text: ledger ? "ledger " : `#${Number(ev.sequence)} ` }),
       el("span", { class: "time", text: `${when} ` }), el("span", { class: "type", text: ev.type }), " ",
       el("span", { class: "fields", text: fields.join(" ") }), details);
     append($("events"), item);
