@@ -22,7 +22,8 @@ PUBACKs weigh (docs/performance.md).
 
 Several ledgers split the tickets by partition (:class:`~ivr.ledger.partitions.PartitionShare`,
 any broker) or by an MQTT shared subscription (``share``, brokers that have them); either way
-they apply to one store, whose entries make a ticket seen twice a no-op.
+they apply to one store, whose entries make a ticket seen twice a no-op. Each announces only the
+entries it applied: announcers reading one store's every entry published most of them twice.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -42,9 +44,12 @@ from ivr.events import TOPIC_ROOT, ticket_topics
 from ivr.ledger.service import DeadLetter
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ivr.bus.base import Bus, Delivery
     from ivr.ledger.partitions import PartitionShare
     from ivr.ledger.service import LedgerService
+    from ivr.ledger.storage import LedgerStorage
 
 __all__ = ["DEFAULT_BATCH", "LedgerConsumer", "deadletter_payload"]
 
@@ -68,6 +73,20 @@ def deadletter_payload(dead: DeadLetter, *, topic: str) -> bytes:
             original = {"size": len(dead.payload), "payload_base64": base64.b64encode(dead.payload).decode("ascii")}
     body = {"reason": dead.reason, "topic": topic, "received_at": datetime.now(UTC).isoformat(), **original}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """The entries one ledger applied, as its announcer's outbox."""
+
+    store: LedgerStorage
+    ledger: str
+
+    async def unsent(self, limit: int, *, after: int = 0) -> list[tuple[int, str, str]]:
+        return await self.store.unsent(limit, after=after, ledger=self.ledger)
+
+    async def mark_sent(self, seqs: Iterable[int], at: str) -> None:
+        await self.store.mark_sent(seqs, at)
 
 
 def _too_large(size: int) -> DeadLetter:
@@ -95,8 +114,9 @@ class LedgerConsumer:
         self._service = service
         self._root = root
         self._batch = batch
+        own = _Applied(store=service.store, ledger=service.source)
         self._announcer = (
-            OutboxPublisher(directory=service.store, bus=bus, topic_prefix=root, batch=BULK_BATCH) if announce else None
+            OutboxPublisher(directory=own, bus=bus, topic_prefix=root, batch=BULK_BATCH) if announce else None
         )
         self.applied = 0  # deliveries committed and acked, for progress and tests
         self.dead = 0

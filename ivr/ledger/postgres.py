@@ -66,12 +66,15 @@ _INSERT: Final = (
 _ANNOUNCED: Final = (
     "source, event_id, call_id, contract_id, ticket_id, outcome, reason, balance_after, applied_at, ledger"
 )
+#: ``$4``: the ledger whose entries are wanted, or NULL for every ledger's.
 _UNSENT: Final = (
     f"SELECT xid::text, seq, {_ANNOUNCED} FROM ledger_entries "  # noqa: S608 - constant text
-    f"WHERE published_at IS NULL AND {FINISHED} AND (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3"
+    f"WHERE published_at IS NULL AND {FINISHED} AND (xid, seq) > ($1::text::xid8, $2) "
+    "AND ($4::text IS NULL OR ledger = $4) ORDER BY xid, seq LIMIT $3"
 )
 _WAITING: Final = (
-    "SELECT EXISTS (SELECT FROM ledger_entries WHERE published_at IS NULL AND (xid, seq) > ($1::text::xid8, $2))"
+    "SELECT EXISTS (SELECT FROM ledger_entries WHERE published_at IS NULL AND (xid, seq) > ($1::text::xid8, $2) "
+    "AND ($3::text IS NULL OR ledger = $3))"
 )
 _ENTRIES: Final = (
     "SELECT applied_at, contract_id, ticket_id, outcome, reason, balance_after, source, event_id "
@@ -131,11 +134,17 @@ class PostgresLedgerStore:
                     if tried == _TRIES:
                         raise
 
-    async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
-        """Announcements of entries not yet marked published, of ended transactions, after ``after``, in order."""
+    async def unsent(
+        self, limit: int = 1000, *, after: int = 0, ledger: str | None = None
+    ) -> list[tuple[int, str, str]]:
+        """Announcements of entries not yet marked published, of ended transactions, after ``after``, in order.
+
+        ``ledger``: only the entries it applied.
+        """
         xid, seq = unpack(after)
         rows = await retrying(
-            self._pool, lambda: finished_rows(self._pool, (_UNSENT, (xid, seq, limit)), (_WAITING, (xid, seq)))
+            self._pool,
+            lambda: finished_rows(self._pool, (_UNSENT, (xid, seq, limit, ledger)), (_WAITING, (xid, seq, ledger))),
         )
         return [
             (position(row["xid"], row["seq"]), announcement_topic(row["outcome"]), announcement(*tuple(row)[2:]))

@@ -87,8 +87,14 @@ class LedgerStorage(Protocol):
         """Apply a batch in one transaction: the verdicts of what was new, in order, and the conflicts."""
         ...
 
-    async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
-        """Announcements not yet acknowledged, after position ``after``, in order: (position, topic, JSON)."""
+    async def unsent(
+        self, limit: int = 1000, *, after: int = 0, ledger: str | None = None
+    ) -> list[tuple[int, str, str]]:
+        """Announcements not yet acknowledged, after position ``after``, in order: (position, topic, JSON).
+
+        With ``ledger``, only the entries that ledger applied (its announcer's share of a store
+        several ledgers apply to).
+        """
         ...
 
     async def mark_sent(self, rowids: Iterable[int], at: str) -> None:

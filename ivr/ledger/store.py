@@ -275,13 +275,20 @@ class SqliteLedgerStore:
             pairs.add((source, ticket))
         return digests, pairs
 
-    async def unsent(self, limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
+    async def unsent(
+        self, limit: int = 1000, *, after: int = 0, ledger: str | None = None
+    ) -> list[tuple[int, str, str]]:
         """Ledger events after entry ``after`` not yet acknowledged by the broker, oldest first: (rowid, topic, JSON).
 
         The store is the :class:`~ivr.bus.publisher.Outbox` of the ledger's own announcer (when
-        it announces in its process); the rowid is the order of commits.
+        it announces in its process); the rowid is the order of commits. ``ledger``: only the
+        entries it applied.
         """
-        rows = await self._read(UNSENT.format(after="published_at IS NULL AND rowid > ?"), (after, limit))
+        if ledger is None:
+            rows = await self._read(UNSENT.format(after="published_at IS NULL AND rowid > ?"), (after, limit))
+        else:
+            where = "published_at IS NULL AND rowid > ? AND ledger = ?"
+            rows = await self._read(UNSENT.format(after=where), (after, ledger, limit))
         return [(row[0], row[1], row[2]) for row in rows]
 
     async def mark_sent(self, rowids: Iterable[int], at: str) -> None:

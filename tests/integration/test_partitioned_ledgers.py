@@ -4,7 +4,8 @@ On NATS's MQTT listener (3.1.1, no shared subscriptions) and on Mosquitto under 
 accounts and ACLs: the IVR publishes each ticket on its contract's partition topic, ledger 1/2
 and ledger 2/2 (processes of their own, one SQLite file) take their halves, `ivr ledger verify`
 finds every deductible ticket applied once, each contract's tickets went to one ledger only, and
-an integrator subscribed to ``ivr/v2/#`` received each ticket once, on its partition's topic.
+an integrator subscribed to ``ivr/v2/#`` received each ticket once, on its partition's topic, and
+each ledger event once, from the ledger that applied it.
 """
 
 from __future__ import annotations
@@ -122,6 +123,14 @@ async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path)
     assert Counter(e["id"] for _, e in created).most_common(1)[0][1] == 1, "the integrator got a ticket twice"
     assert len(created) >= len(tickets)
     assert all(topic == ticket_topic(partition_of(e["data"]["contract"])) for topic, e in created)
+    # Each ledger announces only what it applied, so no ledger event came twice either, from the ledger of its contract.
+    answers = Counter((e["source"], e["id"]) for _, e in seen if e["type"].startswith("ivr.ledger."))
+    assert len(answers) == len(tickets)
+    assert answers.most_common(1)[0][1] == 1, "the integrator got a ledger event twice"
+    for _, event in seen:
+        if event["type"].startswith("ivr.ledger."):
+            [share] = [s for s in SHARES if partition_of(event["data"]["contract"]) in s.partitions]
+            assert event["source"] == f"ivr-ledger-{share.name}"
 
 
 async def _collect(bus: MqttBus, into: list[tuple[str, dict]]) -> None:

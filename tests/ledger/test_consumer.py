@@ -19,7 +19,7 @@ async def test_an_announcer_that_dies_ends_the_run_with_its_error(tmp_path, monk
     """The store fails the announcer's read (not a broker outage): run() ends, raising that error."""
     store = await SqliteLedgerStore.open(tmp_path / "ledger.db")
 
-    async def broken(limit: int = 1000, *, after: int = 0) -> list[tuple[int, str, str]]:
+    async def broken(limit: int = 1000, *, after: int = 0, ledger: str | None = None) -> list[tuple[int, str, str]]:
         msg = "disk gone"
         raise OSError(msg)
 

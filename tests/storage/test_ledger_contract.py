@@ -284,6 +284,20 @@ class LedgerStoreContract:
         await store.mark_sent([rowids[3]], NOW)
         assert [rowid for rowid, _, _ in await store.unsent(after=rowids[1])] == [rowids[2], rowids[4]]
 
+    async def test_unsent_of_one_ledger_is_only_what_it_applied(self, store):
+        """``unsent(ledger=L)``: the entries L applied, in order, so ledgers on one store never announce one twice."""
+        await store.apply([request("2000001"), request("2000003")], source="ledger-1", now=NOW)
+        await store.apply([request("2000002"), request("2000004", contract="K-ZERO")], source="ledger-2", now=NOW)
+        every = await store.unsent()
+        ones, twos = await store.unsent(ledger="ledger-1"), await store.unsent(ledger="ledger-2")
+        assert [json.loads(p)["source"] for _, _, p in ones] == ["ledger-1", "ledger-1"]
+        assert [json.loads(p)["data"]["ticket"] for _, _, p in twos] == ["2000002", "2000004"]
+        assert sorted(ones + twos) == sorted(every)
+        assert [r for r, _, _ in await store.unsent(limit=1, after=twos[0][0], ledger="ledger-2")] == [twos[1][0]]
+        await store.mark_sent([ones[0][0]], NOW)
+        assert await store.unsent(ledger="ledger-1") == ones[1:]
+        assert await store.unsent(ledger="ledger-3") == []
+
 
 class TestSqliteLedgerStore(LedgerStoreContract):
     """The contract on an SQLite file."""
