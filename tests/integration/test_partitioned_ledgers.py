@@ -30,8 +30,10 @@ from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess, verify_ledger
 from ivr.load.plan import Planner
 from ivr.load.world import Catalog, synthetic_world, write_fixture
-from tests.conftest import TUESDAY_10AM
+from ivr.subprocesses import end_process
+from tests.conftest import DEFAULT_WORLD_PATH, TUESDAY_10AM
 from tests.faults.conftest import DEDUCTING
+from tests.integration.conftest import IVR, ticket_event
 from tests.nats import NatsCluster
 
 if TYPE_CHECKING:
@@ -133,8 +135,43 @@ async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path)
             assert event["source"] == f"ivr-ledger-{share.name}"
 
 
-async def _collect(bus: MqttBus, into: list[tuple[str, dict]]) -> None:
-    """Every event the integrator receives, with its topic (status words and dead letters aside)."""
+async def _collect(
+    bus: MqttBus, into: list[tuple[str, dict]], *, statuses: list[tuple[str, bytes]] | None = None
+) -> None:
+    """Every event the integrator receives, with its topic; status words into ``statuses``; dead letters aside."""
     async for delivery in bus.deliveries():
-        if "/status/" not in delivery.topic and not delivery.topic.endswith("/deadletter"):
-            into.append((delivery.topic, json.loads(delivery.payload)))  # noqa: PERF401 - as they come, not at the end
+        if "/status/" in delivery.topic:
+            if statuses is not None:
+                statuses.append((delivery.topic, delivery.payload))
+        elif not delivery.topic.endswith("/deadletter"):
+            into.append((delivery.topic, json.loads(delivery.payload)))
+
+
+async def test_a_partitioned_ledgers_default_name_is_its_status_and_its_events_source(private_broker, tmp_path):
+    """`ivr ledger run --partitions 2/2` is `ivr-ledger-2-of-2`: its status topic and its events' source."""
+    watcher = MqttBus(config=private_broker.config, subscriptions=["ivr/v2/#"])
+    seen: list[tuple[str, dict]] = []
+    statuses: list[tuple[str, bytes]] = []
+    async with watcher:
+        await watcher.wait_connected()
+        watching = asyncio.create_task(_collect(watcher, seen, statuses=statuses))
+        command = [*IVR, "ledger", "--db", str(tmp_path / "ledger.db"), "run", "--partitions", "2/2"]
+        command += ["--broker", private_broker.config.url, "--fixture", str(DEFAULT_WORLD_PATH)]
+        ledger = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            async with asyncio.timeout(WAIT):
+                while ("ivr/v2/status/ivr-ledger-2-of-2", b"online") not in statuses:
+                    await asyncio.sleep(0.05)
+                mine = ticket_event("2000001", contract="K-STARK-NEXT", customer="C-STARK")  # partition 3: share 2
+                theirs = ticket_event("2000002", contract="K-ANNA-STD")  # partition 4: share 1
+                for event in (theirs, mine):
+                    await watcher.publish(event.topic, event.to_json())
+                while not any(e["type"].startswith("ivr.ledger.") for _, e in seen):
+                    await asyncio.sleep(0.05)
+        finally:
+            await end_process(ledger)
+            watching.cancel()
+    [answer] = [e for _, e in seen if e["type"].startswith("ivr.ledger.")]
+    assert (answer["source"], answer["data"]["ticket"]) == ("ivr-ledger-2-of-2", "2000001")
+    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:
+        assert db.execute("SELECT ticket_id, ledger FROM entries").fetchall() == [("2000001", "ivr-ledger-2-of-2")]
