@@ -12,6 +12,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any, Final
 
 import orjson
@@ -91,6 +92,7 @@ def partition_of(contract: str) -> int:
     return zlib.crc32(contract.encode("utf-8")) % PARTITIONS
 
 
+@cache  # one per partition and root: made for every ticket
 def ticket_topic(partition: int, *, root: str = TOPIC_ROOT) -> str:
     """``ivr/v2/ticket/created/<partition>``: a topic level per partition, which every broker routes."""
     if not 0 <= partition < PARTITIONS:
@@ -119,7 +121,11 @@ def format_sequence(number: int) -> str:
 
 def schema_uri(event_type: str) -> str:
     """The ``dataschema`` of ``event_type``: its JSON Schema under the deployment's base URL (``IVR_SCHEMA_BASE``)."""
-    base = os.environ.get(SCHEMA_BASE_ENV) or DEFAULT_SCHEMA_BASE
+    return _schema_uri(os.environ.get(SCHEMA_BASE_ENV) or DEFAULT_SCHEMA_BASE, event_type)
+
+
+@cache  # one per base and type: made for every event
+def _schema_uri(base: str, event_type: str) -> str:
     return f"{base.rstrip('/')}/{CONTRACT_VERSION}/{event_type}.schema.json"
 
 
@@ -129,7 +135,7 @@ class CloudEvent:
 
     ``sequence`` counts 1, 2, 3... per ``subject`` (the call id) with no gaps, so a consumer can
     tell a missing event from a late one; it travels as :func:`format_sequence` writes it.
-    ``dataschema`` is the schema's URI under this process's base unless given.
+    ``dataschema`` is the schema's URI under this process's base (:func:`schema_uri`) unless given.
     """
 
     type: str
