@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
+from ivr.bus.base import status_topic
 from ivr.bus.mqtt import MqttBus
 from ivr.directory.relayed import PROGRESS_FILE
 from ivr.directory.sqlite import SqliteDirectory
@@ -18,7 +19,8 @@ from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
 from ivr.ledger.service import LedgerService
-from ivr.link import InProcessLink, Link, MqttLink
+from ivr.link import InProcessLink, Link, LinkBus, MqttLink
+from ivr.multiplex import SharedConnection, answers_filter
 from ivr.secrets import pepper_from_env
 from ivr.stores import Store, open_directory, open_ledger
 
@@ -32,7 +34,21 @@ if TYPE_CHECKING:
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
 
-__all__ = ["System", "build_system", "console_bus", "events_bus", "ivr_bus", "ledger_bus", "relay_bus"]
+__all__ = [
+    "CONSOLE",
+    "System",
+    "answers_bus",
+    "build_system",
+    "console_connection",
+    "events_bus",
+    "ivr_bus",
+    "ledger_bus",
+    "relay_bus",
+    "status_bus",
+]
+
+#: The console's client id and status name unless told otherwise (`ivr serve --instance`).
+CONSOLE: Final = "ivr-console"
 
 
 def ledger_bus(
@@ -70,17 +86,54 @@ def relay_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT) ->
     return MqttBus(config=config, client_id=instance, instance=instance, topic_root=root)
 
 
-def console_bus(config: BrokerConfig, *, root: str = TOPIC_ROOT) -> MqttBus:
-    """The trainer console's connection: every event under ``root``, forwarded to the page whose call it is.
+def console_connection(config: BrokerConfig, *, instance: str = CONSOLE, root: str = TOPIC_ROOT) -> SharedConnection:
+    """The trainer console's one connection, shared by all its session worlds (:mod:`ivr.multiplex`).
 
-    The console is a long-running process, so it carries the retained status ``<root>/status/ivr-console``.
+    Every event under ``root``, to forward to the page whose call it is and to route to the world it
+    belongs to; a persistent session with manual acks, as each world's ledger and follower need.
+    ``instance`` is its client id and names its retained status ``<root>/status/<instance>``: a
+    broker that binds each login to its client id (deploy/mosquitto) knows the console by it.
     """
-    return MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
+    bus = MqttBus(
+        config=config,
+        client_id=instance,
+        instance=instance,
+        subscriptions=[f"{root}/#"],
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
+    return SharedConnection(bus=bus, config=config, root=root)
 
 
 def events_bus(config: BrokerConfig, *, client_id: str | None, root: str = TOPIC_ROOT) -> MqttBus:
     """`ivr events`' connection: every event under ``root``, as a clean session (what it missed is not its to print)."""
     return MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root)
+
+
+def status_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT, client_id: str | None = None) -> MqttBus:
+    """A watch on one process's retained status (is the ledger up?), for `ivr load` and the fault tests.
+
+    A clean session: only the status now matters, which the broker retains for each new one.
+    """
+    return MqttBus(
+        config=config, client_id=client_id, subscriptions=[status_topic(instance, root=root)], topic_root=root
+    )
+
+
+def answers_bus(config: BrokerConfig, *, client_id: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """`ivr load`'s answer meter: the ticket events and the ledger's answers, to time one to the other.
+
+    A persistent session (forgotten at the end of the run): answers published while the broker, or
+    the cluster node it is on, restarts wait for it instead of going uncounted.
+    """
+    return MqttBus(
+        config=config,
+        client_id=client_id,
+        subscriptions=[*LedgerConsumer.subscriptions(root), answers_filter(root)],
+        persistent=True,
+        topic_root=root,
+    )
 
 
 def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> MqttBus:
@@ -92,7 +145,7 @@ def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> Mqt
     return MqttBus(
         config=config,
         client_id=f"{source}-ivr",
-        subscriptions=[f"{root}/ledger/#"],
+        subscriptions=[answers_filter(root)],
         persistent=True,
         manual_ack=True,
         topic_root=root,
@@ -133,6 +186,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ledger_now: Callable[[], datetime] | None = None,
     store: Store | None = None,
     schema: str | None = None,
+    connection: SharedConnection | None = None,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir`` unless ``store`` says PostgreSQL.
 
@@ -146,7 +200,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ledger's events (default: the wall clock).
     The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
     With a PostgreSQL ``store`` the directory and the ledger live there (in ``schema`` if given)
-    instead of in ``workdir``.
+    instead of in ``workdir``. With a ``connection`` (the console's, on ``broker``) the IVR and its
+    ledger take channels of it instead of connections of their own.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -178,12 +233,22 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             assert service is not None  # noqa: S101 - checked above
             link = InProcessLink(directory=directory, service=service)
         else:
-            own = None if service is None else (ledger_bus(broker, client_id=f"{source}-ledger", root=root), service)
+            follows: LinkBus = (
+                ivr_bus(broker, source=source, root=root) if connection is None else connection.answers_to(source)
+            )
+            own: tuple[LinkBus, LedgerService] | None = None
+            if service is not None:
+                deducts = (
+                    ledger_bus(broker, client_id=f"{source}-ledger", root=root)
+                    if connection is None
+                    else connection.tickets_from(source)
+                )
+                own = (deducts, service)
             mqtt = MqttLink(
                 directory=directory,
                 config=broker,
                 source=source,
-                bus=ivr_bus(broker, source=source, root=root),
+                bus=follows,
                 ledger=own,
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,

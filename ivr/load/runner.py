@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ivr.bootstrap import build_system
+from ivr.bootstrap import answers_bus, build_system
 from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
@@ -156,7 +156,11 @@ class _LoadRun:
             ledger = await start_ledger(
                 stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.root
             )
-        answers = AnswerLatency(config=self.config, client_id=f"{source}-answers", root=options.root, source=source)
+        answers = AnswerLatency(
+            bus=answers_bus(self.config, client_id=f"{source}-answers", root=options.root),
+            config=self.config,
+            source=source,
+        )
         stack.push_async_callback(answers.close)
         await answers.start()
         system = await build_system(

@@ -7,8 +7,9 @@ Mermaid in the browser: the same text `docs/flow.md` holds, so no second rendere
 Graphviz) is needed to serve it.
 
 The lifespan owns what the server shares: the broker (a private Mosquitto when none is given, as
-``ivr replay`` does), the console's subscription to ``ivr/v1/#`` and a temporary directory for
-each call's SQLite files. Shutting the server down hangs up every call first.
+``ivr replay`` does), the console's one connection to it (subscribed to ``ivr/v1/#``, shared by
+every session world: `ivr.multiplex`) and a temporary directory for each world's SQLite files.
+Shutting the server down hangs up every call first.
 
 Every response carries a Content-Security-Policy: scripts only from ``/static``, nothing from
 another site, no framing (clickjacking), no plugins; with ``nosniff``, a file is only ever run as
@@ -35,7 +36,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ivr.bootstrap import console_bus
+from ivr.bootstrap import CONSOLE, console_connection
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
 from ivr.replay.outline import load_scenarios
@@ -163,13 +164,14 @@ async def _socket(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 - all keyword-only, each with a default but the fixture
     *,
     fixture: Path,
     broker: BrokerConfig | None = None,
     own_ledger: bool = True,
     scenario: Path | None = None,
     store: Store | None = None,
+    instance: str = CONSOLE,
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
@@ -178,7 +180,8 @@ def create_app(
     With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     ``scenario`` is played back on each page as it opens (read now, like the fixture).
     On a PostgreSQL ``store`` each session world is a schema of its own there, dropped when the
-    world ends; otherwise SQLite files in a temporary folder.
+    world ends; otherwise SQLite files in a temporary folder. ``instance`` is the console's client
+    id and status name on the broker.
     """
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
@@ -194,8 +197,7 @@ def create_app(
             console = Console(
                 world=world,
                 fixture=fixture,
-                broker=config,
-                bus=console_bus(config),
+                connection=console_connection(config, instance=instance),
                 workdir=workdir,
                 own_ledger=own_ledger,
                 scenario=played,
