@@ -1,27 +1,31 @@
 """The composition root, where every entry point assembles the same parts the same way.
 
 Replay, the CLI, the tests, the web console and the load generator all build their system here,
-and every process's bus is made here, so each connection's settings are written once
-(docs/architecture.md says what is not built here yet).
+every process's bus is made here, and every store a command opens is opened here, from the
+command's :class:`~ivr.settings.Settings`: each connection's and each store's settings are
+written once.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ivr.bus.base import status_topic
 from ivr.bus.mqtt import MqttBus
-from ivr.directory.relayed import PROGRESS_FILE
+from ivr.bus.publisher import Outbox
+from ivr.directory.postgres import PostgresOutbox
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox, RowsQuery
 from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT
 from ivr.link import InProcessLink, Link, LinkBus, MqttLink
 from ivr.multiplex import SharedConnection, answers_filter
-from ivr.secrets import pepper_from_env
 from ivr.stores import Store, open_directory, open_ledger
 
 if TYPE_CHECKING:
@@ -33,9 +37,11 @@ if TYPE_CHECKING:
     from ivr.directory.fixtures import World
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
+    from ivr.settings import Settings
 
 __all__ = [
     "CONSOLE",
+    "RelayOutbox",
     "System",
     "answers_bus",
     "build_system",
@@ -43,6 +49,9 @@ __all__ = [
     "events_bus",
     "ivr_bus",
     "ledger_bus",
+    "open_ivr_directory",
+    "open_ledger_store",
+    "open_relayed",
     "relay_bus",
     "status_bus",
 ]
@@ -152,6 +161,49 @@ def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> Mqt
     )
 
 
+#: The ledger's events a relay reads from the ledger's SQLite file (`ivr ledger relay`).
+_LEDGER_ROWS: Final = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
+
+
+class RelayOutbox(Outbox, Protocol):
+    """An outbox a relay opened, and closes when it stops."""
+
+    async def close(self) -> None:
+        """Let go of the store."""
+        ...
+
+
+async def open_ledger_store(settings: Settings) -> LedgerStorage:
+    """The ledger's store ``settings`` name (`ivr ledger run`, its reports)."""
+    if settings.ledger_store is None:
+        msg = "these settings name no ledger store"
+        raise ValueError(msg)
+    return await open_ledger(settings.ledger_store)
+
+
+async def open_ivr_directory(settings: Settings, store: Store) -> DirectoryStorage:
+    """An IVR's directory in ``store``, under the settings' pepper (`ivr ledger verify --directory`)."""
+    return await open_directory(store, pepper=settings.pepper)
+
+
+async def open_relayed(settings: Settings, *, progress: Path | None, ledger: bool = False) -> RelayOutbox:
+    """What a relay publishes: the IVR's outbox in ``settings.store``, or (``ledger``) the ledger's events.
+
+    On PostgreSQL the relay marks the rows published in the database, as the process that wrote
+    them would. On SQLite it reads the file and never writes to it: how far it has published is
+    kept in ``progress`` (by default a file of its own beside the one it reads).
+    """
+    store = settings.ledger_store if ledger else settings.store
+    if store is None:
+        msg = "these settings name no store to relay"
+        raise ValueError(msg)
+    if store.dsn is not None:
+        return await (PostgresLedgerStore.open(store.dsn) if ledger else PostgresOutbox.open(store.dsn))
+    assert store.path is not None  # noqa: S101 - one of the two is always set
+    default = store.path.parent / (LEDGER_PROGRESS_FILE if ledger else PROGRESS_FILE)
+    return await RelayedOutbox.open(store.path, progress or default, rows=_LEDGER_ROWS if ledger else OUTBOX_ROWS)
+
+
 @dataclass(slots=True, kw_only=True)
 class System:
     """One IVR with its directory, its ledger and the link between them."""
@@ -187,6 +239,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     store: Store | None = None,
     schema: str | None = None,
     connection: SharedConnection | None = None,
+    pepper: bytes | None = None,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir`` unless ``store`` says PostgreSQL.
 
@@ -198,7 +251,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
     tickets accordingly (:meth:`SqliteDirectory.share_ticket_numbers`). ``ledger_now`` stamps the
     ledger's events (default: the wall clock).
-    The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
+    The directory hashes codes and keys under ``pepper`` (a command's :attr:`Settings.pepper
+    <ivr.settings.Settings.pepper>`, from ``IVR_PEPPER``), or one of its own.
     With a PostgreSQL ``store`` the directory and the ledger live there (in ``schema`` if given)
     instead of in ``workdir``. With a ``connection`` (the console's, on ``broker``) the IVR and its
     ledger take channels of it instead of connections of their own.
@@ -213,9 +267,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     # reader thread alive, and the process then never exits.
     async with contextlib.AsyncExitStack() as opened:
         shared = store if store is not None and store.dsn is not None else None
-        directory = await open_directory(
-            shared or Store(path=workdir / "ivr.db"), schema=schema, pepper=pepper_from_env()
-        )
+        directory = await open_directory(shared or Store(path=workdir / "ivr.db"), schema=schema, pepper=pepper)
         opened.push_async_callback(directory.close)
         await directory.load(world)
         if shard != (0, 1):

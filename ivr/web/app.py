@@ -40,6 +40,7 @@ from ivr.bootstrap import CONSOLE, console_connection
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
 from ivr.replay.outline import load_scenarios
+from ivr.settings import Settings
 from ivr.web.console import Console, Session
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from ivr.bus.url import BrokerConfig
-    from ivr.stores import Store
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -164,25 +163,25 @@ async def _socket(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
-def create_app(  # noqa: PLR0913 - all keyword-only, each with a default but the fixture
+def create_app(
     *,
     fixture: Path,
-    broker: BrokerConfig | None = None,
+    settings: Settings | None = None,
     own_ledger: bool = True,
     scenario: Path | None = None,
-    store: Store | None = None,
-    instance: str = CONSOLE,
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
-    With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
+    ``settings`` name the broker, the store and the console's client id (``instance``). With no
+    broker a private Mosquitto is started for the server's lifetime. Saved scenarios
     name a packaged world by its name, and hold any other world whole, so they replay anywhere.
     With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     ``scenario`` is played back on each page as it opens (read now, like the fixture).
-    On a PostgreSQL ``store`` each session world is a schema of its own there, dropped when the
-    world ends; otherwise SQLite files in a temporary folder. ``instance`` is the console's client
-    id and status name on the broker.
+    On a PostgreSQL store each session world is a schema of its own there, dropped when the world
+    ends; otherwise SQLite files in a temporary folder.
     """
+    settings = settings or Settings()
+    broker = settings.broker
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
         raise ValueError(msg)
@@ -197,11 +196,11 @@ def create_app(  # noqa: PLR0913 - all keyword-only, each with a default but the
             console = Console(
                 world=world,
                 fixture=fixture,
-                connection=console_connection(config, instance=instance),
+                connection=console_connection(config, instance=settings.instance or CONSOLE, root=settings.root),
                 workdir=workdir,
                 own_ledger=own_ledger,
                 scenario=played,
-                store=store,
+                settings=settings,
             )
             await console.start()
             stack.push_async_callback(console.close)

@@ -29,6 +29,7 @@ import structlog
 from ivr import phone, worlds, zones
 from ivr.bus.base import BusUnavailableError
 from ivr.secrets import scrub
+from ivr.settings import Settings
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
 from ivr.web.messages import (
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from ivr.directory.fixtures import Persona, World
     from ivr.multiplex import SharedConnection
     from ivr.replay.scenario import Scenario
-    from ivr.stores import Store
 
 __all__ = [
     "BROKER_TIMEOUT",
@@ -108,7 +108,7 @@ class Console:
         workdir: Path,
         own_ledger: bool = True,
         scenario: list[Scenario] | None = None,
-        store: Store | None = None,
+        settings: Settings | None = None,
     ) -> None:
         """Serve calls on ``world`` (read from ``fixture``) over ``connection``; SQLite files go in ``workdir``.
 
@@ -117,7 +117,7 @@ class Console:
         be forwarded to its page.
 
         ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens. On a
-        PostgreSQL ``store`` each session world is a schema of its own there instead.
+        PostgreSQL store (``settings.store``) each session world is a schema of its own there instead.
 
         Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
         so they replay wherever they are kept.
@@ -129,7 +129,7 @@ class Console:
         self.connection = connection
         self.broker: BrokerConfig = connection.config
         self.workdir = workdir
-        self.store = store
+        self.settings = settings or Settings()
         self.fixture = worlds.name_of(fixture)  # None: a world of one's own, embedded in saved walks
         self.world_text = None if self.fixture else fixture.read_text(encoding="utf-8")
         self._fixture_shown = self.fixture or fixture.name
@@ -196,7 +196,7 @@ class Console:
             connection=self.connection,
             workdir=self.workdir,
             own_ledger=self.own_ledger,
-            store=self.store,
+            settings=self.settings,
         )
         if name is not None:
             self.worlds[check_name(name)] = world

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from ivr.events import CloudEvent
     from ivr.ledger.storage import Entry
     from ivr.multiplex import SharedConnection
+    from ivr.settings import Settings
     from ivr.states.call import Call
-    from ivr.stores import Store
     from ivr.web.calls import CallRun
 
 __all__ = ["BUILD_TIMEOUT", "SESSION_NAME", "SessionWorld", "check_name"]
@@ -70,15 +70,16 @@ class SessionWorld:
         connection: SharedConnection,
         workdir: Path,
         own_ledger: bool = True,
-        store: Store | None = None,
+        settings: Settings,
     ) -> None:
         """A world named ``name`` (``None``: private to one page); its files go in a folder under ``workdir``.
 
-        On a PostgreSQL ``store`` the world is a schema of its own there instead, dropped with it.
+        On a PostgreSQL store (``settings.store``) the world is a schema of its own there instead,
+        dropped with it; its directory hashes under ``settings.pepper``.
         """
         self.name = name
         self.world = world
-        self._connection, self._workdir, self._own_ledger, self._store = connection, workdir, own_ledger, store
+        self._connection, self._workdir, self._own_ledger, self._settings = connection, workdir, own_ledger, settings
         self._schema = contextlib.AsyncExitStack()
         self.runs: dict[str, CallRun] = {}  # the calls of this world still running, by id
         self.placed = 0  # calls placed since the world was built or last reset
@@ -96,10 +97,11 @@ class SessionWorld:
         """The world's system, built at its first call."""
         async with self._building:
             if self._system is None:
+                settings = self._settings
                 folder = self._workdir / f"world-{uuid.uuid4().hex[:12]}"
                 folder.mkdir(parents=True)
                 self._folder = folder
-                schema = await self._schema.enter_async_context(scratch_schema(self._store, "console"))
+                schema = await self._schema.enter_async_context(scratch_schema(settings.store, "console"))
                 try:
                     async with asyncio.timeout(BUILD_TIMEOUT):
                         system = await build_system(
@@ -110,8 +112,10 @@ class SessionWorld:
                             connection=self._connection,
                             own_ledger=self._own_ledger,
                             ledger_now=self.now,
-                            store=self._store,
+                            store=settings.store,
                             schema=schema,
+                            root=settings.root,
+                            pepper=settings.pepper,
                         )
                 except TimeoutError:
                     shutil.rmtree(folder, ignore_errors=True)
