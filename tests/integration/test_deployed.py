@@ -19,9 +19,11 @@ from ivr.bus.base import BusRefusedError
 from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
-from tests.integration.conftest import WAIT, run_call
+from ivr.load.process import RelayProcess
+from tests.integration.conftest import WAIT, collector, run_call, ticket_event
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -136,3 +138,34 @@ async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_
         finally:
             await relay.stop()
             await ledger.stop()
+
+
+async def test_ivr_relay_publishes_under_its_own_account(tmp_path, world):
+    """`ivr relay` as relay, under its default --instance (the id that account is bound to): an integrator hears it."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
+    sent = ticket_event("2000009", source="ivr-relayed")
+    directory = await SqliteDirectory.open(tmp_path / "ivr.db")
+    try:
+        await directory.load(world)
+        await directory.add_events([sent])
+    finally:
+        await directory.close()
+    async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
+        crm = as_user(broker.config, "integrator")
+        async with collector(crm, "ivr/v1/#", client_id="integrator") as seen:
+            relay = RelayProcess(
+                config=as_user(broker.config, "relay"),
+                db=tmp_path / "ivr.db",
+                instance="ivr-relay",  # `ivr relay`'s default
+                watch_config=as_user(broker.config, "healthcheck"),
+                watch_client_id="healthcheck",
+            )
+            await relay.start()
+            try:
+                async with asyncio.timeout(WAIT):
+                    while sent.id not in seen:
+                        await asyncio.sleep(0.05)
+            finally:
+                await relay.stop()
+    assert seen[sent.id][0]["data"]["ticket"] == "2000009"
