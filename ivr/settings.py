@@ -2,8 +2,8 @@
 
 Each command reads its options (click takes ``IVR_BROKER``, ``IVR_STORE`` and ``IVR_LEDGER_STORE``
 from the environment for them) and ``IVR_PEPPER`` into one :class:`Settings`, and hands it to the
-composition root (:mod:`ivr.bootstrap`), which opens the stores and connections it names. Nothing
-below the root reads the environment or opens a store or a connection of its own.
+composition root (:mod:`ivr.bootstrap`), which opens the stores and connections it names: nothing
+below the root reads the environment, or opens a connection or a store of the system's.
 """
 
 from __future__ import annotations
