@@ -75,6 +75,8 @@ def topic_for(event_type: str, *, root: str = TOPIC_ROOT) -> str:
     """``ivr.auth.granted`` -> ``ivr/v2/auth/granted``: one topic level per dot after ``ivr.``.
 
     ``root`` replaces ``ivr/v2`` where tests or replays isolate themselves on a shared broker.
+    ``ivr.ticket.created`` is the one type not published here but a level below, on its contract's
+    partition (:func:`ticket_topic`).
     """
     prefix, _, rest = event_type.partition(".")
     if prefix != "ivr" or not rest:

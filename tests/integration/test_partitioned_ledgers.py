@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ivr.bootstrap import build_system
+from ivr.bootstrap import build_system, console_connection
 from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
@@ -84,7 +84,8 @@ async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path)
                 client_id=f"ivr-ledger-{share.name}",
                 source=f"ivr-ledger-{share.name}",
                 partitions=str(share),
-                watch_config=login("ivr"),  # a ledger's account may not read its own status
+                watch_config=login("healthcheck"),  # a ledger's account may not read its own status
+                watch_client_id="healthcheck",
                 log_file=tmp_path / f"ledger-{share.name}.log",
             )
             for share in SHARES
@@ -99,7 +100,13 @@ async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path)
             await integrator.wait_connected()
             watching = asyncio.create_task(_collect(integrator, seen))
             stack.callback(watching.cancel)
-            system = await build_system(world=world, workdir=tmp_path, broker=login("ivr"), own_ledger=False)
+            # The IVR as `ivr serve` runs it: its one connection, under the console's bound client id.
+            connection = console_connection(login("ivr"))
+            await connection.start()
+            stack.push_async_callback(connection.close)
+            system = await build_system(
+                world=world, workdir=tmp_path, broker=connection.config, own_ledger=False, connection=connection
+            )
             stack.push_async_callback(system.close)
             planner = Planner(seed=16, mix=DEDUCTING, catalog=Catalog.of(world))
             launcher = Launcher(engine=system.engine, planner=planner, call_prefix="part", start=TUESDAY_10AM)
