@@ -8,12 +8,12 @@ MQTT, into the ledger.
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -36,6 +36,7 @@ __all__ = [
     "ticket_topic",
     "ticket_topics",
     "topic_for",
+    "use_schema_base",
 ]
 
 SPECVERSION: Final = "1.0"
@@ -51,7 +52,8 @@ PARTITIONS: Final = 16
 #: enough for the contract's bound of 10,000 events a call, and short of the 8-digit runs that
 #: secrets are masked by (a reason quoting a sequence keeps it).
 SEQUENCE_WIDTH: Final = 5
-#: Where the schemas are served (`ivr serve` at ``/schemas/``), per deployment.
+#: Where the schemas are served (`ivr serve` at ``/schemas/``), per deployment: the environment
+#: variable `ivr` reads it from, and where `ivr serve` answers with its default options.
 SCHEMA_BASE_ENV: Final = "IVR_SCHEMA_BASE"
 DEFAULT_SCHEMA_BASE: Final = "http://127.0.0.1:8080/schemas/"
 
@@ -121,9 +123,31 @@ def format_sequence(number: int) -> str:
     return f"{number:0{SEQUENCE_WIDTH}d}"
 
 
+@dataclass(slots=True)
+class _SchemaBase:
+    url: str = DEFAULT_SCHEMA_BASE
+
+
+#: The process's schema base, set once by `ivr` from the environment before any command runs.
+_SCHEMA_BASE: Final = _SchemaBase()
+
+
+def use_schema_base(base: str) -> None:
+    """Name the schemas under ``base`` in every event this process writes from now on.
+
+    Process-wide, because events are built deep below the composition root (in the engine, and
+    in the SQL functions that announce the ledger's entries), and a process speaks one contract.
+    """
+    parts = urlsplit(base)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or any(c.isspace() for c in base):
+        msg = f"{SCHEMA_BASE_ENV} is the base URL the event schemas are served at (http or https), not {base!r}"
+        raise ValueError(msg)
+    _SCHEMA_BASE.url = base
+
+
 def schema_uri(event_type: str) -> str:
-    """The ``dataschema`` of ``event_type``: its JSON Schema under the deployment's base URL (``IVR_SCHEMA_BASE``)."""
-    return _schema_uri(os.environ.get(SCHEMA_BASE_ENV) or DEFAULT_SCHEMA_BASE, event_type)
+    """The ``dataschema`` of ``event_type``: its JSON Schema under this process's base (:func:`use_schema_base`)."""
+    return _schema_uri(_SCHEMA_BASE.url, event_type)
 
 
 @cache  # one per base and type: made for every event

@@ -4,21 +4,24 @@ Each command reads its options (click takes ``IVR_BROKER``, ``IVR_STORE`` and ``
 from the environment for them) and ``IVR_PEPPER`` into one :class:`Settings`, and hands it to the
 composition root (:mod:`ivr.bootstrap`), which opens the stores and connections it names: nothing
 below the root reads the environment, or opens a connection or a store of the system's.
+``IVR_SCHEMA_BASE`` is read once by `ivr` itself, before any command (:func:`schema_base_from_env`),
+and names the schemas in every event the process writes (:func:`ivr.events.use_schema_base`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ivr.events import TOPIC_ROOT
+from ivr.events import DEFAULT_SCHEMA_BASE, SCHEMA_BASE_ENV, TOPIC_ROOT
 from ivr.secrets import pepper_from_env
 
 if TYPE_CHECKING:
     from ivr.bus.url import BrokerConfig
     from ivr.stores import Store
 
-__all__ = ["Settings", "read_settings"]
+__all__ = ["Settings", "read_settings", "schema_base_from_env"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,3 +62,8 @@ def read_settings(
     return Settings(
         broker=broker, store=store, ledger_store=ledger_store, root=root, instance=instance, pepper=pepper_from_env()
     )
+
+
+def schema_base_from_env() -> str:
+    """The base URL the event schemas are served at (``IVR_SCHEMA_BASE``; `ivr serve`'s by default)."""
+    return os.environ.get(SCHEMA_BASE_ENV) or DEFAULT_SCHEMA_BASE

@@ -16,6 +16,7 @@ from ivr.bootstrap import build_system
 from ivr.callers import HANGUP, Press, ScriptedCaller, Silence
 from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
+from ivr.events import DEFAULT_SCHEMA_BASE, use_schema_base
 
 #: PostgreSQL for the storage tests: postgres_server, postgres_url (tests/pgserver.py).
 pytest_plugins = ["tests.pgserver"]
@@ -51,6 +52,13 @@ def _quiet_structlog():
     )
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def schema_base():
+    """Set the process's schema base (as `ivr` does from IVR_SCHEMA_BASE) for one test; the default after."""
+    yield use_schema_base
+    use_schema_base(DEFAULT_SCHEMA_BASE)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,9 @@ from ivr.cli.relay import relay
 from ivr.cli.replay import replay
 from ivr.cli.scenarios import scenarios
 from ivr.cli.serve import serve
+from ivr.events import use_schema_base
 from ivr.secrets import PepperError, pepper_from_env
+from ivr.settings import schema_base_from_env
 
 __all__ = ["main"]
 
@@ -30,6 +32,10 @@ def main() -> None:
     try:  # checked once here, so a bad pepper is a usage error before any command starts
         pepper_from_env()
     except PepperError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:  # and the schemas' base applied once, for every event this process writes
+        use_schema_base(schema_base_from_env())
+    except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
 

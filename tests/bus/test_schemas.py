@@ -24,7 +24,6 @@ from ivr.bus.url import BrokerConfig
 from ivr.events import (
     CONTRACT_VERSION,
     PARTITIONS,
-    SCHEMA_BASE_ENV,
     CloudEvent,
     EventType,
     format_sequence,
@@ -267,18 +266,20 @@ def test_a_contract_has_one_partition_whatever_the_process():
     assert ticket.topic == "ivr/v2/ticket/created/6"
 
 
-def test_dataschema_names_the_schema_under_the_deployments_base(monkeypatch):
-    """Every event names its schema: the packaged file's name under ``IVR_SCHEMA_BASE``, versioned."""
-    monkeypatch.delenv(SCHEMA_BASE_ENV, raising=False)
+def test_dataschema_names_the_schema_under_the_deployments_base(schema_base):
+    """Every event names its schema: the packaged file's name under the process's base, versioned."""
     assert (
         schema_uri("ivr.call.started")
         == f"http://127.0.0.1:8080/schemas/{CONTRACT_VERSION}/ivr.call.started.schema.json"
     )
-    monkeypatch.setenv(SCHEMA_BASE_ENV, "https://events.example.com/ivr/schemas/")
+    schema_base("https://events.example.com/ivr/schemas/")
     event = CloudEvent(type=EventType.CALL_ENDED, source="ivr-1", subject="c", time="t", sequence=3, data={})
     assert event.to_dict()["dataschema"] == "https://events.example.com/ivr/schemas/v2/ivr.call.ended.schema.json"
     kept = CloudEvent.from_dict(event.to_dict() | {"dataschema": "https://elsewhere.example/s.json"})
     assert kept.to_dict()["dataschema"] == "https://elsewhere.example/s.json"
+    for bad in ("schemas/", "ftp://x/schemas/", "http:///schemas/", "http://host/a b/"):
+        with pytest.raises(ValueError, match="IVR_SCHEMA_BASE is the base URL"):
+            schema_base(bad)
 
 
 def test_not_an_object_is_rejected():

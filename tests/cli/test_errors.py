@@ -122,6 +122,14 @@ def test_a_broker_that_does_not_answer_is_named_with_the_option_that_sets_it(fol
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_schema_base_that_is_not_a_url_is_a_usage_error_before_the_command_starts(folder):
+    """IVR_SCHEMA_BASE not an http(s) URL: exit 2 naming the variable, no traceback, nothing run."""
+    done = ivr("ledger balances", folder, IVR_SCHEMA_BASE="schemas/")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "IVR_SCHEMA_BASE is the base URL the event schemas are served at" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_a_bus_error_inside_a_command_is_an_error_not_a_traceback():
     """What a broker does mid-command (a cluster node refusing a subscription while it starts) ends in one line.
 

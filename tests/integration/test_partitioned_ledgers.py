@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -164,7 +165,8 @@ async def test_a_partitioned_ledgers_default_name_is_its_status_and_its_events_s
         watching = asyncio.create_task(_collect(watcher, seen, statuses=statuses))
         command = [*IVR, "ledger", "--db", str(tmp_path / "ledger.db"), "run", "--partitions", "2/2"]
         command += ["--broker", private_broker.config.url, "--fixture", str(DEFAULT_WORLD_PATH)]
-        ledger = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+        env = {**os.environ, "IVR_SCHEMA_BASE": "https://schemas.example/ivr/"}  # and its events name it
+        ledger = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL, env=env)
         try:
             async with asyncio.timeout(WAIT):
                 while ("ivr/v2/status/ivr-ledger-2-of-2", b"online") not in statuses:
@@ -180,5 +182,6 @@ async def test_a_partitioned_ledgers_default_name_is_its_status_and_its_events_s
             watching.cancel()
     [answer] = [e for _, e in seen if e["type"].startswith("ivr.ledger.")]
     assert (answer["source"], answer["data"]["ticket"]) == ("ivr-ledger-2-of-2", "2000001")
+    assert answer["dataschema"] == "https://schemas.example/ivr/v2/ivr.ledger.incident_deducted.schema.json"
     with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:
         assert db.execute("SELECT ticket_id, ledger FROM entries").fetchall() == [("2000001", "ivr-ledger-2-of-2")]

@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from ivr.events import SCHEMA_BASE_ENV, EventType
+from ivr.events import EventType
 from ivr.ledger.core import DeductionRequest
 from ivr.ledger.store import SqliteLedgerStore
 from tests.web.browser import serving
@@ -24,10 +24,10 @@ def fetch(url: str) -> tuple[str, bytes]:
         return answer.headers["Content-Type"], answer.read()
 
 
-async def test_every_events_dataschema_fetches_its_schema_from_ivr_serve(run_call, tmp_path, monkeypatch):
+async def test_every_events_dataschema_fetches_its_schema_from_ivr_serve(run_call, tmp_path, schema_base):
     """IVR and ledger events name their schema by a URI that a running `ivr serve` answers with the packaged file."""
     with serving() as (url, _):
-        monkeypatch.setenv(SCHEMA_BASE_ENV, f"{url}schemas/")
+        schema_base(f"{url}schemas/")  # as `ivr` sets it from IVR_SCHEMA_BASE
         record = await run_call(CODE_CALL)
         events = [json.loads(event.to_json()) for event in record.events]  # as a consumer decodes them
         store = await SqliteLedgerStore.open(tmp_path / "answers.db")
