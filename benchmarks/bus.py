@@ -6,12 +6,13 @@ Three measurements on a private broker (Debian's mosquitto on a free loopback po
    (QoS 1, marked sent on PUBACK) - events/s published;
 2. end to end: the same number of calls with the publisher, the ledger and the follower all
    running - calls/s and events/s, until the ledger has answered every ticket;
-3. ledger: ``--calls`` ticket events queued in the persistent session of each of ``--ledgers``
-   `ivr ledger` processes (more than one: on a shared subscription, one file) while they are
-   away, then the processes started - deductions/s applied (validate, batch commit, ack) from
-   their first batch to their last, with the events announced by `ivr ledger relay`.
+3. ledger: ``--calls`` ticket events (over ``--contracts`` contracts) queued in the persistent
+   session of each of ``--ledgers`` `ivr ledger` processes (more than one: on one file, splitting
+   the tickets by a shared subscription or, with ``--split partitions``, by ticket partition) while
+   they are away, then the processes started - deductions/s applied (validate, batch commit, ack)
+   from their first batch to their last, with the events announced by `ivr ledger relay`.
 
-    .venv/bin/python benchmarks/bus.py --calls 5000 [--only ledger] [--ledgers 2]
+    .venv/bin/python benchmarks/bus.py --calls 5000 [--only ledger] [--ledgers 2] [--split partitions --contracts 32]
 """
 
 # A script that prints its figures, outside any package.
@@ -38,6 +39,7 @@ from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
 from ivr.events import CloudEvent, EventType
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.partitions import PartitionShare
 from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from ivr.logs import configure
@@ -47,9 +49,15 @@ customers:
   - {id: C-BIG, name: Big Co, kind: consumer}
 contracts:
   - {id: K-BIG, customer: C-BIG, plan: premier, incidents: 10000000, valid_from: 2026-01-01, valid_until: 2027-12-31}
+%s
 support_codes:
   - {code: "9000000001", contract: K-BIG}
 """
+#: The other contracts of the ledger's measurement with ``--contracts``: K-BIG-1, K-BIG-2...
+MORE_CONTRACT = (
+    "  - {id: K-BIG-%d, customer: C-BIG, plan: premier, incidents: 10000000, valid_from: 2026-01-01, "
+    "valid_until: 2027-12-31}"
+)
 START = "2026-11-17T10:00:00-05:00"
 STEPS = [Press("2"), Press("1"), Press("2"), Press("9000000001#"), Press("3")]
 
@@ -98,19 +106,29 @@ async def end_to_end(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: 
     )
 
 
-async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp: Path, *, ledgers: int = 1) -> str:
+async def ledger_rate(  # noqa: PLR0913 - the measurement's options, keywords
+    broker: EmbeddedBroker,
+    world_file: Path,
+    calls: int,
+    tmp: Path,
+    *,
+    ledgers: int = 1,
+    split: str = "share",
+    contracts: int = 1,
+) -> str:
     """Queue ``calls`` ticket events for ``ledgers`` persistent sessions, then start the ledgers and time them."""
     db = tmp / "ledger.db"
     world = load_world(world_file)
     store = await SqliteLedgerStore.open(db)  # the file the relay reads exists before any ledger starts
     await store.load_opening({c.id: c.incidents for c in world.contracts.values()})
     names = [f"bench-ledger-{k}" for k in range(ledgers)]
-    share = "bench-ledger" if ledgers > 1 else None
-    for name in names:  # create each session, then go away: the broker shares the events among them
+    share = "bench-ledger" if ledgers > 1 and split == "share" else None
+    shares = [PartitionShare(k + 1, ledgers) if ledgers > 1 and split == "partitions" else None for k in range(ledgers)]
+    for name, part in zip(names, shares, strict=True):  # each session made, then away: the broker queues for it
         session = MqttBus(
             config=broker.config,
             client_id=name,
-            subscriptions=LedgerConsumer.subscriptions(share=share),
+            subscriptions=LedgerConsumer.subscriptions(share=share, partitions=part),
             persistent=True,
             manual_ack=True,
         )
@@ -118,7 +136,8 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             await session.wait_connected()
     async with MqttBus(config=broker.config, client_id="bench-feeder") as feeder:
         await feeder.wait_connected()
-        await feeder.publish_many([("ivr/v2/ticket/created/0", ticket_event(i)) for i in range(calls)])
+        events = [ticket_event(i, contracts) for i in range(calls)]
+        await feeder.publish_many([(event.topic, event.to_json()) for event in events])
     relay = LedgerRelayProcess(config=broker.config, db=db, instance="bench-ledger-relay", log_file=tmp / "relay.log")
     processes = [
         LedgerProcess(
@@ -129,9 +148,10 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             source=name,
             announce=False,
             share=share,
+            partitions=None if part is None else str(part),
             log_file=tmp / f"{name}.log",
         )
-        for name in names
+        for name, part in zip(names, shares, strict=True)
     ]
     try:
         await relay.start()
@@ -145,7 +165,7 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
             announced = time.perf_counter() - applied
         first, last, after_first = await _applied_span(db)
         report = await store.verify()
-        deducted = (await store.deducted()).get("K-BIG", 0)
+        deducted = sum((await store.deducted()).values())
     finally:
         for process in processes:
             await process.stop()
@@ -153,15 +173,17 @@ async def ledger_rate(broker: EmbeddedBroker, world_file: Path, calls: int, tmp:
         await store.close()  # an open aiosqlite thread would keep the process alive
     span = (last - first).total_seconds()
     return (
-        f"ledger: {deducted:,} deductions applied by {ledgers} `ivr ledger` process(es), "
+        f"ledger: {deducted:,} deductions on {contracts} contract(s) applied by {ledgers} `ivr ledger` process(es)"
+        f"{f' split by {split}' if ledgers > 1 else ''}, "
         f"{after_first:,} of them in the {span:.2f}s after the first batch = {after_first / span:,.0f} deductions/s "
         f"(validated, committed in batches, acked; all announced by `ivr ledger relay` {announced:.2f}s after "
         f"the last was applied); verify {'OK' if report.ok else report.problems}"
     )
 
 
-def ticket_event(i: int) -> str:
-    """The ``i``-th deductible ticket event of the ledger's measurement."""
+def ticket_event(i: int, contracts: int = 1) -> CloudEvent:
+    """The ``i``-th deductible ticket event of the ledger's measurement, on the ``i % contracts``-th contract."""
+    contract = f"K-BIG-{i % contracts}" if i % contracts else "K-BIG"
     return CloudEvent(
         type=EventType.TICKET_CREATED.value,
         source="bench-ivr",
@@ -175,11 +197,11 @@ def ticket_event(i: int) -> str:
             "purpose": "technical",
             "severity": "C",
             "customer": "C-BIG",
-            "contract": "K-BIG",
+            "contract": contract,
             "rule": "R4",
             "deduct": True,
         },
-    ).to_json()
+    )
 
 
 async def _applied_span(db: Path) -> tuple[datetime, datetime, int]:
@@ -197,17 +219,17 @@ async def _applied_span(db: Path) -> tuple[datetime, datetime, int]:
 MEASURES = ("publisher", "e2e", "ledger")
 
 
-async def main(calls: int, only: list[str], ledgers: int) -> None:
+async def main(calls: int, only: list[str], ledgers: int, split: str, contracts: int) -> None:
     """Run the measurements (all three, or ``only`` those) on one private broker."""
     configure(level="error")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         world_file = tmp / "world.yaml"
-        world_file.write_text(WORLD)
+        world_file.write_text(WORLD % "\n".join(MORE_CONTRACT % j for j in range(1, contracts)))
         measures = {
             "publisher": publisher_rate,
             "e2e": end_to_end,
-            "ledger": functools.partial(ledger_rate, ledgers=ledgers),
+            "ledger": functools.partial(ledger_rate, ledgers=ledgers, split=split, contracts=contracts),
         }
         async with EmbeddedBroker() as broker:
             for name in MEASURES:
@@ -223,5 +245,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--only", action="append", choices=MEASURES, help="run only this (repeatable)")
     parser.add_argument("--ledgers", type=int, default=1, help="`ivr ledger` processes sharing the ticket events")
+    parser.add_argument("--split", choices=("share", "partitions"), default="share", help="how several ledgers split")
+    parser.add_argument("--contracts", type=int, default=1, help="contracts the ledger's tickets are spread over")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.calls, arguments.only or [], arguments.ledgers))
+    asyncio.run(main(arguments.calls, arguments.only or [], arguments.ledgers, arguments.split, arguments.contracts))
