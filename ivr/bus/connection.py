@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["Connack", "MqttConnection", "Session", "ssl_context"]
+__all__ = ["Connack", "MqttConnection", "Session", "connect_once", "ssl_context"]
 
 #: Packets read per readiness callback at most, so one busy connection cannot starve the loop.
 _READ_BURST: Final = 1000
@@ -70,9 +70,28 @@ class Session:
     max_packet: int | None = None
 
 
+class _ClosedOnFailedHandshake(ssl.SSLSocket):
+    """A TLS socket that closes itself when its handshake fails.
+
+    paho's ``connect`` drops the socket it was handshaking on when the handshake raises (a
+    certificate that does not verify, a broker that wants a client certificate), leaving it
+    open until the garbage collector finds it; ``SSLContext.sslsocket_class`` is the standard
+    library's own way to say what a context's sockets are.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:  # noqa: FBT002 - SSLSocket's signature
+        """Handshake; on failure close the socket before raising."""
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     """The TLS context for ``mqtts://``: the configured CA file (or the system's), an optional client certificate."""
     context = ssl.create_default_context(cafile=None if config.ca_file is None else str(config.ca_file))
+    context.sslsocket_class = _ClosedOnFailedHandshake
     if config.cert_file is not None:
         context.load_cert_chain(str(config.cert_file), None if config.key_file is None else str(config.key_file))
     return context
@@ -312,3 +331,21 @@ class MqttConnection:
     def _message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG002 - paho's callback
         self._handled += 1
         self.on_message(message)
+
+
+async def connect_once(config: BrokerConfig, session: Session, timeout: float) -> Connack:
+    """Connect, read the CONNACK and leave cleanly: one attempt, no reconnection.
+
+    Raises ``OSError`` (no broker, TLS refused, closed before answering) or ``TimeoutError``.
+    """
+    connection = MqttConnection(config, session, on_published=lambda *_: None)
+    try:
+        connack = await connection.connect(timeout)
+        if not connack.code:
+            connection.disconnect()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await connection.lost
+        return connack
+    finally:
+        connection.abort()

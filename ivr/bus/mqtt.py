@@ -51,7 +51,7 @@ from ivr.bus.base import (
     status_topic,
     wait_unless_ended,
 )
-from ivr.bus.connection import Connack, MqttConnection, Session
+from ivr.bus.connection import Connack, MqttConnection, Session, connect_once
 from ivr.bus.inbox import Inbox
 from ivr.bus.url import MQTT5
 from ivr.events import TOPIC_ROOT
@@ -474,21 +474,6 @@ class MqttBus:
         return self._inbox.batches(limit)
 
 
-async def _once(config: BrokerConfig, session: Session, timeout: float) -> Connack:
-    """Connect, read the CONNACK and leave cleanly: one attempt, no reconnection."""
-    connection = MqttConnection(config, session, on_published=lambda *_: None)
-    try:
-        connack = await connection.connect(timeout)
-        if not connack.code:
-            connection.disconnect()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await connection.lost
-        return connack
-    finally:
-        connection.abort()
-
-
 async def forget_session(config: BrokerConfig, client_id: str) -> None:
     """Drop ``client_id``'s persistent session: connect once with a clean session under its id.
 
@@ -496,7 +481,7 @@ async def forget_session(config: BrokerConfig, client_id: str) -> None:
     the broker keeps queueing messages for a client that never comes back.
     """
     with contextlib.suppress(OSError, TimeoutError):
-        await _once(config, Session(client_id=client_id), 5.0)
+        await connect_once(config, Session(client_id=client_id), 5.0)
 
 
 async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: float) -> Connack:
@@ -506,7 +491,7 @@ async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: 
     address is an error at once instead of a process retrying in silence.
     """
     try:
-        connack = await _once(config, Session(client_id=client_id), timeout)
+        connack = await connect_once(config, Session(client_id=client_id), timeout)
     except TimeoutError:
         msg = f"no MQTT broker answers at {config} (waited {timeout:g} s)"
         raise BusUnavailableError(msg) from None
