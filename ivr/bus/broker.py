@@ -147,7 +147,9 @@ def generated_config(
 
 _LISTENER = re.compile(r"^[ \t]*listener[ \t]+\S.*$", re.MULTILINE)
 _PERSISTENCE_LOCATION = re.compile(r"^[ \t]*persistence_location[ \t].*$", re.MULTILINE)
-_FILE_OPTION = re.compile(r"^([ \t]*(?:password_file|acl_file|plugin_opt_config_file)[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
+_FILE_OPTION = re.compile(
+    r"^([ \t]*(?:password_file|acl_file|plugin_opt_config_file|include_dir)[ \t]+)(\S+)[ \t]*$", re.MULTILINE
+)
 _PLUGIN = re.compile(r"^([ \t]*plugin[ \t]+)(\S+)[ \t]*$", re.MULTILINE)
 _LOG_DEST = re.compile(r"^[ \t]*log_dest[ \t].*$", re.MULTILINE)
 
@@ -156,7 +158,8 @@ def rewrite_config(text: str, *, base_dir: Path, port: int, persistence_dir: Pat
     """A deployment config moved to a free loopback port and a temporary persistence directory.
 
     Only the listener, the persistence location and the log destination change; the password,
-    ACL and dynamic-security files are read from ``base_dir`` (where the config lives), so a test
+    ACL and dynamic-security files and the included directory are read from ``base_dir`` (where
+    the config lives), so a test
     exercises the deployment's real authentication and ACLs, and a plugin is this machine's copy
     (:func:`local_plugin`).
     """

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import sys
 
 import pytest
 import trustme
 
-from ivr.bus.base import BusUnavailableError
-from ivr.bus.broker import EmbeddedBroker, ListenerTls
+from ivr.bus.base import BusRefusedError, BusUnavailableError
+from ivr.bus.broker import EmbeddedBroker, ListenerTls, free_port
 from ivr.bus.mqtt import MqttBus, probe
+from ivr.bus.url import BrokerConfig
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.broker
 
 WAIT = 20.0
+DEPLOY = REPO / "deploy" / "mosquitto"
 
 
 @pytest.fixture
@@ -90,3 +93,21 @@ async def test_ivr_replay_scenarios_passes_over_mqtts(needs_mosquitto, ca, tmp_p
     assert replay.returncode == 0, text
     assert "passed" in text
     assert "failed" not in text.replace("0 failed", "")
+
+
+async def test_the_deployed_broker_offers_its_accounts_over_tls(needs_mosquitto, ca, tmp_path):
+    """deploy/mosquitto with the TLS listener docker-compose.tls.yml mounts (moved to loopback): a login over mqtts."""
+    base = tmp_path / "mosquitto"
+    shutil.copytree(DEPLOY, base)
+    tls = listener_tls(ca, tmp_path)
+    port = free_port()
+    listener = (DEPLOY / "tls" / "tls.conf").read_text()
+    listener = listener.replace("listener 8883", f"listener {port} 127.0.0.1")
+    listener = listener.replace("/mosquitto/certs/server.pem", str(tls.cert_file))
+    listener = listener.replace("/mosquitto/certs/server.key", str(tls.key_file))
+    (base / "conf.d" / "tls.conf").write_text(listener)
+    async with EmbeddedBroker(base_config=base / "mosquitto.conf", persistence_dir=tmp_path / "data"):
+        config = BrokerConfig(port=port, tls=True, ca_file=tls.ca_file, username="ivr", password="ivr-dev-only")  # noqa: S106 - the deployment's dev-only account
+        await probe(config, timeout=WAIT)
+        with pytest.raises(BusRefusedError):
+            await probe(dataclasses.replace(config, password="wrong"), timeout=WAIT)  # noqa: S106 - a wrong one
