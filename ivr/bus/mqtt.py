@@ -204,6 +204,7 @@ class MqttBus:
         self._lost: asyncio.Future[None] | None = None
         self._inbox = Inbox(skip_stale=manual_ack)
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._awaited: dict[int, tuple[_Batch, int]] = {}  # message id -> its batch and place
         self._events = self._letters = self._plain = None
         if config.mqtt_version == MQTT5:
@@ -248,6 +249,7 @@ class MqttBus:
             return
         connection = self._connection
         if connection is not None and self._up.is_set():
+            self._closing = True  # the DISCONNECT below ends the connection: not a loss to reconnect from
             with contextlib.suppress(BusError, TimeoutError):
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
                     if self._status:
@@ -314,14 +316,17 @@ class MqttBus:
             before = self.connections
             try:
                 await self._connect_once()
+                error = "the connection was lost"
             except (OSError, BusUnavailableError, TimeoutError) as exc:
-                if self.connections > before:
-                    attempt = 0
-                delay = self._backoff.delay(attempt)
-                attempt += 1
                 error = str(exc) or type(exc).__name__
-                log.warning("bus disconnected", broker=str(self._config), error=error, retry_in=delay)
-                await asyncio.sleep(delay)
+            if self._closing:
+                return
+            if self.connections > before:
+                attempt = 0
+            delay = self._backoff.delay(attempt)
+            attempt += 1
+            log.warning("bus disconnected", broker=str(self._config), error=error, retry_in=delay)
+            await asyncio.sleep(delay)
 
     async def _connect_once(self) -> None:
         """One connection, from CONNECT to its loss."""
