@@ -252,7 +252,8 @@ class MqttConnection:
 
     def _closed(self, client: Client, userdata: Any, sock: Any) -> None:  # noqa: ANN401, ARG002 - paho's callback
         fileno = sock.fileno()
-        if fileno >= 0:
+        # From paho's connecting thread, the loop watches nothing of this socket yet (see _opened).
+        if fileno >= 0 and threading.get_ident() == self._thread:
             self._loop.remove_reader(fileno)
             self._loop.remove_writer(fileno)
         self._writing = False

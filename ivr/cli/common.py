@@ -117,9 +117,9 @@ def broker_option(*, help_text: str, default: str | None = None) -> Callable[[An
             help="CA certificates (PEM) to verify an mqtts:// broker by [default: the system's trust store].",
         ),
         click.option("--broker-cert", envvar="IVR_BROKER_CERT", type=path, show_envvar=True,
-                     help="A client certificate (PEM) for an mqtts:// broker that asks for one."),
+                     help="A client certificate (PEM) for an mqtts:// broker that asks for one [default: none]."),
         click.option("--broker-key", envvar="IVR_BROKER_KEY", type=path, show_envvar=True,
-                     help="The client certificate's private key (PEM), if not in the certificate's file."),
+                     help="The client certificate's private key (PEM) [default: in the certificate's file]."),
         click.option(
             "--mqtt-version",
             envvar="IVR_MQTT_VERSION",
