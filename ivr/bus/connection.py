@@ -264,14 +264,23 @@ class MqttConnection:
         if self._writing:
             return
         self._writing = True
-        self._on_loop(functools.partial(self._start_writing, sock))
+        if threading.get_ident() == self._thread:
+            self._loop.call_soon(self._flush, sock)
+        else:  # paho's connecting thread, queueing CONNECT
+            self._loop.call_soon_threadsafe(self._flush, sock)
 
-    def _start_writing(self, sock: Any) -> None:  # noqa: ANN401 - paho's socket
+    def _flush(self, sock: Any) -> None:  # noqa: ANN401 - paho's socket
+        """Write what paho has queued, once per turn of the loop; watch the socket only if it is full.
+
+        A window of publishes is queued in one turn, so it goes out in one ``loop_write``.
+        """
         fileno: int = sock.fileno()
-        if self.paho.socket() is sock:  # not closed since paho asked, maybe from its connecting thread
-            self._loop.add_writer(fileno, self._writable)
-        else:
+        if self.paho.socket() is not sock:  # closed since paho asked, maybe from its connecting thread
             self._writing = False
+            return
+        self._writable()
+        if self._writing and self.paho.want_write():
+            self._loop.add_writer(fileno, self._writable)
 
     def _written(self, client: Client, userdata: Any, sock: Any) -> None:  # noqa: ANN401, ARG002 - paho's callback
         if self._writing:
