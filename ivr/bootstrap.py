@@ -1,25 +1,31 @@
 """The composition root, where every entry point assembles the same parts the same way.
 
 Replay, the CLI, the tests, the web console and the load generator all build their system here,
-and every process's bus is made here, so each connection's settings are written once
-(docs/architecture.md says what is not built here yet).
+every process's bus is made here, and every store a command opens is opened here, from the
+command's :class:`~ivr.settings.Settings`: each connection's and each store's settings are
+written once.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Protocol
 
+from ivr.bus.base import status_topic
 from ivr.bus.mqtt import MqttBus
-from ivr.directory.relayed import PROGRESS_FILE
+from ivr.bus.publisher import Outbox
+from ivr.directory.postgres import PostgresOutbox
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE, OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox, RowsQuery
 from ivr.directory.sqlite import SqliteDirectory
 from ivr.engine import Engine
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
+from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
-from ivr.link import InProcessLink, Link, MqttLink
-from ivr.secrets import pepper_from_env
+from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT
+from ivr.link import InProcessLink, Link, LinkBus, MqttLink
+from ivr.multiplex import SharedConnection, answers_filter
 from ivr.stores import Store, open_directory, open_ledger
 
 if TYPE_CHECKING:
@@ -31,8 +37,27 @@ if TYPE_CHECKING:
     from ivr.directory.fixtures import World
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.storage import LedgerStorage
+    from ivr.settings import Settings
 
-__all__ = ["System", "build_system", "console_bus", "events_bus", "ivr_bus", "ledger_bus", "relay_bus"]
+__all__ = [
+    "CONSOLE",
+    "RelayOutbox",
+    "System",
+    "answers_bus",
+    "build_system",
+    "console_connection",
+    "events_bus",
+    "ivr_bus",
+    "ledger_bus",
+    "open_ivr_directory",
+    "open_ledger_store",
+    "open_relayed",
+    "relay_bus",
+    "status_bus",
+]
+
+#: The console's client id and status name unless told otherwise (`ivr serve --instance`).
+CONSOLE: Final = "ivr-console"
 
 
 def ledger_bus(
@@ -70,17 +95,54 @@ def relay_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT) ->
     return MqttBus(config=config, client_id=instance, instance=instance, topic_root=root)
 
 
-def console_bus(config: BrokerConfig, *, root: str = TOPIC_ROOT) -> MqttBus:
-    """The trainer console's connection: every event under ``root``, forwarded to the page whose call it is.
+def console_connection(config: BrokerConfig, *, instance: str = CONSOLE, root: str = TOPIC_ROOT) -> SharedConnection:
+    """The trainer console's one connection, shared by all its session worlds (:mod:`ivr.multiplex`).
 
-    The console is a long-running process, so it carries the retained status ``<root>/status/ivr-console``.
+    Every event under ``root``, to forward to the page whose call it is and to route to the world it
+    belongs to; a persistent session with manual acks, as each world's ledger and follower need.
+    ``instance`` is its client id and names its retained status ``<root>/status/<instance>``: a
+    broker that binds each login to its client id (deploy/mosquitto) knows the console by it.
     """
-    return MqttBus(config=config, subscriptions=[f"{root}/#"], topic_root=root, instance="ivr-console")
+    bus = MqttBus(
+        config=config,
+        client_id=instance,
+        instance=instance,
+        subscriptions=[f"{root}/#"],
+        persistent=True,
+        manual_ack=True,
+        topic_root=root,
+    )
+    return SharedConnection(bus=bus, config=config, root=root)
 
 
 def events_bus(config: BrokerConfig, *, client_id: str | None, root: str = TOPIC_ROOT) -> MqttBus:
     """`ivr events`' connection: every event under ``root``, as a clean session (what it missed is not its to print)."""
     return MqttBus(config=config, client_id=client_id, subscriptions=[f"{root}/#"], topic_root=root)
+
+
+def status_bus(config: BrokerConfig, *, instance: str, root: str = TOPIC_ROOT, client_id: str | None = None) -> MqttBus:
+    """A watch on one process's retained status (is the ledger up?), for `ivr load` and the fault tests.
+
+    A clean session: only the status now matters, which the broker retains for each new one.
+    """
+    return MqttBus(
+        config=config, client_id=client_id, subscriptions=[status_topic(instance, root=root)], topic_root=root
+    )
+
+
+def answers_bus(config: BrokerConfig, *, client_id: str, root: str = TOPIC_ROOT) -> MqttBus:
+    """`ivr load`'s answer meter: the ticket events and the ledger's answers, to time one to the other.
+
+    A persistent session (forgotten at the end of the run): answers published while the broker, or
+    the cluster node it is on, restarts wait for it instead of going uncounted.
+    """
+    return MqttBus(
+        config=config,
+        client_id=client_id,
+        subscriptions=[*LedgerConsumer.subscriptions(root), answers_filter(root)],
+        persistent=True,
+        topic_root=root,
+    )
 
 
 def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> MqttBus:
@@ -92,11 +154,54 @@ def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> Mqt
     return MqttBus(
         config=config,
         client_id=f"{source}-ivr",
-        subscriptions=[f"{root}/ledger/#"],
+        subscriptions=[answers_filter(root)],
         persistent=True,
         manual_ack=True,
         topic_root=root,
     )
+
+
+#: The ledger's events a relay reads from the ledger's SQLite file (`ivr ledger relay`).
+_LEDGER_ROWS: Final = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
+
+
+class RelayOutbox(Outbox, Protocol):
+    """An outbox a relay opened, and closes when it stops."""
+
+    async def close(self) -> None:
+        """Let go of the store."""
+        ...
+
+
+async def open_ledger_store(settings: Settings) -> LedgerStorage:
+    """The ledger's store ``settings`` name (`ivr ledger run`, its reports)."""
+    if settings.ledger_store is None:
+        msg = "these settings name no ledger store"
+        raise ValueError(msg)
+    return await open_ledger(settings.ledger_store)
+
+
+async def open_ivr_directory(settings: Settings, store: Store) -> DirectoryStorage:
+    """An IVR's directory in ``store``, under the settings' pepper (`ivr ledger verify --directory`)."""
+    return await open_directory(store, pepper=settings.pepper)
+
+
+async def open_relayed(settings: Settings, *, progress: Path | None, ledger: bool = False) -> RelayOutbox:
+    """What a relay publishes: the IVR's outbox in ``settings.store``, or (``ledger``) the ledger's events.
+
+    On PostgreSQL the relay marks the rows published in the database, as the process that wrote
+    them would. On SQLite it reads the file and never writes to it: how far it has published is
+    kept in ``progress`` (by default a file of its own beside the one it reads).
+    """
+    store = settings.ledger_store if ledger else settings.store
+    if store is None:
+        msg = "these settings name no store to relay"
+        raise ValueError(msg)
+    if store.dsn is not None:
+        return await (PostgresLedgerStore.open(store.dsn) if ledger else PostgresOutbox.open(store.dsn))
+    assert store.path is not None  # noqa: S101 - one of the two is always set
+    default = store.path.parent / (LEDGER_PROGRESS_FILE if ledger else PROGRESS_FILE)
+    return await RelayedOutbox.open(store.path, progress or default, rows=_LEDGER_ROWS if ledger else OUTBOX_ROWS)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -133,6 +238,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ledger_now: Callable[[], datetime] | None = None,
     store: Store | None = None,
     schema: str | None = None,
+    connection: SharedConnection | None = None,
+    pepper: bytes | None = None,
 ) -> System:
     """A fresh IVR for ``world`` (and its ledger), their SQLite files in ``workdir`` unless ``store`` says PostgreSQL.
 
@@ -144,9 +251,11 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     ``shard=(k, n)`` makes this IVR the k-th of n sharing the callers, and numbers its new
     tickets accordingly (:meth:`SqliteDirectory.share_ticket_numbers`). ``ledger_now`` stamps the
     ledger's events (default: the wall clock).
-    The directory hashes codes and keys under the pepper in ``IVR_PEPPER``, or one of its own.
+    The directory hashes codes and keys under ``pepper`` (a command's :attr:`Settings.pepper
+    <ivr.settings.Settings.pepper>`, from ``IVR_PEPPER``), or one of its own.
     With a PostgreSQL ``store`` the directory and the ledger live there (in ``schema`` if given)
-    instead of in ``workdir``.
+    instead of in ``workdir``. With a ``connection`` (the console's, on ``broker``) the IVR and its
+    ledger take channels of it instead of connections of their own.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -158,9 +267,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     # reader thread alive, and the process then never exits.
     async with contextlib.AsyncExitStack() as opened:
         shared = store if store is not None and store.dsn is not None else None
-        directory = await open_directory(
-            shared or Store(path=workdir / "ivr.db"), schema=schema, pepper=pepper_from_env()
-        )
+        directory = await open_directory(shared or Store(path=workdir / "ivr.db"), schema=schema, pepper=pepper)
         opened.push_async_callback(directory.close)
         await directory.load(world)
         if shard != (0, 1):
@@ -178,12 +285,22 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             assert service is not None  # noqa: S101 - checked above
             link = InProcessLink(directory=directory, service=service)
         else:
-            own = None if service is None else (ledger_bus(broker, client_id=f"{source}-ledger", root=root), service)
+            follows: LinkBus = (
+                ivr_bus(broker, source=source, root=root) if connection is None else connection.answers_to(source)
+            )
+            own: tuple[LinkBus, LedgerService] | None = None
+            if service is not None:
+                deducts = (
+                    ledger_bus(broker, client_id=f"{source}-ledger", root=root)
+                    if connection is None
+                    else connection.tickets_from(source)
+                )
+                own = (deducts, service)
             mqtt = MqttLink(
                 directory=directory,
                 config=broker,
                 source=source,
-                bus=ivr_bus(broker, source=source, root=root),
+                bus=follows,
                 ledger=own,
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,

@@ -2,11 +2,9 @@
 
 CPython's automatic collection suits a short script, not an event loop with 10,000 live calls.
 It starts a young collection when allocations minus deallocations pass a threshold, and a live
-call's objects (its coroutines, model and timer handles, ~60 tracked objects) outlive the young
-generations and then die old: each death lowers the count, so the young generation grows far past
-the threshold between collections. Measured with ``ivr load --realtime`` and 10,000 calls live
-(docs/performance.md): young collections walked 90,000-250,000 objects, 50-190 ms each, and full
-collections 420 ms; almost every no-input timer that fired more than 50 ms late had waited on one.
+call's objects (its coroutines, model and timer handles) outlive the young generations and then
+die old: each death lowers the count, so the young generation grows far past the threshold between
+collections, and the long pauses that follow made no-input timers fire late (docs/performance.md).
 
 So while :func:`paced_collection` is entered, automatic collection is off and the loop collects
 on a schedule instead: every :data:`YOUNG_EVERY` seconds the two younger generations together (they
@@ -15,12 +13,8 @@ hold only what was allocated since the last time, a few ms of work), and the who
 objects are freed by reference counting the moment the call ends anyway. What exists on entry
 (modules, the flow's tables, start-up state) is frozen first: no collection walks it again.
 
-The younger two go together because a live call's objects outlive both: collected apart (the
-young every 50 ms, the middle every 250 ms, until round 4), each was walked twice on its way to
-the old generation, and the middle collections took 13 ms at p50 and up to 63 ms holding 10,000
-live calls. Together: half the collector's time (3.5 s against 6.1 s in a 70 s run), and timer
-lateness p99 24 / 56 / 82 / 30 ms against 106 / 80 / 95 / 45 ms in four runs, one after the
-other; a full collection after the run found 259 objects of cyclic garbage (docs/performance.md).
+The younger two go together because a live call's objects outlive both: collected apart, each
+was walked twice on its way to the old generation (the figures are in docs/performance.md).
 """
 
 from __future__ import annotations

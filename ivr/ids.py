@@ -2,10 +2,9 @@
 
 Every event needs an id: a random one (version 4) for the IVR's events, and for the ledger's a
 stable one (version 5, SHA-1 of the request's key), so an announcement sent again is the same
-event. ``str(uuid.uuid4())`` builds a ``UUID`` object to print it, ~3.9 us here, and
-``str(uuid.uuid5(...))`` ~5.9 us; the ledger's profile had ``uuid5`` at 9 % of its loop
-(docs/performance.md, round 4). The same bytes, the same version and variant bits, formatted
-straight from the bytes: ~1.4 and ~1.9 us. The tests hold both to the ``uuid`` module's output.
+event. Formatting straight from the bytes skips the ``UUID`` object that ``str(uuid.uuid4())``
+builds only to print it, which showed in the ledger's profile (figures in docs/performance.md).
+The tests hold both to the ``uuid`` module's output.
 """
 
 from __future__ import annotations

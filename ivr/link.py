@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import orjson
 import structlog
 
+from ivr.bus.base import Bus
 from ivr.bus.mqtt import forget_session
 from ivr.bus.publisher import OutboxPublisher
 from ivr.directory.relayed import relayed_up_to
@@ -26,12 +27,11 @@ from ivr.ledger.consumer import LedgerConsumer
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ivr.bus.mqtt import MqttBus
     from ivr.bus.url import BrokerConfig
     from ivr.directory.storage import DirectoryStorage
     from ivr.ledger.service import LedgerService
 
-__all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "MqttLink"]
+__all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "LinkBus", "MqttLink"]
 
 #: How long :meth:`Link.settle` waits for the ledger before it says so.
 SETTLE_TIMEOUT: Final = 30.0
@@ -54,6 +54,23 @@ class Link(Protocol):
 
     async def close(self) -> None:
         """Stop carrying."""
+        ...
+
+
+class LinkBus(Bus, Protocol):
+    """A bus as a link holds it: an :class:`~ivr.bus.mqtt.MqttBus` of its own, or a channel of a shared connection."""
+
+    @property
+    def client_id(self) -> str | None:
+        """The client id of the bus's own persistent session, which the link forgets when it closes."""
+        ...
+
+    def open(self) -> None:
+        """Start connecting."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop; what was not acked comes again on the session's next connection."""
         ...
 
 
@@ -91,7 +108,8 @@ class MqttLink:
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
     A replay's connections are short-lived and say nothing on the retained status topics, which
     belong to long-running processes (`ivr ledger`). Both buses come built from the composition
-    root (:func:`ivr.bootstrap.ivr_bus`, :func:`ivr.bootstrap.ledger_bus`). Built with
+    root (:func:`ivr.bootstrap.ivr_bus`, :func:`ivr.bootstrap.ledger_bus`, or two channels of the
+    console's one connection, :mod:`ivr.multiplex`). Built with
     ``relayed_by`` (the progress file of an `ivr relay`), the link leaves the outbox to that
     process (``ivr load`` does, to give publishing a core of its own).
     """
@@ -102,8 +120,8 @@ class MqttLink:
         directory: DirectoryStorage,
         config: BrokerConfig,
         source: str,
-        bus: MqttBus,
-        ledger: tuple[MqttBus, LedgerService] | None,
+        bus: LinkBus,
+        ledger: tuple[LinkBus, LedgerService] | None,
         root: str = TOPIC_ROOT,
         relayed_by: Path | None = None,
     ) -> None:
@@ -119,7 +137,7 @@ class MqttLink:
         self._publisher = (
             OutboxPublisher(directory=directory, bus=self._ivr_bus, topic_prefix=root) if relayed_by is None else None
         )
-        self._ledger_bus: MqttBus | None = None
+        self._ledger_bus: LinkBus | None = None
         self._consumer: LedgerConsumer | None = None
         service: LedgerService | None = None
         if ledger is not None:

@@ -79,12 +79,10 @@ def parse_store_url(text: str) -> Store:
     return Store(path=Path(text))
 
 
-async def open_directory(
-    store: Store, *, schema: str | None = None, pepper: bytes | None = None, own: str | None = None
-) -> DirectoryStorage:
-    """The IVR's directory in ``store`` (in ``schema`` on PostgreSQL, its outbox read as ``own``'s only if given)."""
+async def open_directory(store: Store, *, schema: str | None = None, pepper: bytes | None = None) -> DirectoryStorage:
+    """The IVR's directory in ``store`` (in ``schema`` on PostgreSQL)."""
     if store.dsn is not None:
-        return await PostgresDirectory.open(store.dsn, schema=schema, pepper=pepper, own=own)
+        return await PostgresDirectory.open(store.dsn, schema=schema, pepper=pepper)
     assert store.path is not None  # noqa: S101 - one of the two is always set
     return await SqliteDirectory.open(store.path, pepper=pepper)
 

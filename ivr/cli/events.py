@@ -18,6 +18,7 @@ from ivr.bus.url import DEFAULT_BROKER_URL, parse_broker_url
 from ivr.cli.common import broker_option, require_broker
 from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
+from ivr.settings import Settings, read_settings
 
 if TYPE_CHECKING:
     from ivr.bus.url import BrokerConfig
@@ -62,19 +63,19 @@ def events(  # noqa: PLR0913 - one keyword per option
     require_broker(config, client_id=client_id)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_tail(config, pattern, as_json=as_json, root=root, count=count, client_id=client_id))
+            settings = read_settings(broker=config, root=root, instance=client_id)
+            asyncio.run(_tail(settings, pattern, as_json=as_json, count=count))
     except BusRefusedError as exc:
         hint = "" if client_id else " (a login bound to a client id needs --client-id)"
         raise click.ClickException(f"{exc}{hint}") from None
 
 
-async def _tail(  # noqa: PLR0913 - the options of `ivr events`
-    config: BrokerConfig, pattern: str, *, as_json: bool, root: str, count: int | None, client_id: str | None
-) -> None:
+async def _tail(settings: Settings, pattern: str, *, as_json: bool, count: int | None) -> None:
     """Print until --count is reached or SIGTERM comes, whether or not anything is arriving."""
+    assert settings.broker is not None  # noqa: S101 - `events` resolved the broker
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with events_bus(config, client_id=client_id, root=root) as bus:
+    async with events_bus(settings.broker, client_id=settings.instance, root=settings.root) as bus:
         printing = asyncio.create_task(_print(bus, pattern, as_json=as_json, count=count))
         try:
             await wait_unless_ended(stop, printing)

@@ -19,25 +19,25 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ivr.bootstrap import ledger_bus
+from ivr.bootstrap import ledger_bus, open_ivr_directory, open_ledger_store
 from ivr.bus.base import BusRefusedError, wait_unless_ended
 from ivr.bus.mqtt import Backoff
 from ivr.bus.shared import SharedSubscriptionsUnavailableError, require_shared_subscriptions
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
 from ivr.cli.common import Commands, broker_option, fixture_option, log_options, parse_store, require_broker
-from ivr.cli.relay import POLL, relay_options, run_on_postgres, run_relay
+from ivr.cli.relay import POLL, relay_options, run_relay
 from ivr.directory.fixtures import load_world
-from ivr.directory.relayed import LEDGER_PROGRESS_FILE, RowsQuery
+from ivr.directory.relayed import LEDGER_PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
 from ivr.ledger.consumer import LedgerConsumer
-from ivr.ledger.postgres import PostgresLedgerStore
 from ivr.ledger.service import LedgerService
 from ivr.ledger.storage import Entry, VerifyReport
-from ivr.ledger.store import ANNOUNCEMENT_FUNCTIONS, UNSENT, LedgerFileError
+from ivr.ledger.store import LedgerFileError
 from ivr.logs import LogFormat, configure
 from ivr.pg import DatabaseUnavailableError
-from ivr.secrets import PepperError, pepper_from_env
-from ivr.stores import LEDGER_ENV_VAR, Store, open_directory, open_ledger
+from ivr.secrets import PepperError
+from ivr.settings import Settings, read_settings
+from ivr.stores import LEDGER_ENV_VAR, Store
 from ivr.tables import Terminal, render, terminal_of
 from ivr.yamlsrc import SourceError
 
@@ -130,12 +130,9 @@ def run(  # noqa: PLR0913 - one keyword per option
         msg = f"cannot make the folder of the ledger file {store}: {exc.strerror or exc}"
         raise click.ClickException(msg) from exc
     opening = {c.id: c.incidents for c in world.contracts.values()}
+    settings = read_settings(broker=config, ledger_store=store, root=root, instance=source)
     try:
-        asyncio.run(
-            _consume(
-                store, config, opening, client_id=client_id, root=root, source=source, share=share, announce=announce
-            )
-        )
+        asyncio.run(_consume(settings, opening, client_id=client_id, share=share, announce=announce))
     except SharedSubscriptionsUnavailableError as exc:
         msg = f"--share needs shared subscriptions, and {exc}. Run one ledger without --share instead."
         raise click.ClickException(msg) from exc
@@ -143,21 +140,16 @@ def run(  # noqa: PLR0913 - one keyword per option
         raise click.ClickException(str(exc)) from exc
 
 
-async def _consume(  # noqa: PLR0913 - the options of `ivr ledger run`
-    where: Store,
-    config: BrokerConfig,
-    opening: dict[str, int | None],
-    *,
-    client_id: str,
-    root: str,
-    source: str,
-    share: str | None,
-    announce: bool,
+async def _consume(
+    settings: Settings, opening: dict[str, int | None], *, client_id: str, share: str | None, announce: bool
 ) -> None:
+    config, root, source = settings.broker, settings.root, settings.instance
+    assert config is not None  # noqa: S101 - `run` resolved the broker
+    assert source is not None  # noqa: S101 - and names the ledger
     if share is not None:
         # Before anything is opened: on a broker without them, --share would consume nothing, silently.
         await require_shared_subscriptions(config, client_id=f"{client_id}-probe", backoff=Backoff())
-    store = await open_ledger(where)
+    store = await open_ledger_store(settings)
     await store.load_opening(opening)
     bus = ledger_bus(config, client_id=client_id, root=root, share=share, instance=source)
     stop = asyncio.Event()
@@ -203,15 +195,8 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
-    if store.dsn is not None:  # on PostgreSQL the relay marks the entries published, as a ledger does
-        run_on_postgres(PostgresLedgerStore.open(store.dsn), config, root=root, instance=instance, poll=POLL)
-        return
-    db = store.path
-    assert db is not None  # noqa: S101 - one of the two is always set
-    _existing(store)
-    rows = RowsQuery(UNSENT.format(after="rowid > ?"), ANNOUNCEMENT_FUNCTIONS)
-    where = progress or db.parent / LEDGER_PROGRESS_FILE
-    asyncio.run(run_relay(db, where, config, root=root, instance=instance, poll=POLL, rows=rows))
+    settings = read_settings(broker=config, ledger_store=_existing(store), root=root, instance=instance)
+    run_relay(settings, progress=progress, poll=POLL, ledger=True)
 
 
 @ledger.command()
@@ -219,7 +204,7 @@ def relay_events(  # noqa: PLR0913 - one keyword per option
 @click.pass_obj
 def balances(store: Store, *, as_json: bool) -> None:
     """Every contract's opening balance, incidents deducted and balance now."""
-    rows = _reading(_balances(_existing(store)))
+    rows = _reading(_balances(read_settings(ledger_store=_existing(store))))
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -228,8 +213,8 @@ def balances(store: Store, *, as_json: bool) -> None:
     click.echo(render(table, _stdout()))
 
 
-async def _balances(where: Store) -> dict[str, dict[str, int | None]]:
-    store = await open_ledger(where)
+async def _balances(settings: Settings) -> dict[str, dict[str, int | None]]:
+    store = await open_ledger_store(settings)
     try:
         balances, deducted = await store.balances(), await store.deducted()
     finally:
@@ -243,7 +228,7 @@ async def _balances(where: Store) -> dict[str, dict[str, int | None]]:
 @click.pass_obj
 def history(store: Store, contract: str, *, as_json: bool) -> None:
     """A contract's entries, oldest first."""
-    entries = _reading(_history(_existing(store), contract))
+    entries = _reading(_history(read_settings(ledger_store=_existing(store)), contract))
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
         return
@@ -257,8 +242,8 @@ def history(store: Store, contract: str, *, as_json: bool) -> None:
     click.echo(render(table, _stdout()))
 
 
-async def _history(where: Store, contract: str) -> list[Entry]:
-    store = await open_ledger(where)
+async def _history(settings: Settings, contract: str) -> list[Entry]:
+    store = await open_ledger_store(settings)
     try:
         return await store.history(contract)
     finally:
@@ -290,7 +275,7 @@ def _parse_directories(ctx: click.Context, param: click.Parameter, values: tuple
 def verify(store: Store, directories: tuple[Store, ...], *, as_json: bool) -> None:
     """Opening balances minus deductions equal today's balances; exit 1 on any mismatch."""
     try:
-        report = _reading(_verify(_existing(store), directories))
+        report = _reading(_verify(read_settings(ledger_store=_existing(store)), directories))
     except PepperError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -311,15 +296,15 @@ def _print_verify(report: VerifyReport) -> None:
     )
 
 
-async def _verify(where: Store, directories: tuple[Store, ...]) -> VerifyReport:
+async def _verify(settings: Settings, directories: tuple[Store, ...]) -> VerifyReport:
     expected = None
     for named in directories:
-        directory = await open_directory(named, pepper=pepper_from_env())
+        directory = await open_ivr_directory(settings, named)
         try:
             expected = (expected or []) + [(s, ticket) for s, _, ticket in await directory.deductible_tickets()]
         finally:
             await directory.close()
-    store = await open_ledger(where)
+    store = await open_ledger_store(settings)
     try:
         return await store.verify(expected)
     finally:

@@ -23,6 +23,7 @@ from ivr.load.workers import WorkerError, run_workers
 from ivr.load.world import synthetic_world, write_fixture
 from ivr.logs import configure
 from ivr.pg import DatabaseUnavailableError
+from ivr.settings import read_settings
 from ivr.stores import ENV_VAR, Store, in_schema, scratch_schema
 from ivr.yamlsrc import SourceError
 
@@ -220,16 +221,14 @@ def load(  # noqa: PLR0913 - one keyword per option
         mix=mix,
         seed=seed,
         realtime=realtime,
-        broker=broker,
         ledger_running=ledger_running,
         ledger_db=ledger_db,
         workdir=workdir,
-        root=root,
         customers=customers,
         relay=not realtime if relay is None else relay,
         shard=shard,
         calls_from=calls_from,
-        store=store,
+        settings=read_settings(broker=broker, store=store, root=root),
     )
     line = ProgressLine(sys.stderr) if progress else None
     try:
@@ -259,10 +258,12 @@ async def _in_own_schema(
     options: LoadOptions, *, workers: int, mix_path: Path | None, line: ProgressLine | None
 ) -> LoadReport:
     """Run the load; on PostgreSQL in a schema of the run's own (a worker, ``--shard``, is given its run's by URL)."""
-    if options.store is None or options.shard[1] > 1:
+    store = options.settings.store
+    if store is None or options.shard[1] > 1:
         return await _run(options, workers=workers, mix_path=mix_path, line=line)
-    async with scratch_schema(options.store, "load") as schema:
-        options = dataclasses.replace(options, store=in_schema(options.store, schema))
+    async with scratch_schema(store, "load") as schema:
+        settings = dataclasses.replace(options.settings, store=in_schema(store, schema))
+        options = dataclasses.replace(options, settings=settings)
         return await _run(options, workers=workers, mix_path=mix_path, line=line)
 
 

@@ -15,38 +15,28 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import click
 
-from ivr.bootstrap import relay_bus
-from ivr.bus.publisher import BULK_BATCH, Outbox, OutboxPublisher
+from ivr.bootstrap import open_relayed, relay_bus
+from ivr.bus.publisher import BULK_BATCH, OutboxPublisher
 from ivr.bus.url import DEFAULT_BROKER_URL, BrokerConfig, parse_broker_url
 from ivr.cli.common import broker_option, log_options, parse_store, require_broker
-from ivr.directory.postgres import PostgresOutbox
-from ivr.directory.relayed import OUTBOX_ROWS, PROGRESS_FILE, RelayedOutbox
+from ivr.directory.relayed import PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
 from ivr.logs import LogFormat, configure
 from ivr.pg import DatabaseUnavailableError
+from ivr.settings import Settings, read_settings
 from ivr.stores import ENV_VAR, Store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
 
-    from ivr.directory.relayed import RowsQuery
-
-__all__ = ["POLL", "RelayOutbox", "publish_until_stopped", "relay", "relay_options", "run_on_postgres", "run_relay"]
+__all__ = ["POLL", "relay", "relay_options", "run_relay"]
 
 #: Seconds between looks at an idle outbox, unless told otherwise.
 POLL = 0.005
-
-
-class RelayOutbox(Outbox, Protocol):
-    """An outbox a relay opened, and closes when it stops."""
-
-    async def close(self) -> None:
-        """Let go of the store."""
-        ...
 
 
 def relay_options(*, progress_file: str, instance: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -116,55 +106,30 @@ def relay(  # noqa: PLR0913 - one keyword per option
     configure(fmt=log_format, level=log_level)
     config = broker or parse_broker_url(DEFAULT_BROKER_URL)
     require_broker(config)
-    if db is None:
-        assert store.dsn is not None  # noqa: S101 - one of the two is always set
-        opening = PostgresOutbox.open(store.dsn)
-        run_on_postgres(opening, config, root=root, instance=instance, poll=poll)
-        return
-    asyncio.run(run_relay(db, progress or db.parent / PROGRESS_FILE, config, root=root, instance=instance, poll=poll))
+    run_relay(read_settings(broker=config, store=store, root=root, instance=instance), progress=progress, poll=poll)
 
 
-def run_on_postgres(
-    opening: Coroutine[None, None, RelayOutbox], config: BrokerConfig, *, root: str, instance: str, poll: float
-) -> None:
-    """Publish the outbox ``opening`` opens on PostgreSQL until SIGINT or SIGTERM; a database that fails is one line."""
-
-    async def run() -> None:
-        await publish_until_stopped(await opening, config, root=root, instance=instance, poll=poll)
-
+def run_relay(settings: Settings, *, progress: Path | None, poll: float, ledger: bool = False) -> None:
+    """Publish what :func:`~ivr.bootstrap.open_relayed` opens until SIGINT or SIGTERM; a failing database: one line."""
     try:
-        asyncio.run(run())
+        asyncio.run(_publish_until_stopped(settings, progress=progress, poll=poll, ledger=ledger))
     except DatabaseUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-async def run_relay(  # noqa: PLR0913 - the options of `ivr relay` and `ivr ledger relay`
-    db: Path,
-    progress: Path,
-    config: BrokerConfig,
-    *,
-    root: str,
-    instance: str,
-    poll: float,
-    rows: RowsQuery = OUTBOX_ROWS,
-) -> None:
-    """Publish ``db``'s rows (read with ``rows``, see :class:`RelayedOutbox`) until SIGINT or SIGTERM."""
-    await publish_until_stopped(
-        await RelayedOutbox.open(db, progress, rows=rows), config, root=root, instance=instance, poll=poll
-    )
-
-
-async def publish_until_stopped(
-    directory: RelayOutbox, config: BrokerConfig, *, root: str, instance: str, poll: float
-) -> None:
-    """Publish ``directory``'s rows until SIGINT or SIGTERM, then close it."""
+async def _publish_until_stopped(settings: Settings, *, progress: Path | None, poll: float, ledger: bool) -> None:
+    """Publish the relayed rows until SIGINT or SIGTERM, then close the store."""
+    assert settings.broker is not None  # noqa: S101 - the commands resolve the broker first
+    assert settings.instance is not None  # noqa: S101 - and every relay has a name
+    directory = await open_relayed(settings, progress=progress, ledger=ledger)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    root = settings.root
     try:
         async with (
-            relay_bus(config, instance=instance, root=root) as bus,
+            relay_bus(settings.broker, instance=settings.instance, root=root) as bus,
             OutboxPublisher(directory=directory, bus=bus, topic_prefix=root, poll=poll, batch=BULK_BATCH) as publisher,
         ):
             # A publisher that died (not a broker outage: those it waits out) must not leave a

@@ -29,6 +29,7 @@ from ivr.replay.report import (
 from ivr.replay.runner import LoadFailure, ScenarioResult
 from ivr.replay.runner import replay as run_replay
 from ivr.replay.scenario import discover
+from ivr.settings import read_settings
 from ivr.stores import ENV_VAR, Store
 from ivr.tables import terminal_of
 
@@ -91,7 +92,7 @@ def replay(  # noqa: PLR0913 - one keyword per option
 
     async def run() -> tuple[list[ScenarioResult], list[LoadFailure]]:
         async with replay_broker(broker, in_process=in_process) as config:
-            return await run_replay(files, broker=config, store=store)
+            return await run_replay(files, settings=read_settings(broker=config, store=store))
 
     started = time.perf_counter()
     try:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from ivr.bootstrap import CONSOLE
 from ivr.bus.url import BrokerConfig
 from ivr.cli.common import broker_option, fixture_option, log_options, require_broker, store_option
 from ivr.logs import LogFormat, configure
+from ivr.settings import read_settings
 from ivr.stores import ENV_VAR, Store
 from ivr.yamlsrc import SourceError
 
@@ -42,6 +44,12 @@ EXIT_UNREADABLE = 2
     help_text="Where each session world lives: postgresql://... (a schema per world, dropped when it ends) "
     "[default: SQLite files in a temporary folder].",
 )
+@click.option(
+    "--instance",
+    default=CONSOLE,
+    show_default=True,
+    help="The console's client id on the broker (one connection for every session world), and its status name.",
+)
 @log_options(level="warning")
 def serve(  # noqa: PLR0913 - one keyword per option
     *,
@@ -52,6 +60,7 @@ def serve(  # noqa: PLR0913 - one keyword per option
     ledger_mode: str,
     scenario: Path | None,
     store: Store | None,
+    instance: str,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -71,7 +80,10 @@ def serve(  # noqa: PLR0913 - one keyword per option
         sys.exit(EXIT_UNREADABLE)
     try:
         app = create_app(
-            fixture=fixture, broker=broker, own_ledger=ledger_mode == "own", scenario=scenario, store=store
+            fixture=fixture,
+            settings=read_settings(broker=broker, store=store, instance=instance),
+            own_ledger=ledger_mode == "own",
+            scenario=scenario,
         )
     except SourceError as exc:
         click.echo(f"ERROR {exc}", err=True)

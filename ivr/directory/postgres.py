@@ -91,9 +91,8 @@ CREATE INDEX IF NOT EXISTS auth_failures_caller ON auth_failures (caller, at);
 CREATE TABLE IF NOT EXISTS outbox (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     xid XID8 NOT NULL DEFAULT pg_current_xact_id(),
-    event_id TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, sent_at TEXT, source TEXT);
+    event_id TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, sent_at TEXT);
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (xid, seq) WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_unsent_by_source ON outbox (source, xid, seq) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (xid, seq);
 """
 
@@ -108,18 +107,16 @@ _INSERTS: Final = {
 }
 #: Events in their order: the identity numbers them as the array gives them.
 _OUTBOX: Final = (
-    "INSERT INTO outbox (event_id, topic, payload, source) SELECT e, t, p, s "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(e, t, p, s, n) ORDER BY n"
+    "INSERT INTO outbox (event_id, topic, payload) SELECT e, t, p "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(e, t, p, n) ORDER BY n"
 )
-#: ``{mine}``: every row, or (``AND source = $3``) one IVR's own; the limit is the last argument.
+#: Every IVR's rows, not one's own: a killed IVR's rows are published by whichever runs (docs/scaling.md).
 _UNSENT: Final = (
     f"SELECT xid::text, seq, topic, payload FROM outbox WHERE sent_at IS NULL AND {FINISHED} "  # noqa: S608 - constant
-    "AND (xid, seq) > ($1::text::xid8, $2) {mine} ORDER BY xid, seq LIMIT {limit}"
+    "AND (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3"
 )
-_WAITING: Final = (
-    "SELECT EXISTS (SELECT FROM outbox WHERE sent_at IS NULL AND (xid, seq) > ($1::text::xid8, $2) {mine})"
-)
-_END: Final = f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} {{mine}} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608
+_WAITING: Final = "SELECT EXISTS (SELECT FROM outbox WHERE sent_at IS NULL AND (xid, seq) > ($1::text::xid8, $2))"
+_END: Final = f"SELECT xid::text, seq FROM outbox WHERE {FINISHED} ORDER BY xid DESC, seq DESC LIMIT 1"  # noqa: S608
 _TICKET_WITH_OWNER: Final = TICKET_WITH_OWNER.format(p="$1")
 _CODE: Final = WITH_CONTRACT.format(table="support_codes", p="$1")
 _KEY: Final = WITH_CONTRACT.format(table="license_keys", p="$1")
@@ -137,26 +134,22 @@ class _Job:
     """Statements and outbox rows to commit together, and the future resolved once they are committed."""
 
     statements: list[tuple[str, list[tuple[Any, ...]]]]
-    outbox: list[tuple[str, str, str, str]]
+    outbox: list[tuple[str, str, str]]
     done: asyncio.Future[None]
 
 
 class PostgresOutbox:
     """An IVR's outbox in PostgreSQL, as its publisher reads it: in the IVR, or as `ivr relay`.
 
-    Several processes may mark rows sent on PostgreSQL (a relay needs no file of its own). Each row
-    keeps the ``source`` of the IVR that wrote it: an outbox opened with ``own`` (an IVR's source)
-    reads that IVR's rows only, so IVR processes sharing the database each publish their own.
+    Several processes may mark rows sent on PostgreSQL (a relay needs no file of its own). Each
+    reads every IVR's unsent rows of its schema, so the rows of an IVR that was killed are published
+    by the next to look; a row two processes publish at once reaches the ledger twice, with one
+    event id, and is deducted once (docs/scaling.md says why the outbox is not kept per IVR).
     """
 
-    def __init__(self, pool: Any, own: str | None = None) -> None:  # noqa: ANN401 - asyncpg's pool
-        """Read through ``pool`` (only ``own``'s rows if given); use :meth:`open` for a relay's own."""
+    def __init__(self, pool: Any) -> None:  # noqa: ANN401 - asyncpg's pool
+        """Read through ``pool``; use :meth:`open` for a relay's own."""
         self._pool = pool
-        self._own = own
-        mine = "" if own is None else "AND source = $3"
-        self._unsent = _UNSENT.format(mine=mine, limit="$3" if own is None else "$4")
-        self._waiting = _WAITING.format(mine=mine)
-        self._end = _END.format(mine="" if own is None else "AND source = $1")
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> Self:
@@ -169,13 +162,9 @@ class PostgresOutbox:
 
     async def unsent(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         """Unsent rows of ended transactions after position ``after``, in (xid, seq) order."""
-        mine = () if self._own is None else (self._own,)
         xid, seq = unpack(after)
         rows = await retrying(
-            self._pool,
-            lambda: finished_rows(
-                self._pool, (self._unsent, (xid, seq, *mine, limit)), (self._waiting, (xid, seq, *mine))
-            ),
+            self._pool, lambda: finished_rows(self._pool, (_UNSENT, (xid, seq, limit)), (_WAITING, (xid, seq)))
         )
         return [(position(row["xid"], row["seq"]), row["topic"], row["payload"]) for row in rows]
 
@@ -189,17 +178,16 @@ class PostgresOutbox:
 
     async def outbox_end(self) -> int:
         """The position of the newest row of an ended transaction (0 when none)."""
-        mine = () if self._own is None else (self._own,)
-        row = await retrying(self._pool, lambda: self._pool.fetchrow(self._end, *mine))
+        row = await retrying(self._pool, lambda: self._pool.fetchrow(_END))
         return position(row["xid"], row["seq"]) if row else 0
 
 
 class PostgresDirectory(PostgresOutbox):
     """The IVR's store in PostgreSQL (:class:`~ivr.directory.storage.DirectoryStorage`), shared by IVR processes."""
 
-    def __init__(self, pool: Any, locks: Any, pepper: bytes, namespace: str, own: str | None) -> None:  # noqa: ANN401
+    def __init__(self, pool: Any, locks: Any, pepper: bytes, namespace: str) -> None:  # noqa: ANN401
         """Wrap the open pools; use :meth:`open`."""
-        super().__init__(pool, own)
+        super().__init__(pool)
         self._jobs: list[_Job] = []
         self._flushing: asyncio.Task[None] | None = None
         self._locks = locks
@@ -207,12 +195,8 @@ class PostgresDirectory(PostgresOutbox):
         self._namespace = namespace
 
     @classmethod
-    async def open(
-        cls, dsn: str, *, schema: str | None = None, pepper: bytes | None = None, own: str | None = None
-    ) -> Self:
+    async def open(cls, dsn: str, *, schema: str | None = None, pepper: bytes | None = None) -> Self:
         """Connect to ``dsn`` (in ``schema``, made if need be), making the tables on first use.
-
-        With ``own`` (the IVR's event source) its publisher reads only this IVR's outbox rows.
 
         The pepper is settled as in SQLite (:func:`~ivr.directory.rows.settle_pepper`), in one
         transaction under the schema's lock, so processes opening a new schema at once agree.
@@ -229,7 +213,7 @@ class PostgresDirectory(PostgresOutbox):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, locks, pepper, schema or "", own)
+        return cls(pool, locks, pepper, schema or "")
 
     async def close(self) -> None:
         """Let the queued writes commit, then close both pools."""
@@ -331,9 +315,7 @@ class PostgresDirectory(PostgresOutbox):
 
     async def _write(self, *statements: tuple[str, list[tuple[Any, ...]]], events: Iterable[CloudEvent]) -> None:
         """Commit ``statements`` and ``events`` together, in the next group commit (see :meth:`_flush`)."""
-        written = list(events)
-        outbox = [(*row, event.source) for row, event in zip(outbox_rows(written), written, strict=True)]
-        job = _Job(list(statements), outbox, asyncio.get_running_loop().create_future())
+        job = _Job(list(statements), outbox_rows(events), asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="directory-group-commit")

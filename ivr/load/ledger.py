@@ -50,6 +50,7 @@ class LedgerProcess(ServiceProcess):
         log_file: Path | None = None,
         log_level: str = "warning",
         watch_config: BrokerConfig | None = None,
+        watch_client_id: str | None = None,
         announce: bool = True,
         share: str | None = None,
     ) -> None:
@@ -63,7 +64,13 @@ class LedgerProcess(ServiceProcess):
         command += [] if announce else ["--no-announce"]
         command += ["--share", share] if share else []
         super().__init__(
-            config=config, command=command, instance=source, root=root, log_file=log_file, watch_config=watch_config
+            config=config,
+            command=command,
+            instance=source,
+            root=root,
+            log_file=log_file,
+            watch_config=watch_config,
+            watch_client_id=watch_client_id,
         )
         self.db = db
         self.fixture = fixture

@@ -24,7 +24,7 @@ import orjson
 
 from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.callers import Key
-from ivr.events import TOPIC_ROOT, EventType, topic_for
+from ivr.events import EventType
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -198,18 +198,13 @@ class EventCount:
 class AnswerLatency:
     """A subscriber timing ``ticket.created`` to the ledger's answer, both as the broker delivers them."""
 
-    def __init__(
-        self, *, config: BrokerConfig, client_id: str, root: str = TOPIC_ROOT, source: str | None = None
-    ) -> None:
-        """Subscribe at ``config`` under ``root`` as ``client_id`` once :meth:`start` is awaited.
+    def __init__(self, *, bus: MqttBus, config: BrokerConfig, source: str | None = None) -> None:
+        """Listen on ``bus`` (:func:`ivr.bootstrap.answers_bus`, on ``config``'s broker) once :meth:`start` is awaited.
 
-        The session is persistent (and forgotten at :meth:`close`): answers published while the
-        broker, or the cluster node it is on, restarts wait for it instead of going uncounted. With
-        ``source``, only that IVR's tickets and the answers to them count: other IVRs may publish on
-        the same broker (`ivr load --workers`).
+        Its session is forgotten at :meth:`close`. With ``source``, only that IVR's tickets and the
+        answers to them count: other IVRs may publish on the same broker (`ivr load --workers`).
         """
         self._config = config
-        self._client_id = client_id
         self.samples = Samples()
         self._source = source
         self.deducted = 0
@@ -217,13 +212,7 @@ class AnswerLatency:
         self._seen: dict[str, float] = {}
         self._answered: set[str] = set()
         self._changed = asyncio.Event()
-        self._bus = MqttBus(
-            config=config,
-            client_id=client_id,
-            subscriptions=[topic_for(EventType.TICKET_CREATED, root=root), f"{root}/ledger/#"],
-            persistent=True,
-            topic_root=root,
-        )
+        self._bus = bus
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -244,7 +233,8 @@ class AnswerLatency:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._bus.aclose()
-        await forget_session(self._config, self._client_id)
+        if self._bus.client_id is not None:
+            await forget_session(self._config, self._bus.client_id)
 
     async def wait_answered(self, count: int, timeout: float) -> bool:
         """Until ``count`` answers are seen, or ``timeout`` seconds: whether they were."""

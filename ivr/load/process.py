@@ -18,8 +18,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from ivr.bus.base import ONLINE, status_topic
-from ivr.bus.mqtt import MqttBus
+from ivr.bootstrap import status_bus
+from ivr.bus.base import ONLINE
 from ivr.bus.url import ENV_VAR
 from ivr.directory.relayed import PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
@@ -57,21 +57,20 @@ class ServiceProcess:
         root: str = TOPIC_ROOT,
         log_file: Path | None = None,
         watch_config: BrokerConfig | None = None,
+        watch_client_id: str | None = None,
     ) -> None:
         """Describe the process (``ivr`` and then ``command``); nothing runs until :meth:`start`.
 
         Its retained status ``<root>/status/<instance>`` is watched through ``watch_config``
-        (default: ``config``): under the deployed ACL a service's own user may write its status
-        but not read it.
+        (default: ``config``) as ``watch_client_id``: under the deployed ACL a service's own user
+        may write its status but not read it, and each login has one client id it must use.
         """
         self.config = config
         self.command = command
         self.root = root
         self._log_file = log_file
         self._proc: asyncio.subprocess.Process | None = None
-        self._watch = MqttBus(
-            config=watch_config or config, subscriptions=[status_topic(instance, root=root)], topic_root=root
-        )
+        self._watch = status_bus(watch_config or config, instance=instance, root=root, client_id=watch_client_id)
         self._watching: asyncio.Task[None] | None = None
         self._online = 0
         self._changed = asyncio.Event()
@@ -187,14 +186,21 @@ class RelayProcess(ServiceProcess):
         log_file: Path | None = None,
         log_level: str = "warning",
         watch_config: BrokerConfig | None = None,
+        watch_client_id: str | None = None,
     ) -> None:
-        """Describe the relay of ``db``; its status topic is named by ``instance`` (``watch_config``: see above)."""
+        """Describe the relay of ``db``; its status topic is named by ``instance`` (``watch_*``: see above)."""
         self.db = db
         self.progress = db.parent / self.progress_file
         command = [*self.relay_command(), "--progress", str(self.progress), "--root", root]
         command += ["--instance", instance, "--log-level", log_level]
         super().__init__(
-            config=config, command=command, instance=instance, root=root, log_file=log_file, watch_config=watch_config
+            config=config,
+            command=command,
+            instance=instance,
+            root=root,
+            log_file=log_file,
+            watch_config=watch_config,
+            watch_client_id=watch_client_id,
         )
 
     def relay_command(self) -> list[str]:

@@ -24,16 +24,15 @@ import contextlib
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ivr.bootstrap import build_system
+from ivr.bootstrap import answers_bus, build_system
 from ivr.bus.broker import LOOPBACK, embedded_broker
 from ivr.clock import RealClock
 from ivr.directory.fixtures import US_EASTERN
-from ivr.events import TOPIC_ROOT
 from ivr.load.calls import CallFile, DatabaseCalls
 from ivr.load.launch import Launcher
 from ivr.load.ledger import LedgerProcess, start_ledger, verify_ledger
@@ -44,7 +43,7 @@ from ivr.load.process import RelayProcess, ServiceEndedError, unless_one_ends
 from ivr.load.procs import listener_pid, peak_rss_mb, vm_hwm_mb
 from ivr.load.report import LoadReport, Progress
 from ivr.load.world import Catalog, synthetic_world, write_fixture
-from ivr.stores import Store
+from ivr.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
@@ -80,21 +79,22 @@ class LoadOptions:
     mix: Mix | None = None
     seed: int = 1
     realtime: bool = False
-    broker: BrokerConfig | None = None  # None: a private Mosquitto on a free loopback port
     ledger_running: bool = False  # an `ivr ledger` already consumes from the broker
     ledger_db: Path | None = None  # its file, for verify (ours: <workdir>/ledger.db)
     workdir: Path | None = None  # None: a temporary folder, removed afterwards
-    root: str = TOPIC_ROOT
     customers: int = 300
     relay: bool = True  # the outbox published by `ivr relay` (a process of its own), not by the IVR
     shard: tuple[int, int] = (0, 1)  # this run is IVR k of n, numbering its tickets k modulo n (`--workers`)
     calls_from: Path | None = None  # a CallFile shared with the other IVRs (`--workers`); None: every call
-    store: Store | None = None  # PostgreSQL for the IVRs and the ledger (the run's own schema); None: SQLite files
+    #: The broker (None: a private Mosquitto on a free loopback port), the topic root, the store
+    #: (PostgreSQL for the IVRs and the ledger, the run's own schema; None: SQLite files), the pepper.
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def shared_db(self) -> str | None:
         """The PostgreSQL URL every process of the run names, or ``None`` on SQLite files."""
-        return self.store.dsn if self.store is not None else None
+        store = self.settings.store
+        return store.dsn if store is not None else None
 
 
 async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], None] | None = None) -> LoadReport:
@@ -111,7 +111,7 @@ async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], No
             if (workdir / "ivr.db").exists():
                 msg = f"{workdir} holds an earlier run's ivr.db: give an empty work folder"
                 raise LoadError(msg)
-        config = options.broker
+        config = options.settings.broker
         if config is None:
             config = await stack.enter_async_context(embedded_broker())
         world = synthetic_world(seed=options.seed, customers=options.customers)
@@ -154,9 +154,13 @@ class _LoadRun:
         ledger: LedgerProcess | None = None
         if not options.ledger_running:
             ledger = await start_ledger(
-                stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.root
+                stack, config=self.config, db=ledger_db, workdir=self.workdir, source=source, root=options.settings.root
             )
-        answers = AnswerLatency(config=self.config, client_id=f"{source}-answers", root=options.root, source=source)
+        answers = AnswerLatency(
+            bus=answers_bus(self.config, client_id=f"{source}-answers", root=options.settings.root),
+            config=self.config,
+            source=source,
+        )
         stack.push_async_callback(answers.close)
         await answers.start()
         system = await build_system(
@@ -164,11 +168,12 @@ class _LoadRun:
             workdir=self.workdir,
             source=source,
             broker=self.config,
-            root=options.root,
+            root=options.settings.root,
             own_ledger=False,
             relay=relayed,
             shard=options.shard if options.shared_db is None else (0, 1),
-            store=options.store,
+            store=options.settings.store,
+            pepper=options.settings.pepper,
         )
         closing = _Once(system.close)
         stack.push_async_callback(closing)
@@ -178,7 +183,7 @@ class _LoadRun:
                 config=self.config,
                 db=self.workdir / "ivr.db",
                 instance=f"{source}-relay",
-                root=options.root,
+                root=options.settings.root,
                 log_file=self.workdir / "relay.log",
             )
             stack.push_async_callback(relay.stop)

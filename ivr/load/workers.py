@@ -58,7 +58,7 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
     async with contextlib.AsyncExitStack() as stack:
         workdir = options.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-load-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        config = options.broker
+        config = options.settings.broker
         if config is None:
             config = await stack.enter_async_context(embedded_broker())
         write_fixture(synthetic_world(seed=options.seed, customers=options.customers), workdir / "world.yaml")
@@ -67,7 +67,7 @@ async def run_workers(options: LoadOptions, *, workers: int, mix_path: Path | No
         if not options.ledger_running:
             source = f"load-{uuid.uuid4().hex[:8]}"
             ledger = await start_ledger(
-                stack, config=config, db=ledger_db, workdir=workdir, source=source, root=options.root
+                stack, config=config, db=ledger_db, workdir=workdir, source=source, root=options.settings.root
             )
         runs = [workdir / f"worker-{k}" for k in range(workers)]
         calls: CallFile | None = None
@@ -129,7 +129,14 @@ async def _worker(  # noqa: PLR0913 - one keyword per part of the worker's comma
     argv += ["--calls", str(options.calls), "--shard", f"{shard[0]}/{shards}"]
     argv += ["--calls-from", str(calls)] if calls else []
     argv += ["--seed", str(options.seed)]
-    argv += ["--rate", str(options.rate / shards), "--root", options.root, "--customers", str(options.customers)]
+    argv += [
+        "--rate",
+        str(options.rate / shards),
+        "--root",
+        options.settings.root,
+        "--customers",
+        str(options.customers),
+    ]
     argv += ["--workdir", str(workdir), "--relay" if options.relay else "--no-relay"]
     if options.shared_db is not None:
         argv += ["--store", options.shared_db]

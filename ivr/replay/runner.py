@@ -19,13 +19,13 @@ from ivr.directory.fixtures import World, load_world
 from ivr.replay.expectations import check_absent, check_decisions, subsequence
 from ivr.replay.outline import load_scenarios
 from ivr.replay.scenario import GAP_SECONDS, CallSpec, Scenario, resolve_keys
-from ivr.stores import Store, scratch_schema
+from ivr.settings import Settings
+from ivr.stores import scratch_schema
 from ivr.yamlsrc import SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ivr.bus.url import BrokerConfig
     from ivr.engine import CallRecord, Observer
     from ivr.ledger.storage import VerifyReport
 
@@ -114,25 +114,26 @@ def check(spec: CallSpec, result: CallResult) -> list[str]:
     return failures
 
 
-async def run_scenario(  # noqa: PLR0913 - the scenario, its world, and where and how to run it
+async def run_scenario(
     scenario: Scenario,
     world: World,
     *,
     workdir: Path,
-    broker: BrokerConfig | None = None,
+    settings: Settings | None = None,
     observers: Sequence[Observer] = (),
-    store: Store | None = None,
 ) -> ScenarioResult:
     """Run a scenario's calls in order on a fresh IVR and ledger; settle the ledger after each.
 
     Each run gets its own event ``source`` so that, on a shared broker, a scenario's IVR only
     takes the ledger's answers to its own tickets. ``observers`` watch the calls as they run
-    (the trainer console plays a scenario back on its diagram so). On a PostgreSQL ``store`` it gets
-    a schema of its own, dropped at the end, as it gets files of its own in ``workdir`` otherwise.
+    (the trainer console plays a scenario back on its diagram so). ``settings`` name the broker
+    (none: the ledger in process), the store and the pepper. On a PostgreSQL store it gets a schema
+    of its own, dropped at the end, as it gets files of its own in ``workdir`` otherwise.
     """
-    async with scratch_schema(store, "replay") as schema:
+    settings = settings or Settings()
+    async with scratch_schema(settings.store, "replay") as schema:
         return await _run_scenario(
-            scenario, world, workdir=workdir, broker=broker, observers=observers, store=store, schema=schema
+            scenario, world, workdir=workdir, settings=settings, observers=observers, schema=schema
         )
 
 
@@ -141,9 +142,8 @@ async def _run_scenario(  # noqa: PLR0913 - run_scenario's arguments, and the sc
     world: World,
     *,
     workdir: Path,
-    broker: BrokerConfig | None,
+    settings: Settings,
     observers: Sequence[Observer],
-    store: Store | None = None,
     schema: str | None = None,
 ) -> ScenarioResult:
     result = ScenarioResult(scenario)
@@ -151,7 +151,16 @@ async def _run_scenario(  # noqa: PLR0913 - run_scenario's arguments, and the sc
     # Ids and the event source keep to plain characters: ``outline[2]`` runs as ``outline-2``.
     name = scenario.label.replace("[", "-").replace("]", "")
     source = f"replay-{uuid.uuid4().hex[:8]}-{name}"
-    system = await build_system(world=world, workdir=workdir, source=source, broker=broker, store=store, schema=schema)
+    system = await build_system(
+        world=world,
+        workdir=workdir,
+        source=source,
+        broker=settings.broker,
+        root=settings.root,
+        store=settings.store,
+        schema=schema,
+        pepper=settings.pepper,
+    )
     system.engine.observers.extend(observers)
     try:
         next_start = scenario.at
@@ -202,15 +211,17 @@ async def _check_ledger(system: System, result: ScenarioResult) -> None:
 
 
 async def replay(
-    files: Sequence[Path], *, broker: BrokerConfig | None = None, store: Store | None = None
+    files: Sequence[Path], *, settings: Settings | None = None
 ) -> tuple[list[ScenarioResult], list[LoadFailure]]:
     """Load and run ``files``; a file that cannot be read is reported and the others still run.
 
-    With ``broker`` every event crosses it (publisher, ledger consumer, follower); without, the
-    ledger is called in-process. With a PostgreSQL ``store`` each scenario runs in a schema of
-    its own there; with an SQLite one (a folder), each scenario's files are kept in a numbered
-    folder inside it; without, in a temporary folder.
+    With a broker in ``settings`` every event crosses it (publisher, ledger consumer, follower);
+    without, the ledger is called in-process. With a PostgreSQL store each scenario runs in a
+    schema of its own there; with an SQLite one (a folder), each scenario's files are kept in a
+    numbered folder inside it; without, in a temporary folder.
     """
+    settings = settings or Settings()
+    store = settings.store
     loaded: list[tuple[int, Scenario]] = []
     failures: list[LoadFailure] = []
     worlds: dict[Path, World] = {}
@@ -239,7 +250,7 @@ async def replay(
             workdir.mkdir()
             async with gate:
                 world = worlds[scenario.fixture]
-                return await run_scenario(scenario, world, workdir=workdir, broker=broker, store=store)
+                return await run_scenario(scenario, world, workdir=workdir, settings=settings)
 
         results = await asyncio.gather(*(one(n, s) for n, s in loaded))
     return list(results), failures

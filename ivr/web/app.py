@@ -7,8 +7,9 @@ Mermaid in the browser: the same text `docs/flow.md` holds, so no second rendere
 Graphviz) is needed to serve it.
 
 The lifespan owns what the server shares: the broker (a private Mosquitto when none is given, as
-``ivr replay`` does), the console's subscription to ``ivr/v1/#`` and a temporary directory for
-each call's SQLite files. Shutting the server down hangs up every call first.
+``ivr replay`` does), the console's one connection to it (subscribed to ``ivr/v1/#``, shared by
+every session world: `ivr.multiplex`) and a temporary directory for each world's SQLite files.
+Shutting the server down hangs up every call first.
 
 Every response carries a Content-Security-Policy: scripts only from ``/static``, nothing from
 another site, no framing (clickjacking), no plugins; with ``nosniff``, a file is only ever run as
@@ -35,10 +36,11 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ivr.bootstrap import console_bus
+from ivr.bootstrap import CONSOLE, console_connection
 from ivr.bus.broker import embedded_broker
 from ivr.directory.fixtures import load_world
 from ivr.replay.outline import load_scenarios
+from ivr.settings import Settings
 from ivr.web.console import Console, Session
 
 if TYPE_CHECKING:
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from ivr.bus.url import BrokerConfig
-    from ivr.stores import Store
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -166,20 +166,22 @@ async def _socket(websocket: WebSocket) -> None:
 def create_app(
     *,
     fixture: Path,
-    broker: BrokerConfig | None = None,
+    settings: Settings | None = None,
     own_ledger: bool = True,
     scenario: Path | None = None,
-    store: Store | None = None,
 ) -> Starlette:
     """The console for the fixture world in ``fixture`` (read now: a bad file fails here, not per call).
 
-    With no ``broker`` a private Mosquitto is started for the server's lifetime. Saved scenarios
+    ``settings`` name the broker, the store and the console's client id (``instance``). With no
+    broker a private Mosquitto is started for the server's lifetime. Saved scenarios
     name a packaged world by its name, and hold any other world whole, so they replay anywhere.
     With ``own_ledger=False`` the calls' deductions come from an `ivr ledger` process.
     ``scenario`` is played back on each page as it opens (read now, like the fixture).
-    On a PostgreSQL ``store`` each session world is a schema of its own there, dropped when the
-    world ends; otherwise SQLite files in a temporary folder.
+    On a PostgreSQL store each session world is a schema of its own there, dropped when the world
+    ends; otherwise SQLite files in a temporary folder.
     """
+    settings = settings or Settings()
+    broker = settings.broker
     if not own_ledger and broker is None:
         msg = "an external ledger is reached through a broker: give one"
         raise ValueError(msg)
@@ -194,12 +196,11 @@ def create_app(
             console = Console(
                 world=world,
                 fixture=fixture,
-                broker=config,
-                bus=console_bus(config),
+                connection=console_connection(config, instance=settings.instance or CONSOLE, root=settings.root),
                 workdir=workdir,
                 own_ledger=own_ledger,
                 scenario=played,
-                store=store,
+                settings=settings,
             )
             await console.start()
             stack.push_async_callback(console.close)

@@ -19,9 +19,7 @@ it to end (the engine leaves nothing half-done on a hang-up), and cancels it if 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import re
 import uuid
 from typing import TYPE_CHECKING, Any, Final
@@ -30,9 +28,8 @@ import structlog
 
 from ivr import phone, worlds, zones
 from ivr.bus.base import BusUnavailableError
-from ivr.bus.mqtt import MqttBus
-from ivr.events import TOPIC_ROOT
 from ivr.secrets import scrub
+from ivr.settings import Settings
 from ivr.states.diagram import mermaid
 from ivr.web.calls import CallRun
 from ivr.web.messages import (
@@ -56,8 +53,8 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
+    from ivr.multiplex import SharedConnection
     from ivr.replay.scenario import Scenario
-    from ivr.stores import Store
 
 __all__ = [
     "BROKER_TIMEOUT",
@@ -73,10 +70,10 @@ __all__ = [
 #: The page's starting instant: a Tuesday 10:00 US Eastern, inside every contract of the default
 #: world (the date the shipped scenarios use), so a first walk is not refused for the hours.
 DEFAULT_AT: Final = "2026-11-17T10:00"
-#: Calls running at once on one server: each holds two broker connections and two SQLite files.
+#: Calls running at once on one server.
 MAX_CALLS: Final = 50
-#: Shared session worlds one server keeps (each holds two broker connections and two SQLite files
-#: until the server stops): a page naming a new one beyond this is refused.
+#: Shared session worlds one server keeps (each holds two SQLite files, or a schema, until the
+#: server stops): a page naming a new one beyond this is refused.
 MAX_WORLDS: Final = 50
 #: How long a hung-up call may take to end and close before it is cancelled.
 STOP_GRACE: Final = 5.0
@@ -107,20 +104,20 @@ class Console:
         *,
         world: World,
         fixture: Path,
-        broker: BrokerConfig,
-        bus: MqttBus,
+        connection: SharedConnection,
         workdir: Path,
-        root: str = TOPIC_ROOT,
         own_ledger: bool = True,
         scenario: list[Scenario] | None = None,
-        store: Store | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        """Serve calls on ``world`` (read from ``fixture``) over ``broker``; SQLite files go in ``workdir``.
+        """Serve calls on ``world`` (read from ``fixture``) over ``connection``; SQLite files go in ``workdir``.
 
-        ``bus`` (:func:`ivr.bootstrap.console_bus`, on ``broker``) brings every event to forward to its page.
+        ``connection`` (:func:`ivr.bootstrap.console_connection`) is the console's one connection to
+        the broker: every session world's IVR and ledger use it, and every event comes through it to
+        be forwarded to its page.
 
         ``scenario`` (``ivr serve --scenario FILE``) is played back on every page as it opens. On a
-        PostgreSQL ``store`` each session world is a schema of its own there instead.
+        PostgreSQL store (``settings.store``) each session world is a schema of its own there instead.
 
         Saved scenarios name a packaged world by its name, and hold any other world whole (``world:``),
         so they replay wherever they are kept.
@@ -129,10 +126,10 @@ class Console:
         self.own_ledger = own_ledger
         self.scenario = scenario
         self.world = world
-        self.broker = broker
+        self.connection = connection
+        self.broker: BrokerConfig = connection.config
         self.workdir = workdir
-        self.store = store
-        self.root = root
+        self.settings = settings or Settings()
         self.fixture = worlds.name_of(fixture)  # None: a world of one's own, embedded in saved walks
         self.world_text = None if self.fixture else fixture.read_text(encoding="utf-8")
         self._fixture_shown = self.fixture or fixture.name
@@ -142,8 +139,7 @@ class Console:
         self._pages: dict[str, Session] = {}  # call id -> the page that placed it (events are routed here)
         # The console is the long-running IVR process: its connection carries the retained
         # ivr/v1/status/ivr-console (online; the last will says offline).
-        self._bus = bus
-        self._forwarder: asyncio.Task[None] | None = None
+        connection.watch(self._forward)
         self._closing: set[asyncio.Task[None]] = set()
 
     def hello(self) -> dict[str, Any]:
@@ -170,15 +166,13 @@ class Console:
 
     async def start(self) -> None:
         """Connect to the broker and forward its events; return once subscribed."""
-        self._bus.open()
         try:
             async with asyncio.timeout(BROKER_TIMEOUT):
-                await self._bus.wait_connected()
+                await self.connection.start()
         except TimeoutError:
-            await self._bus.aclose()
+            await self.connection.close()
             msg = f"no MQTT broker answers at {self.broker} (waited {BROKER_TIMEOUT:g} s)"
             raise BusUnavailableError(msg) from None
-        self._forwarder = asyncio.create_task(self._forward(), name="console-forwarder")
 
     async def close(self) -> None:
         """End every session (hanging up their calls), then leave the broker."""
@@ -187,11 +181,7 @@ class Console:
         await asyncio.gather(*self._closing)
         for world in self.worlds.values():
             await world.close()
-        if self._forwarder is not None:
-            self._forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._forwarder
-        await self._bus.aclose()
+        await self.connection.close()
 
     def session_world(self, name: str | None) -> SessionWorld:
         """The session world named ``name`` (made at its first page), or a new private one for ``None``."""
@@ -203,10 +193,10 @@ class Console:
         world = SessionWorld(
             name=name,
             world=self.world,
-            broker=self.broker,
+            connection=self.connection,
             workdir=self.workdir,
             own_ledger=self.own_ledger,
-            store=self.store,
+            settings=self.settings,
         )
         if name is not None:
             self.worlds[check_name(name)] = world
@@ -251,26 +241,12 @@ class Console:
         for call_id in [c for c, s in self._pages.items() if s is session]:
             del self._pages[call_id]
 
-    async def _forward(self) -> None:
-        """Every event on the bus whose subject is a call placed here, to that call's page."""
-        try:
-            await self._forward_deliveries()
-        except Exception:  # the pages would silently stop hearing events: say so in the log
-            log.exception("console stopped forwarding events", broker=str(self.broker))
-            raise
-
-    async def _forward_deliveries(self) -> None:
-        async for delivery in self._bus.deliveries():
-            if "/status/" in delivery.topic:
-                continue
-            try:
-                event = json.loads(delivery.payload)
-                subject = event.get("subject")
-            except (ValueError, AttributeError):
-                continue
-            session = self._pages.get(subject) if isinstance(subject, str) else None
-            if session is not None:
-                session.send({"type": "event", "topic": delivery.topic, "event": event})
+    def _forward(self, topic: str, event: dict[str, Any]) -> None:
+        """An event on the bus whose subject is a call placed here, to that call's page."""
+        subject = event.get("subject")
+        session = self._pages.get(subject) if isinstance(subject, str) else None
+        if session is not None:
+            session.send({"type": "event", "topic": topic, "event": event})
 
 
 class Session:

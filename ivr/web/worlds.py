@@ -3,10 +3,10 @@
 A lockout needs 5 failures across calls, a case number read back on one call authorizes the next,
 and a balance runs down call by call; a fresh world per call shows none of that. So each page
 calls into a :class:`SessionWorld`: one system (directory and ledger, their SQLite files in a folder
-of its own) built at its first call and kept until it is reset or the server stops. A page opened
-with ``?session=NAME`` joins the world of that name, shared with every page that names it (a
-class); any other page gets a private world of its own, so trainees in separate tabs never see
-each other's effects unless they join one session.
+of its own, on channels of the console's one broker connection) built at its first call and kept
+until it is reset or the server stops. A page opened with ``?session=NAME`` joins the world of
+that name, shared with every page that names it (a class); any other page gets a private world of
+its own, so trainees in separate tabs never see each other's effects unless they join one session.
 
 The world is the engine's one observer and passes each call's reports to that call's
 :class:`~ivr.web.calls.CallRun` (the engine runs every call of the world); what the calls tell
@@ -33,18 +33,18 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ivr.auth.decisions import Decision
-    from ivr.bus.url import BrokerConfig
     from ivr.directory.fixtures import Persona, World
     from ivr.engine import Heard
     from ivr.events import CloudEvent
     from ivr.ledger.storage import Entry
+    from ivr.multiplex import SharedConnection
+    from ivr.settings import Settings
     from ivr.states.call import Call
-    from ivr.stores import Store
     from ivr.web.calls import CallRun
 
 __all__ = ["BUILD_TIMEOUT", "SESSION_NAME", "SessionWorld", "check_name"]
 
-#: How long building a world's system (its broker connections) may take before the call gives up.
+#: How long building a world's system (its stores; the console's connection up) may take before the call gives up.
 BUILD_TIMEOUT: Final = 10.0
 #: A session's name as it appears in ``?session=NAME``: short, and safe in a URL and a log line.
 SESSION_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
@@ -67,18 +67,19 @@ class SessionWorld:
         *,
         name: str | None,
         world: World,
-        broker: BrokerConfig,
+        connection: SharedConnection,
         workdir: Path,
         own_ledger: bool = True,
-        store: Store | None = None,
+        settings: Settings,
     ) -> None:
         """A world named ``name`` (``None``: private to one page); its files go in a folder under ``workdir``.
 
-        On a PostgreSQL ``store`` the world is a schema of its own there instead, dropped with it.
+        On a PostgreSQL store (``settings.store``) the world is a schema of its own there instead,
+        dropped with it; its directory hashes under ``settings.pepper``.
         """
         self.name = name
         self.world = world
-        self._broker, self._workdir, self._own_ledger, self._store = broker, workdir, own_ledger, store
+        self._connection, self._workdir, self._own_ledger, self._settings = connection, workdir, own_ledger, settings
         self._schema = contextlib.AsyncExitStack()
         self.runs: dict[str, CallRun] = {}  # the calls of this world still running, by id
         self.placed = 0  # calls placed since the world was built or last reset
@@ -96,26 +97,30 @@ class SessionWorld:
         """The world's system, built at its first call."""
         async with self._building:
             if self._system is None:
+                settings = self._settings
                 folder = self._workdir / f"world-{uuid.uuid4().hex[:12]}"
                 folder.mkdir(parents=True)
                 self._folder = folder
-                schema = await self._schema.enter_async_context(scratch_schema(self._store, "console"))
+                schema = await self._schema.enter_async_context(scratch_schema(settings.store, "console"))
                 try:
                     async with asyncio.timeout(BUILD_TIMEOUT):
                         system = await build_system(
                             world=self.world,
                             workdir=folder,
                             source=f"console-{folder.name}",
-                            broker=self._broker,
+                            broker=self._connection.config,
+                            connection=self._connection,
                             own_ledger=self._own_ledger,
                             ledger_now=self.now,
-                            store=self._store,
+                            store=settings.store,
                             schema=schema,
+                            root=settings.root,
+                            pepper=settings.pepper,
                         )
                 except TimeoutError:
                     shutil.rmtree(folder, ignore_errors=True)
                     await self._schema.aclose()
-                    msg = f"the broker at {self._broker} did not answer within {BUILD_TIMEOUT:g} s"
+                    msg = f"the broker at {self._connection.config} did not answer within {BUILD_TIMEOUT:g} s"
                     raise RuntimeError(msg) from None
                 system.engine.observers.append(self)
                 self._system = system

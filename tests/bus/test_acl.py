@@ -27,12 +27,16 @@ pytestmark = pytest.mark.broker
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 #: The dev-only passwords documented in deploy/mosquitto/mosquitto.conf, and the client id each
-#: account is bound to (``None``: the ivr account, which may use any).
+#: account is bound to.
 ACCOUNTS = {
-    "ivr": ("ivr-dev-only", None),
+    "ivr": ("ivr-dev-only", "ivr-console"),
+    "ivr-2": ("ivr-2-dev-only", "ivr-console-2"),
+    "relay": ("relay-dev-only", "ivr-relay"),
     "ledger": ("ledger-dev-only", "ivr-ledger"),
     "ledger-2": ("ledger-2-dev-only", "ivr-ledger-2"),
+    "ledger-relay": ("ledger-relay-dev-only", "ivr-ledger-relay"),
     "integrator": ("integrator-dev-only", "integrator"),
+    "healthcheck": ("healthcheck-dev-only", "healthcheck"),
 }
 REFUSED = {5, 0x87}  # 3.1.1 "not authorised", as paho may report it
 WAIT = 20.0
@@ -110,6 +114,51 @@ async def test_each_login_uses_only_its_own_client_id(deployed):
         await connected(second)
 
 
+async def test_the_ivr_login_cannot_take_the_ledgers_session(deployed, inbox):
+    """Logged in as ivr (the console's account), the client id ivr-ledger is refused; the ledger keeps its tickets."""
+    ledger_session = {"client_id": "ivr-ledger", "persistent": True, "manual_ack": True}
+    tickets = LedgerConsumer.subscriptions()
+    async with bus(deployed, "ledger", subscriptions=tickets, **ledger_session) as ledger:
+        await connected(ledger)
+    async with bus(deployed, "ivr") as ivr:
+        await connected(ivr)
+        await ivr.publish("ivr/v1/ticket/created", b"t-1")  # queued for the offline ledger
+    assert await refused(bus(deployed, "ivr", subscriptions=tickets, **ledger_session)) in REFUSED
+    async with bus(deployed, "ledger", subscriptions=tickets, **ledger_session) as ledger:
+        [ticket] = await inbox(ledger).count(1)
+    assert ticket.payload == b"t-1"
+
+
+@pytest.mark.parametrize("user", sorted(ACCOUNTS))
+async def test_no_login_can_use_a_client_id_another_owns(deployed, user):
+    """Every account is bound to its own client id, and refused under each other account's and a made-up one."""
+    others = sorted({own for name, (_, own) in ACCOUNTS.items() if name != user})
+    for client_id in [*others, "made-up"]:
+        assert await refused(bus(deployed, user, client_id=client_id)) in REFUSED, client_id
+    async with bus(deployed, user) as own:
+        await connected(own)
+
+
+def test_every_account_is_bound_to_a_client_id_of_its_own():
+    """The accounts file binds each login to one client id, none shared, and the tests know every account."""
+    clients = json.loads((DEPLOY / "dynamic-security.json").read_text())["clients"]
+    bound = {c["username"]: c.get("clientid") for c in clients}
+    assert bound == {user: own for user, (_, own) in ACCOUNTS.items()}
+    assert len(set(bound.values())) == len(bound)
+
+
+async def test_the_compose_healthcheck_runs_under_its_own_login(deployed):
+    """docker-compose's readiness check, as written there, logs in and exits 0 (a bound account under its id)."""
+    compose = (DEPLOY.parents[1] / "docker-compose.yml").read_text()
+    [check] = re.findall(r'test: \[("CMD", "mosquitto_sub".*?)\]', compose, re.DOTALL)
+    argv = json.loads(f"[{check}]")[1:]
+    argv[argv.index("127.0.0.1") - 1 : argv.index("127.0.0.1") + 1] = ["-h", deployed.host, "-p", str(deployed.port)]
+    process = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+
+
 async def test_two_ledger_accounts_share_the_ticket_events(deployed, inbox):
     """Multiple ledgers: two accounts, each with its own client id, split one shared subscription."""
     shared = LedgerConsumer.subscriptions(share="ledgers")
@@ -131,12 +180,11 @@ async def test_two_ledger_accounts_share_the_ticket_events(deployed, inbox):
 async def test_integrator_publishes_nothing(deployed, inbox):
     """An integrator may read everything but write nothing: each of its publishes is dropped by the broker."""
     async with (
-        bus(deployed, "ivr", subscriptions=["ivr/v1/#"]) as watcher,
+        bus(deployed, "ivr", subscriptions=["ivr/v1/#"]) as ivr,
         bus(deployed, "integrator") as integrator,
-        bus(deployed, "ivr") as ivr,
     ):
-        await connected(watcher, integrator, ivr)
-        box = inbox(watcher)
+        await connected(ivr, integrator)
+        box = inbox(ivr)
         for topic in ("ivr/v1/ticket/created", "ivr/v1/ledger/incident_deducted", "ivr/v1/deadletter"):
             await integrator.publish(topic, b"forged")  # acknowledged, then dropped
         await integrator.publish("ivr/v1/status/integrator", b"online", retain=True)

@@ -1,7 +1,7 @@
 """The buses the composition root builds, on a real broker: what each one's settings are for.
 
 `ivr ledger run` and a replay's own ledger both take their bus from ``ivr.bootstrap.ledger_bus``,
-the relays theirs from ``relay_bus``, the console its from ``console_bus``; a change to their
+the relays theirs from ``relay_bus``, the console its one from ``console_connection``; a change to their
 settings shows here.
 """
 
@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from ivr.bootstrap import console_bus, ivr_bus, ledger_bus, relay_bus
+from ivr.bootstrap import console_connection, ivr_bus, ledger_bus, relay_bus
 from ivr.bus.base import ONLINE, status_topic
 from ivr.bus.mqtt import MqttBus, forget_session
 from ivr.events import EventType, topic_for
@@ -63,23 +63,27 @@ async def test_an_event_published_while_away_or_not_acked_comes_on_the_next_conn
 
 
 async def test_a_relay_and_the_console_say_they_are_online_under_their_names(broker, root, client_id):
-    """Long-running processes carry a retained status: the relay under its instance name, the console as ivr-console."""
-    instance = client_id("relay")
-    relay = relay_bus(broker, instance=instance, root=root)
-    console = console_bus(broker, root=root)
-    assert relay.client_id == instance  # a broker binding logins to client ids knows the relay by its name
-    async with relay, console:
-        await asyncio.wait_for(relay.wait_connected(), WAIT)
-        await asyncio.wait_for(console.wait_connected(), WAIT)
-        seen: dict[str, bytes] = {}
-        wanted = {status_topic(instance, root=root), status_topic("ivr-console", root=root)}
-        async with asyncio.timeout(WAIT):
-            async for delivery in console.deliveries():  # the console's subscription covers the root
-                seen[delivery.topic] = delivery.payload
-                if wanted <= seen.keys():
-                    break
+    """Long-running processes carry a retained status under their instance name, which is also their client id."""
+    relay_name, console_name = client_id("relay"), client_id("console")
+    relay = relay_bus(broker, instance=relay_name, root=root)
+    console = console_connection(broker, instance=console_name, root=root)
+    # A broker binding logins to client ids (deploy/mosquitto) knows each by its name.
+    assert (relay.client_id, console.bus.client_id) == (relay_name, console_name)
+    wanted = {status_topic(relay_name, root=root), status_topic(console_name, root=root)}
+    async with MqttBus(config=broker, subscriptions=[f"{root}/status/#"], topic_root=root) as watch:
+        await asyncio.wait_for(watch.wait_connected(), WAIT)
+        async with relay:
+            await asyncio.wait_for(relay.wait_connected(), WAIT)
+            await asyncio.wait_for(console.start(), WAIT)
+            try:
+                seen: dict[str, bytes] = {}
+                async with asyncio.timeout(WAIT):
+                    async for delivery in watch.deliveries():
+                        seen[delivery.topic] = delivery.payload
+                        if wanted <= seen.keys():
+                            break
+            finally:
+                await console.close()
         assert {topic: seen[topic] for topic in wanted} == dict.fromkeys(wanted, ONLINE)
-    async with MqttBus(config=broker, topic_root=root) as cleanup:  # a shared broker keeps no retained leftovers
-        await asyncio.wait_for(cleanup.wait_connected(), WAIT)
-        for topic in wanted:
-            await cleanup.publish(topic, b"", retain=True)
+        for topic in wanted:  # a shared broker keeps no retained leftovers
+            await watch.publish(topic, b"", retain=True)

@@ -312,7 +312,7 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
     letter = {"reason": "not JSON", "topic": "ivr/v1/ticket/created", "payload": "oops"}
     async with EmbeddedBroker(base_config=conf, persistence_dir=tmp_path / "data") as broker:
         config = broker.config
-        ivr = MqttBus(config=_login(config, "ivr"))
+        ivr = MqttBus(config=_login(config, "ivr"), client_id="ivr-console")
         ledger = MqttBus(config=_login(config, "ledger"), client_id="ivr-ledger")
         async with ivr, ledger, asyncio.timeout(20):
             await ivr.wait_connected()

@@ -82,10 +82,15 @@ def fault_backend(request):
 
 @pytest.fixture
 def fault_store(fault_backend, request):
-    """``None`` on SQLite; on PostgreSQL the URL of a schema of the test's own (the IVR's and the ledger's)."""
+    """``None`` on SQLite; on PostgreSQL the URL of a schema of the test's own (the IVR's and the ledger's).
+
+    ``postgresql-own`` puts that schema on the module's own cluster (``private_postgres``), which
+    the test may restart.
+    """
     if fault_backend == "sqlite":
         return None
-    url = request.getfixturevalue("postgres_url")
+    own = fault_backend == "postgresql-own"
+    url = request.getfixturevalue("private_postgres").url if own else request.getfixturevalue("postgres_url")
     schema = fresh_schema()
 
     async def make() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -16,6 +18,7 @@ from tests.pgserver import fresh_schema
 from tests.storage.test_directory_contract import AT, event, ticket
 
 NOW = "2026-11-17T15:00:00+00:00"
+T = TypeVar("T")
 
 
 def request(ticket: int) -> DeductionRequest:
@@ -78,6 +81,41 @@ async def test_the_server_restarted_between_and_during_batches_loses_and_doubles
         await store.close()
 
 
+async def while_running(calls: asyncio.Task, times: int, span: float, fault: Callable[[], Awaitable[T]]) -> list[T]:
+    """``fault()`` at ``times`` instants spread evenly over ``span`` seconds from now, while ``calls`` runs.
+
+    Instants are fixed from the start, so a slow fault does not push the later ones past the calls' end.
+    """
+    loop = asyncio.get_running_loop()
+    start, results = loop.time(), []
+    for n in range(1, times + 1):
+        await asyncio.sleep(max(0.0, start + span * n / (times + 1) - loop.time()))
+        if calls.done():
+            break
+        results.append(await fault())
+    return results
+
+
+async def assert_each_call_once(fault_run, calls: int) -> None:
+    """Each call's events and ticket written once, each deductible ticket deducted once, verify passes."""
+    conn = await asyncpg.connect(fault_run.store.dsn)
+    try:
+        events, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM outbox")
+        tickets, calls_with_one = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT call_id) FROM tickets WHERE call_id IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    assert events == distinct > calls
+    assert tickets == calls_with_one > calls // 3
+    expected = await deductible_by_contract(fault_run.system)
+    await fault_run.ledger.stop()
+    await assert_ledger_exact(fault_run.ledger_db, fault_run.world, expected)
+    verdict = await verify_ledger(fault_run.ledger_db, directory=fault_run.ivr_db)
+    assert verdict.ok, verdict.output
+    assert (verdict.deductions, verdict.rejections, verdict.problems) == (sum(expected.values()), 0, 0)
+
+
 DIRECTORY_CALLS, DIRECTORY_CUTS = size(full=(3_000, 30), short=(300, 5))
 #: Calls per second: a cut every ~0.3 s of calls.
 DIRECTORY_RATE = DIRECTORY_CALLS / (DIRECTORY_CUTS * 0.4)
@@ -95,33 +133,46 @@ async def test_calls_go_on_while_the_directorys_connections_are_cut(fault_run):
     launcher, system = fault_run.launcher, fault_run.system
     url = fault_run.store.dsn
     calls = asyncio.create_task(launcher.run(range(DIRECTORY_CALLS), rate=DIRECTORY_RATE, concurrency=100))
-    cuts: list[int] = []
     async with asyncio.timeout(120):
-        while len(cuts) < DIRECTORY_CUTS and not calls.done():
-            await asyncio.sleep(DIRECTORY_CALLS / DIRECTORY_RATE / (DIRECTORY_CUTS + 1))
-            cuts.append(await cut_every_connection(url))
+        cuts = await while_running(
+            calls, DIRECTORY_CUTS, DIRECTORY_CALLS / DIRECTORY_RATE, lambda: cut_every_connection(url)
+        )
         await calls
     assert launcher.completed == DIRECTORY_CALLS, launcher.errors
     assert launcher.failed == 0, launcher.errors
     assert len(cuts) == DIRECTORY_CUTS  # every cut landed while calls were running
     assert all(cuts), cuts
     await settle(system, timeout=60)  # the outbox published, every deductible ticket answered
-    conn = await asyncpg.connect(url)
-    try:
-        events, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM outbox")
-        tickets, calls_with_one = await conn.fetchrow(
-            "SELECT count(*), count(DISTINCT call_id) FROM tickets WHERE call_id IS NOT NULL"
+    await assert_each_call_once(fault_run, DIRECTORY_CALLS)
+
+
+RESTART_CALLS, RESTARTS = size(full=(2_000, 4), short=(300, 2))
+#: Calls per second: the run lasts ~2 s a restart, so each restart lands while calls are going.
+RESTART_RATE = RESTART_CALLS / (RESTARTS * 2.0)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("fault_backend", ["postgresql-own"], indirect=True)
+async def test_calls_go_on_while_the_database_restarts(fault_run, private_postgres):
+    """300 calls (full: 2,000), the IVR's and the ledger's PostgreSQL restarted twice (full: 4) while they run.
+
+    Every connection of the IVR (directory, number locks, publisher) and of the ledger process is
+    cut by the server's fast shutdown and refused until it is back: every call completes, no
+    ticket or event is written twice, every deductible ticket is deducted once, and
+    `ivr ledger verify` passes.
+    """
+    launcher, system = fault_run.launcher, fault_run.system
+    calls = asyncio.create_task(launcher.run(range(RESTART_CALLS), rate=RESTART_RATE, concurrency=100))
+    async with asyncio.timeout(180):
+        restarts = await while_running(
+            calls, RESTARTS, RESTART_CALLS / RESTART_RATE, lambda: asyncio.to_thread(private_postgres.restart)
         )
-    finally:
-        await conn.close()
-    assert events == distinct > DIRECTORY_CALLS
-    assert tickets == calls_with_one > DIRECTORY_CALLS // 3
-    expected = await deductible_by_contract(system)
-    await fault_run.ledger.stop()
-    await assert_ledger_exact(fault_run.ledger_db, fault_run.world, expected)
-    verdict = await verify_ledger(fault_run.ledger_db, directory=fault_run.ivr_db)
-    assert verdict.ok, verdict.output
-    assert (verdict.deductions, verdict.rejections, verdict.problems) == (sum(expected.values()), 0, 0)
+        await calls
+    assert len(restarts) == RESTARTS  # every restart landed while calls were running
+    assert launcher.completed == RESTART_CALLS, launcher.errors
+    assert launcher.failed == 0, launcher.errors
+    await settle(system, timeout=90)
+    await assert_each_call_once(fault_run, RESTART_CALLS)
 
 
 async def test_a_commit_cut_after_it_took_effect_is_not_written_again(private_postgres, world):

@@ -13,6 +13,7 @@ from ivr.bus.broker import embedded_broker
 from ivr.logs import configure
 from ivr.replay.report import failures_text, junit_xml, trace_text
 from ivr.replay.runner import replay
+from ivr.settings import Settings
 from tests.conftest import DEFAULT_WORLD_PATH, REPO
 
 EST = timezone(timedelta(hours=-5))
@@ -112,7 +113,7 @@ async def test_a_full_replay_over_a_broker_shows_no_code_or_key_anywhere(tmp_pat
     files = [f for f in files if "fixtures" not in f.parts]
     with capture_logs() as entries:
         async with embedded_broker() as broker:
-            results, unreadable = await replay(files, broker=broker)
+            results, unreadable = await replay(files, settings=Settings(broker=broker))
     assert len(results) == len(files) - 1
     assert all(r.passed for r in results)
     assert [f.path for f in unreadable] == [broken]

@@ -1,24 +1,29 @@
 """What docker-compose runs, without Docker (its ledger keeps its store in PostgreSQL; here an SQLite file).
 
-The repo's Mosquitto config, `ivr ledger` logged in as ``ledger`` in its own process, and an IVR
-logged in as ``ivr`` that relies on that ledger.
+The repo's Mosquitto config, `ivr ledger` logged in as ``ledger`` in its own process, and the
+console's IVR logged in as ``ivr`` on its one connection (the client id that account is bound to),
+relying on that ledger. No service's account may read its own status: each is watched under an
+account bound to a client id of its own (``healthcheck``, compose's watcher, or ``integrator``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
-from ivr.bootstrap import build_system
+from ivr.bootstrap import build_system, console_connection
 from ivr.bus.base import BusRefusedError
 from ivr.bus.broker import EmbeddedBroker, find_mosquitto
 from ivr.bus.mqtt import MqttBus
 from ivr.bus.url import BrokerConfig
+from ivr.directory.sqlite import SqliteDirectory
 from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
-from tests.integration.conftest import WAIT, run_call
+from ivr.load.process import RelayProcess
+from tests.integration.conftest import WAIT, collector, run_call, ticket_event
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
@@ -29,8 +34,35 @@ def as_user(config: BrokerConfig, user: str) -> BrokerConfig:
     return BrokerConfig(host=config.host, port=config.port, username=user, password=f"{user}-dev-only")
 
 
+@contextlib.asynccontextmanager
+async def console_worlds(config: BrokerConfig, world, tmp_path: Path, count: int):
+    """``count`` session worlds as `ivr serve --ledger external` builds them: on the console's one connection."""
+    connection = console_connection(as_user(config, "ivr"))
+    await connection.start()
+    systems = []
+    try:
+        for n in range(count):
+            folder = tmp_path / f"world-{n}"
+            folder.mkdir()
+            systems.append(
+                await build_system(
+                    world=world,
+                    workdir=folder,
+                    source=f"console-world-{n}",
+                    broker=connection.config,
+                    own_ledger=False,
+                    connection=connection,
+                )
+            )
+        yield systems
+    finally:
+        for system in systems:
+            await system.close()
+        await connection.close()
+
+
 async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
-    """As compose runs them: a call by user ivr is deducted by the ledger process, which an integrator cannot unseat."""
+    """As compose runs them: two session worlds on the console's one login get their calls deducted; no id taken."""
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
@@ -41,33 +73,32 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
             fixture=default_world_path,
             client_id="ivr-ledger",  # `ivr ledger run`'s default, the one client id the ledger account may use
             source="ivr-ledger",
-            # The ledger's account may not read its status; the integrator's is bound to one client id.
-            watch_config=as_user(broker.config, "ivr"),
+            watch_config=as_user(broker.config, "healthcheck"),
+            watch_client_id="healthcheck",
         )
         await ledger.start()  # online: its persistent session exists before the first event
         try:
-            thief = MqttBus(config=as_user(broker.config, "integrator"), client_id="ivr-ledger", persistent=True)
-            async with thief:
-                with pytest.raises(BusRefusedError):
+            async with console_worlds(broker.config, world, tmp_path, 2) as systems:
+                for user in ("integrator", "ivr"):  # the console is connected as ivr meanwhile
+                    thief = MqttBus(config=as_user(broker.config, user), client_id="ivr-ledger", persistent=True)
+                    async with thief:
+                        with pytest.raises(BusRefusedError):
+                            async with asyncio.timeout(WAIT):
+                                await thief.wait_connected()
+                for system, number in zip(systems, ("+15550100001", "+15550100002"), strict=True):
+                    record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number=number)
+                    assert record.call.outcome == "routed"
+                for system in systems:
                     async with asyncio.timeout(WAIT):
-                        await thief.wait_connected()
-            system = await build_system(
-                world=world, workdir=tmp_path, broker=as_user(broker.config, "ivr"), own_ledger=False, source="ivr-1"
-            )
-            try:
-                record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number="+15550100001")
-                assert record.call.outcome == "routed"
-                async with asyncio.timeout(WAIT):
-                    await system.settle()  # the ledger's answer came back through the ACL
-                assert await system.directory.balance("K-ANNA-STD") == 4
-            finally:
-                await system.close()
+                        await system.settle()  # the ledger's answer came back through the ACL, to its world
+                # One ledger for both worlds: each took the balance its own deduction left.
+                assert [await s.directory.balance("K-ANNA-STD") for s in systems] == [4, 3]
         finally:
             await ledger.stop()
     store = await SqliteLedgerStore.open(ledger_db)
     try:
-        assert await store.deducted() == {"K-ANNA-STD": 1}
-        assert (await store.verify([("ivr-1", "2000001")])).ok
+        assert await store.deducted() == {"K-ANNA-STD": 2}
+        assert (await store.verify([("console-world-0", "2000001"), ("console-world-1", "2000001")])).ok
     finally:
         await store.close()
 
@@ -77,7 +108,6 @@ async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
-        watch = as_user(broker.config, "ivr")  # neither service's account may read its own status
         ledger_db = tmp_path / "ledger.db"
         ledger = LedgerProcess(
             config=as_user(broker.config, "ledger"),
@@ -85,26 +115,57 @@ async def test_a_relayed_ledger_under_the_deployed_acl(tmp_path, world, default_
             fixture=default_world_path,
             client_id="ivr-ledger",
             source="ivr-ledger",
-            watch_config=watch,
+            watch_config=as_user(broker.config, "healthcheck"),
+            watch_client_id="healthcheck",
             announce=False,
         )
         relay = LedgerRelayProcess(
-            config=as_user(broker.config, "ledger-relay"), db=ledger_db, instance="ivr-ledger-relay", watch_config=watch
+            config=as_user(broker.config, "ledger-relay"),
+            db=ledger_db,
+            instance="ivr-ledger-relay",
+            watch_config=as_user(broker.config, "integrator"),
+            watch_client_id="integrator",
         )
         await ledger.start()
         await relay.start()
         try:
-            system = await build_system(
-                world=world, workdir=tmp_path, broker=as_user(broker.config, "ivr"), own_ledger=False, source="ivr-1"
-            )
-            try:
+            async with console_worlds(broker.config, world, tmp_path, 1) as [system]:
                 record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number="+15550100001")
                 assert record.call.outcome == "routed"
                 async with asyncio.timeout(WAIT):
                     await system.settle()  # the relay's announcement came back through the ACL
                 assert await system.directory.balance("K-ANNA-STD") == 4
-            finally:
-                await system.close()
         finally:
             await relay.stop()
             await ledger.stop()
+
+
+async def test_ivr_relay_publishes_under_its_own_account(tmp_path, world):
+    """`ivr relay` as relay, under its default --instance (the id that account is bound to): an integrator hears it."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
+    sent = ticket_event("2000009", source="ivr-relayed")
+    directory = await SqliteDirectory.open(tmp_path / "ivr.db")
+    try:
+        await directory.load(world)
+        await directory.add_events([sent])
+    finally:
+        await directory.close()
+    async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
+        crm = as_user(broker.config, "integrator")
+        async with collector(crm, "ivr/v1/#", client_id="integrator") as seen:
+            relay = RelayProcess(
+                config=as_user(broker.config, "relay"),
+                db=tmp_path / "ivr.db",
+                instance="ivr-relay",  # `ivr relay`'s default
+                watch_config=as_user(broker.config, "healthcheck"),
+                watch_client_id="healthcheck",
+            )
+            await relay.start()
+            try:
+                async with asyncio.timeout(WAIT):
+                    while sent.id not in seen:
+                        await asyncio.sleep(0.05)
+            finally:
+                await relay.stop()
+    assert seen[sent.id][0]["data"]["ticket"] == "2000009"

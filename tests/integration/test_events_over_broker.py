@@ -11,6 +11,7 @@ import pytest
 from ivr.bus.schemas import validate
 from ivr.replay.runner import replay
 from ivr.replay.scenario import discover
+from ivr.settings import Settings
 from tests.integration.conftest import WAIT, collector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +22,7 @@ async def test_every_scenario_event_is_schema_valid_and_arrives_once(private_bro
     """Replaying scenarios/ over a broker, a subscriber gets every event of every call, each valid."""
     config = private_broker.config
     async with collector(config, "ivr/v1/#", client_id="contract-watcher") as seen:
-        results, unreadable = await replay(discover([REPO / "scenarios"]), broker=config)
+        results, unreadable = await replay(discover([REPO / "scenarios"]), settings=Settings(broker=config))
         assert not unreadable
         assert all(r.passed for r in results), [r.scenario.path.name for r in results if not r.passed]
         emitted = {e.id: e for r in results for c in r.calls for e in c.record.events}

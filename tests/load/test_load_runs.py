@@ -17,6 +17,7 @@ from ivr.cli import main
 from ivr.directory.rows import FIRST_NEW_TICKET
 from ivr.load.mix import CallKind, Mix
 from ivr.load.runner import LoadError, LoadOptions, run_load
+from ivr.settings import Settings
 
 pytestmark = pytest.mark.broker
 
@@ -40,7 +41,9 @@ async def test_the_same_seed_gives_the_same_calls_and_outcomes(private_broker, t
     """Two runs with seed 5 make identical calls with identical outcomes; seed 6 makes other calls."""
     config = private_broker.config
     reports = [
-        await run_load(LoadOptions(calls=150, seed=seed, broker=config, customers=40, workdir=tmp_path / name))
+        await run_load(
+            LoadOptions(calls=150, seed=seed, settings=Settings(broker=config), customers=40, workdir=tmp_path / name)
+        )
         for seed, name in ((5, "a"), (5, "b"), (6, "c"))
     ]
     first, second, other = reports
@@ -57,7 +60,7 @@ async def test_the_same_seed_gives_the_same_calls_and_outcomes(private_broker, t
 async def test_real_time_calls_end_as_their_virtual_time_twins(private_broker, tmp_path):
     """The same seed live on the real clock (timers firing) and scripted on virtual clocks: same outcomes."""
     config = private_broker.config
-    options = {"calls": 24, "seed": 3, "broker": config, "customers": 40, "mix": QUICK}
+    options = {"calls": 24, "seed": 3, "settings": Settings(broker=config), "customers": 40, "mix": QUICK}
     live = await run_load(LoadOptions(**options, realtime=True, rate=40, workdir=tmp_path / "live"))
     fast = await run_load(LoadOptions(**options, workdir=tmp_path / "fast"))
     assert live.ok, live.text()
@@ -138,7 +141,7 @@ def test_a_load_run_killed_mid_run_takes_its_ledger_and_relay_with_it(private_br
 async def test_the_publisher_inside_the_ivr_makes_the_same_calls_as_the_relay(private_broker, tmp_path):
     """--no-relay publishes from a task in the IVR: the same calls, outcomes and exact ledger as with `ivr relay`."""
     config = private_broker.config
-    options = {"calls": 120, "seed": 4, "broker": config, "customers": 40}
+    options = {"calls": 120, "seed": 4, "settings": Settings(broker=config), "customers": 40}
     relayed = await run_load(LoadOptions(**options, workdir=tmp_path / "relay"))
     inline = await run_load(LoadOptions(**options, relay=False, workdir=tmp_path / "inline"))
     for report in (relayed, inline):

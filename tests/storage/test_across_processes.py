@@ -141,20 +141,17 @@ async def test_two_directories_on_one_database_never_draw_the_same_ticket_id(pos
     assert len(set(ids)) == 200
 
 
-async def test_ivrs_sharing_a_database_each_publish_their_own_rows(postgres_url, schema, directory):
-    """Two IVRs' directories opened with their own source: each reads its own rows; a relay reads all."""
-    mine = [await PostgresDirectory.open(postgres_url, schema=schema, own=source) for source in ("ivr-a", "ivr-b")]
+async def test_an_ivr_publishes_every_ivrs_unsent_rows(postgres_url, schema, directory):
+    """One IVR's directory reads the rows another IVR committed and did not publish, so a killed IVR's rows go out."""
+    gone = await PostgresDirectory.open(postgres_url, schema=schema)
     try:
-        written = {}
-        for d, source in zip(mine, ("ivr-a", "ivr-b"), strict=True):
-            written[source] = [replace(event(f"{source}-{n}"), source=source) for n in range(3)]
-            await d.add_events(written[source])
-        for d, source in zip(mine, ("ivr-a", "ivr-b"), strict=True):
-            assert [p for _, _, p in await d.unsent(10)] == [e.to_json() for e in written[source]]
-        assert len(await directory.unsent(10)) == 6  # opened without a source: every row, as `ivr relay` reads
+        written = [replace(event(f"ivr-a-{n}"), source="ivr-a") for n in range(3)]
+        await gone.add_events(written)
     finally:
-        for d in mine:
-            await d.close()
+        await gone.close()  # as a killed IVR: its rows stay unsent
+    mine = [replace(event(f"ivr-b-{n}"), source="ivr-b") for n in range(2)]
+    await directory.add_events(mine)
+    assert [p for _, _, p in await directory.unsent(10)] == [e.to_json() for e in written + mine]
 
 
 def request(ticket: str, contract: str = "K-TEN") -> DeductionRequest:

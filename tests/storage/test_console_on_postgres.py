@@ -8,6 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ivr.bus.broker import find_mosquitto
+from ivr.settings import Settings
 from ivr.stores import Store
 from ivr.web.app import create_app
 from tests.conftest import DEFAULT_WORLD_PATH
@@ -21,7 +22,7 @@ def test_a_console_call_deducts_with_its_world_in_postgresql_and_leaves_no_schem
     monkeypatch.delenv("IVR_BROKER", raising=False)
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh installs it")
-    app = create_app(fixture=DEFAULT_WORLD_PATH, store=Store(dsn=postgres_url))
+    app = create_app(fixture=DEFAULT_WORLD_PATH, settings=Settings(store=Store(dsn=postgres_url)))
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         start(ws, "anna-code")
         press(ws, CODE_KEYS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ivr.bootstrap import console_bus
+from ivr.bootstrap import console_connection
 from ivr.bus.url import BrokerConfig
 from ivr.directory.fixtures import Persona, World
 from ivr.web.console import Console
@@ -17,8 +17,9 @@ AT = datetime(2026, 11, 17, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
 async def test_a_persona_with_no_telephone_number_is_refused_with_a_message(tmp_path):
     """A world built in code may hold any number: starting that persona's call is refused, and nothing runs."""
     world = World(personas={"local": Persona(id="local", description="a local number", caller="555 0100")})
-    broker = BrokerConfig()
-    console = Console(world=world, fixture=DEFAULT_WORLD_PATH, broker=broker, bus=console_bus(broker), workdir=tmp_path)
+    console = Console(
+        world=world, fixture=DEFAULT_WORLD_PATH, connection=console_connection(BrokerConfig()), workdir=tmp_path
+    )
     sent: list[dict] = []
     session = console.session(sent.append)
     session.apply(StartCall(persona="local", at=AT))

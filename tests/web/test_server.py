@@ -15,6 +15,7 @@ from ivr.bus.base import BusUnavailableError
 from ivr.bus.broker import EmbeddedBroker, free_port
 from ivr.bus.url import BrokerConfig
 from ivr.cli import main
+from ivr.settings import Settings
 from ivr.web.app import create_app
 from ivr.web.console import MAX_CALLS
 from tests.conftest import DEFAULT_WORLD_PATH
@@ -312,7 +313,7 @@ def test_a_broker_that_does_not_answer_stops_the_server_with_a_clear_error(monke
     """With --broker pointing at nothing, the console does not start and says which broker it waited for."""
     monkeypatch.setattr("ivr.web.console.BROKER_TIMEOUT", 0.5)
     nowhere = BrokerConfig(host="127.0.0.1", port=free_port())
-    app = create_app(fixture=DEFAULT_WORLD_PATH, broker=nowhere)
+    app = create_app(fixture=DEFAULT_WORLD_PATH, settings=Settings(broker=nowhere))
     expected = rf"no MQTT broker answers at mqtt://127.0.0.1:{nowhere.port}"
     with pytest.raises(BusUnavailableError, match=expected), TestClient(app):
         pass
@@ -355,7 +356,7 @@ def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(
 
     async def run() -> tuple[bytes, bytes]:
         async with EmbeddedBroker() as broker:
-            app = create_app(fixture=DEFAULT_WORLD_PATH, broker=broker.config)
+            app = create_app(fixture=DEFAULT_WORLD_PATH, settings=Settings(broker=broker.config))
             async with app.router.lifespan_context(app):
                 while_up = await retained(broker.config)
             return while_up, await retained(broker.config)

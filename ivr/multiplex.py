@@ -1,0 +1,209 @@
+"""One broker connection shared by several systems: the trainer console's session worlds.
+
+A console process keeps one session world per page or class, each an IVR with (usually) a ledger
+of its own. Each on its own connections, a busy console held two per world, and none of them could
+be bound to its login on a broker that binds one client id per account (deploy/mosquitto): a
+holder of the console's password could present any client id at all. So the console holds one
+connection, under its own client id, and each world's link takes a :class:`Channel` of it.
+
+The connection subscribes to everything under the topic root, as the console's page forwarding
+needs, with a persistent session and manual acks, as each world's ledger and follower need. Each
+delivery is read once here and given to the one channel it belongs to: a ticket event to the
+ledger of the world whose IVR wrote it (its ``source``), a ledger event to the world it answers
+(its ``trigger_source``). That channel acks it once its effect is committed; a delivery no world
+wants is acked at once, so nothing of another process's pins the connection's window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+import structlog
+
+from ivr.bus.base import topic_matches
+from ivr.bus.inbox import Inbox
+from ivr.bus.mqtt import forget_session
+from ivr.events import TOPIC_ROOT
+from ivr.ledger.consumer import LedgerConsumer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+    from ivr.bus.base import Delivery
+    from ivr.bus.mqtt import MqttBus
+    from ivr.bus.url import BrokerConfig
+
+__all__ = ["Channel", "SharedConnection", "answers_filter"]
+
+#: A channel's inbox has no connections of its own: every delivery is put under this one.
+_GENERATION: Final = 0
+
+log = structlog.get_logger("ivr.multiplex")
+
+
+def answers_filter(root: str = TOPIC_ROOT) -> str:
+    """The topic filter of the ledger's answers, which an IVR follows to take its balances."""
+    return f"{root}/ledger/#"
+
+
+class Channel:
+    """One world's side of the shared connection: publishes through it, receives what is routed to it.
+
+    It is a :class:`~ivr.bus.base.Bus`, and opens and closes as a link's bus does; closing it
+    leaves the connection to the others. It has no client id of its own: the session is the
+    connection's.
+    """
+
+    def __init__(self, connection: SharedConnection, key: tuple[str, str]) -> None:
+        """A channel of ``connection`` receiving what is routed under ``key``."""
+        self._connection = connection
+        self._bus = connection.bus
+        self._key = key
+        self._inbox = Inbox(skip_stale=False)
+
+    @property
+    def client_id(self) -> None:
+        """None: the persistent session belongs to the connection, which forgets it when it closes."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the shared connection is up."""
+        return self._bus.connected
+
+    def open(self) -> None:
+        """Nothing to open: the connection is the console's, open for as long as it runs."""
+
+    async def wait_connected(self) -> None:
+        """Return once the shared connection is up."""
+        await self._bus.wait_connected()
+
+    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        """Publish on the shared connection."""
+        await self._bus.publish(topic, payload, retain=retain)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        """Publish on the shared connection, in order."""
+        await self._bus.publish_many(messages)
+
+    def put(self, delivery: Delivery) -> None:
+        """A delivery routed here."""
+        self._inbox.put(_GENERATION, delivery)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Nothing more comes: the channel closed, or the connection's reader ended (with ``error``)."""
+        self._inbox.close(error)
+
+    def deliveries(self) -> AsyncIterator[Delivery]:
+        """What is routed here, until the channel or the connection closes."""
+        return self._inbox.deliveries()
+
+    def batches(self, limit: int) -> AsyncIterator[list[Delivery]]:
+        """What is routed here, in batches of what has arrived."""
+        return self._inbox.batches(limit)
+
+    async def aclose(self) -> None:
+        """Stop receiving; deliveries not yet acked come again on the connection's next session."""
+        self._connection.drop(self._key, self)
+        self.end()
+
+
+class SharedConnection:
+    """One persistent connection under the process's client id, its deliveries routed to channels."""
+
+    def __init__(
+        self,
+        *,
+        bus: MqttBus,
+        config: BrokerConfig,
+        root: str = TOPIC_ROOT,
+    ) -> None:
+        """Share ``bus`` (on ``config``'s broker; subscribed to ``root/#``, persistent, manual acks)."""
+        self.bus = bus
+        self.config = config
+        self._tickets = LedgerConsumer.subscriptions(root)
+        self._answers = answers_filter(root)
+        self._channels: dict[tuple[str, str], Channel] = {}
+        self._watchers: list[Callable[[str, dict[str, Any]], None]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    def watch(self, see: Callable[[str, dict[str, Any]], None]) -> None:
+        """Have ``see`` called with the topic and the event of every readable event (status messages aside)."""
+        self._watchers.append(see)
+
+    async def start(self) -> None:
+        """Connect, and start routing once connected (a refusal or an outage is raised here)."""
+        self.bus.open()
+        await self.bus.wait_connected()
+        self._reader = asyncio.create_task(self._route(), name="shared-connection")
+
+    def tickets_from(self, source: str) -> Channel:
+        """The channel of the ticket events the IVR ``source`` writes: its own ledger's."""
+        return self._channel(("tickets", source))
+
+    def answers_to(self, source: str) -> Channel:
+        """The channel of the ledger events answering the IVR ``source``: its follower's."""
+        return self._channel(("answers", source))
+
+    def _channel(self, key: tuple[str, str]) -> Channel:
+        if key in self._channels:
+            msg = f"a channel for {key[1]!r}'s {key[0]} is open already"
+            raise ValueError(msg)
+        channel = self._channels[key] = Channel(self, key)
+        return channel
+
+    def drop(self, key: tuple[str, str], channel: Channel) -> None:
+        """``channel`` is closed: what would be routed to it is acked at once from now on."""
+        if self._channels.get(key) is channel:
+            del self._channels[key]
+
+    async def close(self) -> None:
+        """Stop routing, close the connection and forget its session (a stopped console queues nothing)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.bus.aclose()
+        if self.bus.client_id is not None:
+            await forget_session(self.config, self.bus.client_id)
+
+    async def _route(self) -> None:
+        """Read every delivery once: show it to the watchers, hand it to its channel or ack it."""
+        error: BaseException | None = None
+        try:
+            async for delivery in self.bus.deliveries():
+                key, event = self._owner(delivery)
+                if event is not None and "/status/" not in delivery.topic:
+                    for see in self._watchers:
+                        see(delivery.topic, event)
+                channel = self._channels.get(key) if key is not None else None
+                if channel is None:
+                    delivery.ack()
+                else:
+                    channel.put(delivery)
+        except Exception as exc:  # every world would wait forever on its channel: end them with the cause
+            log.exception("the shared connection stopped routing", broker=str(self.config))
+            error = exc
+            raise
+        finally:
+            for channel in list(self._channels.values()):
+                channel.end(error)
+
+    def _owner(self, delivery: Delivery) -> tuple[tuple[str, str] | None, dict[str, Any] | None]:
+        """The key of the channel ``delivery`` belongs to (``None``: no world's), and its event if readable."""
+        if delivery.oversize is not None:
+            return None, None
+        try:
+            event = orjson.loads(delivery.payload)
+        except orjson.JSONDecodeError:
+            return None, None
+        if not isinstance(event, dict):
+            return None, None
+        if any(topic_matches(wanted, delivery.topic) for wanted in self._tickets):
+            return ("tickets", str(event.get("source"))), event
+        data = event.get("data")
+        if topic_matches(self._answers, delivery.topic) and isinstance(data, dict):
+            return ("answers", str(data.get("trigger_source"))), event
+        return None, event

@@ -1,0 +1,86 @@
+"""The console's one connection, on a real broker: each delivery reaches the one world it belongs to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from ivr.bootstrap import console_connection
+from ivr.bus.mqtt import MqttBus
+from ivr.events import EventType, topic_for
+from tests.bus.conftest import WAIT
+
+
+def _ticket(source: str, n: int) -> bytes:
+    return json.dumps({"id": f"{source}-t{n}", "type": EventType.TICKET_CREATED, "source": source, "data": {}}).encode()
+
+
+def _answer(to: str, n: int) -> bytes:
+    data = {"trigger_source": to, "trigger_event_id": f"{to}-t{n}"}
+    return json.dumps({"id": f"a-{to}-{n}", "type": EventType.LEDGER_INCIDENT_DEDUCTED, "data": data}).encode()
+
+
+async def _take(channel, count: int) -> list[bytes]:
+    taken = []
+    async with asyncio.timeout(WAIT):
+        async for delivery in channel.deliveries():
+            taken.append(delivery.payload)
+            delivery.ack()
+            if len(taken) == count:
+                return taken
+    return taken
+
+
+async def test_each_world_gets_its_own_tickets_and_answers_on_one_connection(broker, root, client_id):
+    """Two worlds on one connection: tickets go to the writer's ledger, answers to the IVR answered, all to watchers."""
+    connection = console_connection(broker, instance=client_id("console"), root=root)
+    seen: list[str] = []
+    connection.watch(lambda _, event: seen.append(event["id"]))
+    await asyncio.wait_for(connection.start(), WAIT)
+    try:
+        answers = {w: connection.answers_to(w) for w in ("w-a", "w-b")}
+        tickets = connection.tickets_from("w-a")
+        sent = [
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-b", 1)),
+            (topic_for(EventType.TICKET_CREATED, root=root), _ticket("w-z", 1)),  # no world's: acked at once
+            (topic_for(EventType.TICKET_CREATED, root=root), _ticket("w-a", 1)),
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-a", 1)),
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-z", 1)),
+        ]
+        async with MqttBus(config=broker, topic_root=root) as publisher:
+            await asyncio.wait_for(publisher.wait_connected(), WAIT)
+            await publisher.publish_many(sent)
+        assert await _take(answers["w-a"], 1) == [_answer("w-a", 1)]
+        assert await _take(answers["w-b"], 1) == [_answer("w-b", 1)]
+        assert await _take(tickets, 1) == [_ticket("w-a", 1)]
+        async with asyncio.timeout(WAIT):
+            while len(seen) < len(sent):
+                await asyncio.sleep(0.01)
+        assert seen == [json.loads(payload)["id"] for _, payload in sent]
+        for channel in (*answers.values(), tickets):
+            await channel.aclose()
+    finally:
+        await connection.close()
+
+
+async def test_a_channel_not_acked_gets_its_delivery_again_on_the_next_connection(broker, root, client_id):
+    """The connection's session is persistent with manual acks: what a world took and did not ack comes again."""
+    name = client_id("console")
+    payload = _answer("w-a", 1)
+    for attempt in range(2):
+        connection = console_connection(broker, instance=name, root=root)
+        channel = connection.answers_to("w-a")  # before connecting: a redelivery comes at once
+        await asyncio.wait_for(connection.start(), WAIT)
+        if attempt == 0:
+            async with MqttBus(config=broker, topic_root=root) as publisher:
+                await asyncio.wait_for(publisher.wait_connected(), WAIT)
+                await publisher.publish(topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), payload)
+        async with asyncio.timeout(WAIT):
+            delivery = await anext(aiter(channel.deliveries()))
+        assert delivery.payload == payload
+        if attempt == 0:
+            await connection.bus.aclose()  # gone without acking (and without forgetting the session)
+        else:
+            delivery.ack()
+            await channel.aclose()
+            await connection.close()
