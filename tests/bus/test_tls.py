@@ -108,6 +108,6 @@ async def test_the_deployed_broker_offers_its_accounts_over_tls(needs_mosquitto,
     (base / "conf.d" / "tls.conf").write_text(listener)
     async with EmbeddedBroker(base_config=base / "mosquitto.conf", persistence_dir=tmp_path / "data"):
         config = BrokerConfig(port=port, tls=True, ca_file=tls.ca_file, username="ivr", password="ivr-dev-only")  # noqa: S106 - the deployment's dev-only account
-        await probe(config, timeout=WAIT)
+        await probe(config, client_id="ivr-console", timeout=WAIT)  # the one client id that account may use
         with pytest.raises(BusRefusedError):
-            await probe(dataclasses.replace(config, password="wrong"), timeout=WAIT)  # noqa: S106 - a wrong one
+            await probe(dataclasses.replace(config, password="wrong"), client_id="ivr-console", timeout=WAIT)  # noqa: S106 - a wrong one
