@@ -70,7 +70,7 @@ class LinkBus(Bus, Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Stop; what was not acked comes again on the session's next connection."""
+        """Stop: an own session's unacked messages come again on its next connection; a channel acks its own."""
         ...
 
 

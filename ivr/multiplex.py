@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -54,7 +56,9 @@ class Channel:
 
     It is a :class:`~ivr.bus.base.Bus`, and opens and closes as a link's bus does; closing it
     leaves the connection to the others. It has no client id of its own: the session is the
-    connection's.
+    connection's. What a closed channel was given and never acked is acked as it closes: its world
+    is gone, and an unacked message would hold one of the connection's in-flight slots (the broker
+    sends a client only so many unacked) until the connection itself reconnects.
     """
 
     def __init__(self, connection: SharedConnection, key: tuple[str, str]) -> None:
@@ -63,6 +67,8 @@ class Channel:
         self._bus = connection.bus
         self._key = key
         self._inbox = Inbox(skip_stale=False)
+        self._unacked: dict[int, Delivery] = {}
+        self._numbers = itertools.count()
 
     @property
     def client_id(self) -> None:
@@ -89,8 +95,15 @@ class Channel:
         await self._bus.publish_many(messages)
 
     def put(self, delivery: Delivery) -> None:
-        """A delivery routed here."""
-        self._inbox.put(_GENERATION, delivery)
+        """A delivery routed here, held as unacked until its taker acks it (or the channel closes)."""
+        number = next(self._numbers)
+        self._unacked[number] = delivery
+
+        def ack() -> None:
+            if self._unacked.pop(number, None) is not None:
+                delivery.ack()
+
+        self._inbox.put(_GENERATION, dataclasses.replace(delivery, on_ack=ack))
 
     def end(self, error: BaseException | None = None) -> None:
         """Nothing more comes: the channel closed, or the connection's reader ended (with ``error``)."""
@@ -105,9 +118,12 @@ class Channel:
         return self._inbox.batches(limit)
 
     async def aclose(self) -> None:
-        """Stop receiving; deliveries not yet acked come again on the connection's next session."""
+        """Stop receiving, and ack what was given here and not acked (see the class)."""
         self._connection.drop(self._key, self)
         self.end()
+        unacked, self._unacked = self._unacked, {}
+        for delivery in unacked.values():
+            delivery.ack()
 
 
 class SharedConnection:

@@ -84,3 +84,30 @@ async def test_a_channel_not_acked_gets_its_delivery_again_on_the_next_connectio
             delivery.ack()
             await channel.aclose()
             await connection.close()
+
+
+async def test_a_closed_world_leaves_no_unacked_message_holding_the_connection(broker, root, client_id):
+    """A world closed with messages it never took: they are acked, so the broker goes on sending to the others.
+
+    The broker sends a client only so many unacked messages (Mosquitto's ``max_inflight_messages``,
+    20 by default, 100 deployed); 120 left unacked would stop the console's one connection.
+    """
+    connection = console_connection(broker, instance=client_id("console"), root=root)
+    seen: list[str] = []
+    connection.watch(lambda _, event: seen.append(event["id"]))
+    await asyncio.wait_for(connection.start(), WAIT)
+    try:
+        gone, live = connection.answers_to("w-gone"), connection.answers_to("w-live")
+        topic = topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root)
+        async with MqttBus(config=broker, topic_root=root) as publisher:
+            await asyncio.wait_for(publisher.wait_connected(), WAIT)
+            await publisher.publish_many([(topic, _answer("w-gone", n)) for n in range(120)])
+            await publisher.publish(topic, _answer("w-live", 1))
+        async with asyncio.timeout(WAIT):
+            while not seen:
+                await asyncio.sleep(0.01)
+        await gone.aclose()  # never took any of its 120
+        assert await _take(live, 1) == [_answer("w-live", 1)]
+        await live.aclose()
+    finally:
+        await connection.close()

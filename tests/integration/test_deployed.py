@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -23,6 +25,9 @@ from ivr.directory.sqlite import SqliteDirectory
 from ivr.ledger.store import SqliteLedgerStore
 from ivr.load.ledger import LedgerProcess, LedgerRelayProcess
 from ivr.load.process import RelayProcess
+from ivr.settings import Settings
+from ivr.web.app import create_app
+from ivr.web.messages import KeyPress, StartCall
 from tests.integration.conftest import WAIT, collector, run_call, ticket_event
 
 pytestmark = pytest.mark.broker
@@ -169,3 +174,47 @@ async def test_ivr_relay_publishes_under_its_own_account(tmp_path, world):
             finally:
                 await relay.stop()
     assert seen[sent.id][0]["data"]["ticket"] == "2000009"
+
+
+async def test_ivr_serve_as_compose_runs_it(tmp_path, default_world_path):
+    """The console app logged in as ivr (its default --instance is the bound id): two pages' calls are deducted."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
+    at = datetime(2026, 11, 17, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+    calls = {"anna-code": ["2", "1", "2", *"1234500001#", "2"], "globex-key": ["2", "2", "3", *"40000002#", "3"]}
+    async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
+        ledger = LedgerProcess(
+            config=as_user(broker.config, "ledger"),
+            db=tmp_path / "ledger.db",
+            fixture=default_world_path,
+            client_id="ivr-ledger",
+            source="ivr-ledger",
+            watch_config=as_user(broker.config, "healthcheck"),
+            watch_client_id="healthcheck",
+        )
+        await ledger.start()
+        try:
+            app = create_app(
+                fixture=default_world_path, settings=Settings(broker=as_user(broker.config, "ivr")), own_ledger=False
+            )
+            async with app.router.lifespan_context(app):
+                pages: dict[str, list[dict]] = {persona: [] for persona in calls}
+                for persona, keys in calls.items():  # each page in a world of its own
+                    session = app.state.console.session(pages[persona].append)
+                    session.apply(StartCall(persona=persona, at=at))
+                    for key in keys:
+                        session.apply(KeyPress(key=key))
+
+                def deducted(page: list[dict]) -> list[str]:
+                    events = [m["event"] for m in page if m["type"] == "event"]
+                    return [e["data"]["contract"] for e in events if e["type"] == "ivr.ledger.incident_deducted"]
+
+                async with asyncio.timeout(WAIT):
+                    while not all(deducted(page) for page in pages.values()):
+                        await asyncio.sleep(0.05)
+                assert {p: deducted(page) for p, page in pages.items()} == {
+                    "anna-code": ["K-ANNA-STD"],
+                    "globex-key": ["K-GLOBEX-STD"],
+                }
+        finally:
+            await ledger.stop()
