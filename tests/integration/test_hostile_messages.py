@@ -161,10 +161,14 @@ async def test_forged_and_absurd_ticket_events_are_dead_lettered_with_their_reas
                 await until(lambda: len(verdicts) == 2 and len(dead) == 3, "no verdict after the forgeries")
         finally:
             await ledger.stop()
-    reasons = [letter["reason"] for [letter] in dead.values()]
-    assert reasons[0].startswith("conflict: event 'evt-forge-1' from 'ivr-forge' was applied")
-    assert json.loads(next(iter(dead.values()))[0]["payload"]) == forged
-    assert "data.ticket" in reasons[1]
-    assert "data.contract" in reasons[2]
+    # The three may reach the ledger in one batch, whose schema failures are dead-lettered before
+    # its conflicts: one letter of each kind, in whatever order.
+    letters = [letter for [letter] in dead.values()]
+    [conflict] = [letter for letter in letters if letter["reason"].startswith("conflict: ")]
+    assert conflict["reason"].startswith("conflict: event 'evt-forge-1' from 'ivr-forge' was applied")
+    assert json.loads(conflict["payload"]) == forged
+    reasons = [letter["reason"] for letter in letters]
+    assert sum("data.ticket" in reason for reason in reasons) == 1
+    assert sum("data.contract" in reason for reason in reasons) == 1
     assert all(len(reason) < 400 for reason in reasons)
     assert sorted(event["data"]["ticket"] for [event] in verdicts.values()) == ["2999003", "2999006"]
