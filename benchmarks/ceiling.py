@@ -5,7 +5,8 @@ Run by ``make bench``. In one go, on one private Mosquitto (a free loopback port
 1. ``ivr load --calls N --json`` end to end, as fast as possible: the IVR (this machine's first
    process), `ivr ledger` (a second), and the broker - calls/s and events/s until the ledger has
    answered every deductible ticket, and whether it deducted exactly once;
-2. the raw ceiling for the same traffic: aiomqtt publishing as many messages as that run emitted
+2. the raw ceiling for the same traffic: the bus's own client (paho-mqtt on the asyncio loop,
+   :mod:`ivr.bus.connection`) publishing as many messages as that run emitted
    events, of their mean size, at QoS 1 with 100 in flight (the IVR publisher's window), and a
    subscriber in another process (as the ledger is) receiving them all - messages/s from the first
    publish to the last message received.
@@ -28,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-import aiomqtt
-
 from ivr.bus.broker import EmbeddedBroker
+from ivr.bus.connection import MqttConnection, Session
+from ivr.bus.url import BrokerConfig
 from ivr.logs import configure
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,16 +42,24 @@ WAIT = 300.0
 
 async def subscriber(port: int, count: int) -> None:
     """The receiving side (its own process): print "ready", then the wall time of the last message."""
-    async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V311) as client:
-        await client.subscribe(TOPIC, qos=1)
-        print("ready", flush=True)
-        seen = 0
-        async with asyncio.timeout(WAIT):
-            async for _ in client.messages:
-                seen += 1
-                if seen >= count:
-                    break
-        print(f"done {time.time():.6f} {seen}", flush=True)
+    seen = 0
+    done = asyncio.get_running_loop().create_future()
+
+    def on_message(_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= count and not done.done():
+            done.set_result(time.time())
+
+    connection = MqttConnection(BrokerConfig(port=port), Session(), on_published=lambda *_: None)
+    connection.on_message = on_message
+    await connection.connect(10.0)
+    await connection.subscribe([TOPIC])
+    print("ready", flush=True)
+    async with asyncio.timeout(WAIT):
+        last = await done
+    print(f"done {last:.6f} {seen}", flush=True)
+    connection.disconnect()
 
 
 async def raw_ceiling(port: int, count: int, size: int) -> dict[str, float]:
@@ -67,19 +76,30 @@ async def raw_ceiling(port: int, count: int, size: int) -> dict[str, float]:
         msg = f"the subscriber did not start: {ready!r}"
         raise RuntimeError(msg)
     payload = b"x" * size
-    todo = iter(range(count))
-    async with aiomqtt.Client(
-        "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V311, max_inflight_messages=INFLIGHT
-    ) as client:
-        client.pending_calls_threshold = INFLIGHT + 10
+    sent = acked = 0
+    all_acked = asyncio.get_running_loop().create_future()
 
-        async def worker() -> None:
-            for _ in todo:
-                await client.publish(TOPIC, payload, qos=1)
+    def send() -> None:
+        nonlocal sent
+        sent += 1
+        connection.paho.publish(TOPIC, payload, qos=1)
 
-        started = time.time()
-        await asyncio.gather(*(worker() for _ in range(INFLIGHT)))
-        acked = time.time()
+    def on_published(_: int, __: bool) -> None:
+        nonlocal acked
+        acked += 1
+        if sent < count:
+            send()
+        elif acked >= count and not all_acked.done():
+            all_acked.set_result(time.time())
+
+    connection = MqttConnection(BrokerConfig(port=port), Session(), on_published=on_published)
+    await connection.connect(10.0)
+    started = time.time()
+    for _ in range(min(INFLIGHT, count)):
+        send()
+    async with asyncio.timeout(WAIT):
+        finished = await all_acked
+    connection.disconnect()
     line = await asyncio.wait_for(receiver.stdout.readline(), WAIT)
     await receiver.wait()
     _, last, seen = line.decode().split()
@@ -89,7 +109,7 @@ async def raw_ceiling(port: int, count: int, size: int) -> dict[str, float]:
         "bytes": size,
         "seconds": round(elapsed, 3),
         "per_s": round(int(seen) / elapsed, 1),
-        "publish_per_s": round(count / (acked - started), 1),
+        "publish_per_s": round(count / (finished - started), 1),
     }
 
 
@@ -132,7 +152,7 @@ async def main(calls: int, extra: list[str], *, as_json: bool) -> None:
         f" = {load['calls_per_s']:,} calls/s, {load['events_per_s']:,} events/s; exactly once: {load['exactly_once']}"
     )
     print(
-        f"raw ceiling (aiomqtt QoS 1, {INFLIGHT} in flight, subscriber process): {raw['messages']:,} messages of"
+        f"raw ceiling (paho QoS 1, {INFLIGHT} in flight, subscriber process): {raw['messages']:,} messages of"
         f" {size} B in {raw['seconds']} s = {raw['per_s']:,} msg/s (publisher acked {raw['publish_per_s']:,}/s)"
         f" = {ceiling_calls:,.0f} calls/s at {per_call:.2f} events per call"
     )

@@ -1,10 +1,8 @@
 """What a bus has received and no one has taken yet, handed out one at a time or in batches.
 
-Both buses put each message here from their client's callback. A consumer that commits in
-batches (the ledger) takes everything waiting at once with :meth:`Inbox.batches`; before it,
-every message went through aiomqtt's iterator (a task and an ``asyncio.wait`` each), then a
-queue of the bus, then the ledger's own queue: 11 % of the ledger's loop in a profile
-(docs/performance.md).
+Both buses put each message here from their client's callback, with no task per message. A
+consumer that commits in batches (the ledger) takes everything waiting at once with
+:meth:`Inbox.batches`.
 
 With manual acknowledgement, a message that arrived on a connection that has since dropped is
 skipped when taken: it was never acked, so the broker sends it again on the new connection.

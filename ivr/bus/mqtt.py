@@ -1,36 +1,27 @@
-"""The :class:`~ivr.bus.base.Bus` over MQTT 3.1.1, through aiomqtt (paho-mqtt underneath).
+"""The :class:`~ivr.bus.base.Bus` over MQTT (3.1.1 or 5), on paho-mqtt's public API.
 
-aiomqtt gives one connection per ``async with``; this adapter adds what an always-on process
-needs, each for a reason we measured or were bitten by:
+One :class:`~ivr.bus.connection.MqttConnection` is one connection; this adapter adds what an
+always-on process needs:
 
-- **Reconnection.** aiomqtt has none: the client is entered again in a loop, with backoff, for as
-  long as the bus is open. Each connection is a fresh client, so nothing half-sent survives one;
-  the outbox (not the MQTT client) is what remembers unsent events.
-- **A window of publishes in flight** (100 by default): one publish at a time reaches ~5,500
-  msg/s against Mosquitto, a window of ~100 with ``set_tcp_nodelay`` ~14,000. A publish returns
-  only when its PUBACK arrives, and fails at once, not after a timeout, when the connection drops.
-- **Manual acknowledgement.** aiomqtt acks a QoS 1 message before our code sees it, so a consumer
-  that crashes before its commit would lose it. Paho's manual ack (aiomqtt issue #345) holds the
-  PUBACK until :meth:`Delivery.ack`; with a persistent session (``clean_session=False`` and a
-  fixed client id) the broker sends an unacked message again after a reconnect.
-- **Status.** ``ivr/v1/status/<instance>`` is retained ``online`` once connected; the Last Will
+- **Reconnection** with backoff, for as long as the bus is open. Each connection is a fresh
+  client, so nothing half-sent survives one; the outbox (not the MQTT client) is what remembers
+  unsent events.
+- **A window of publishes in flight**: one publish at a time waits a round trip per message. A
+  publish returns only when its PUBACK arrives, and fails at once, not after a timeout, when the
+  connection drops.
+- **Manual acknowledgement.** With paho's ``manual_ack`` a QoS 1 message is acknowledged only by
+  :meth:`Delivery.ack`, after the consumer's commit; with a persistent session (a fixed client
+  id, not clean) the broker sends an unacked message again after a reconnect.
+- **Status.** ``<root>/status/<instance>`` is retained ``online`` once connected; the Last Will
   makes it ``offline`` when the connection dies, and a clean close says ``offline`` itself.
-- **Batches without a coroutine per message.** :meth:`MqttBus.publish_many` writes a window of
-  messages as one packet entry (:mod:`ivr.bus.outbound`) and waits on one future that their
-  PUBACKs resolve, taken off the wire by the intake. aiomqtt's ``publish`` costs a task, an
-  ``asyncio.Event`` and a ``wait_for`` per message (the outbox relay spent ~130 µs of CPU per
-  event that way), and paho's own another ~four objects and a lock (docs/performance.md).
-- **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from the intake (below), taken one
-  at a time or in batches, instead of through aiomqtt's iterator (a task per message).
-- **A read-ahead socket** (:mod:`ivr.bus.readahead`): one ``recv`` for many packets, and
-  **PUBLISHes taken off the wire** there (:mod:`ivr.bus.intake`) without paho's per-message work,
-  their PUBACKs sent together.
-- **PUBACKs read as two bytes** (:mod:`ivr.bus.puback`), not as paho's two objects each.
-- **A size limit of its own** (:data:`~ivr.bus.base.MAX_MESSAGE`): MQTT 5 would let us tell the
-  broker our Maximum Packet Size, 3.1.1 has no such thing. A larger message is discarded as it
-  streams in, never held whole, and delivered by reference: its topic and size.
-
-MQTT 3.1.1 rather than 5: the amqtt fallback broker speaks only 3.1.1.
+- **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's callback, taken one at
+  a time or in batches, with no task per message.
+- **A size limit** (:data:`~ivr.bus.base.MAX_MESSAGE`): a larger message is delivered by
+  reference, its topic and size. Over MQTT 5 the broker is also told a Maximum Packet Size, so
+  it withholds what is far larger instead of sending it; over 3.1.1 there is no such thing, and
+  the brokers we configure refuse large messages themselves (``message_size_limit``).
+- **MQTT 5 where asked for** (``mqtt5://``, ``--mqtt-version 5``): events carry the CloudEvents
+  content type, persistent sessions expire, the CONNACK says whether shared subscriptions exist.
 """
 
 from __future__ import annotations
@@ -38,14 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
-import aiomqtt
 import structlog
-from paho.mqtt.client import PUBLISH
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ivr.bus.base import (
     MAX_MESSAGE,
@@ -58,15 +47,13 @@ from ivr.bus.base import (
     PartlyPublishedError,
     PublishTimeoutError,
     TaskEndedError,
+    deadletter_topic,
     status_topic,
     wait_unless_ended,
 )
-from ivr.bus.coalesce import coalesced_writes
+from ivr.bus.connection import Connack, MqttConnection, Session, connect_once
 from ivr.bus.inbox import Inbox
-from ivr.bus.intake import Intake, PubackQueue
-from ivr.bus.outbound import encode_publishes
-from ivr.bus.puback import lean_pubacks
-from ivr.bus.readahead import read_ahead
+from ivr.bus.url import MQTT5
 from ivr.events import TOPIC_ROOT
 
 if TYPE_CHECKING:
@@ -77,12 +64,29 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["DEFAULT_INFLIGHT", "Backoff", "MqttBus", "forget_session", "probe"]
+__all__ = [
+    "CLOUDEVENTS_CONTENT_TYPE",
+    "DEFAULT_INFLIGHT",
+    "SESSION_EXPIRY",
+    "Backoff",
+    "MqttBus",
+    "forget_session",
+    "probe",
+]
 
-#: Publishes awaiting their PUBACK at once; ~100 is where Mosquitto's throughput levels off.
+#: Publishes awaiting their PUBACK at once: where Mosquitto's throughput levels off.
 DEFAULT_INFLIGHT: Final = 100
+#: The CloudEvents MQTT binding's content type for an event in structured mode (MQTT 5 only).
+CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
+#: How long an MQTT 5 broker keeps a persistent session whose client has gone: a ledger down for a
+#: day still finds its tickets waiting, and an abandoned session does not pin messages for ever.
+SESSION_EXPIRY: Final = 7 * 24 * 3600
+#: The Maximum Packet Size an MQTT 5 client announces: the message limit with room for its topic
+#: and properties, and well above it, so that a message over the limit by less still arrives, to
+#: be dead-lettered by reference, while what is far larger is never sent to us at all.
+_MAX_PACKET: Final = 16 * MAX_MESSAGE
 _SUBACK_FAILURE: Final = 0x80
-#: CONNACK codes that retrying cannot fix (3.1.1 values, then paho's MQTT 5 translations).
+#: CONNACK codes that retrying cannot fix (3.1.1 values, then their MQTT 5 equivalents).
 _REFUSED: Final = frozenset({1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C})
 _CLOSE_TIMEOUT: Final = 2.0
 
@@ -90,17 +94,21 @@ log = structlog.get_logger("ivr.bus.mqtt")
 
 
 class _Batch:
-    """One :meth:`MqttBus.publish_many` call: which of its messages the broker has acknowledged."""
+    """Publishes awaited together: which the broker has acknowledged, and whether any it refused."""
 
-    __slots__ = ("acked", "done", "remaining")
+    __slots__ = ("acked", "done", "refused", "remaining")
 
     def __init__(self, size: int, done: asyncio.Future[None]) -> None:
         self.acked = [False] * size
         self.remaining = size
+        self.refused = False
         self.done = done
 
-    def ack(self, index: int) -> None:
-        self.acked[index] = True
+    def ack(self, index: int, failed: bool) -> None:
+        if failed:
+            self.refused = True
+        else:
+            self.acked[index] = True
         self.remaining -= 1
         if self.remaining == 0 and not self.done.done():
             self.done.set_result(None)
@@ -126,24 +134,10 @@ class Backoff:
         return float(min(self.maximum, self.initial * self.factor ** min(attempt, 64)))
 
 
-def _raise_if_cancelled() -> None:
-    """Raise the cancellation that Python 3.11's ``asyncio.wait_for`` may have swallowed.
-
-    aiomqtt waits for each CONNACK, SUBACK and PUBACK with ``wait_for``; in 3.11, a task
-    cancelled just as that reply arrives gets the reply and loses the cancellation (fixed in
-    3.12). The task still says it is ``cancelling()``: a bus being closed then sat in a fresh
-    connection forever (seen as a hung ``aclose`` in the contract tests).
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def _code(rc: object) -> int | None:
-    """A paho return code or reason code as a plain int."""
-    if isinstance(rc, ReasonCode):
-        return int(rc.value)
-    return rc if isinstance(rc, int) else None
+def _content_type(value: str) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
+    properties.ContentType = value
+    return properties
 
 
 class MqttBus:
@@ -187,23 +181,38 @@ class MqttBus:
         self._config = config
         self._client_id = client_id
         self._status = status_topic(instance, root=topic_root) if instance else None
+        self._deadletters = deadletter_topic(root=topic_root)
         self._subscriptions = tuple(subscriptions)
-        self._persistent = persistent
+        self._session = Session(
+            client_id=client_id,
+            persistent=persistent,
+            manual_ack=manual_ack,
+            will=(self._status, OFFLINE) if self._status else None,
+            keepalive=keepalive,
+            session_expiry=SESSION_EXPIRY,
+            max_packet=max(_MAX_PACKET, 2 * max_message),
+        )
         self._manual_ack = manual_ack
         self._inflight = inflight
         self._publish_timeout = publish_timeout
         self._connect_timeout = connect_timeout
-        self._keepalive = keepalive
         self._backoff = backoff or Backoff()
         self._max_message = max_message
         self._window = asyncio.Semaphore(inflight)
         self._up = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._connection: MqttConnection | None = None
         self._lost: asyncio.Future[None] | None = None
         self._inbox = Inbox(skip_stale=manual_ack)
         self._task: asyncio.Task[None] | None = None
-        self._stray: set[asyncio.Task[Any]] = set()
-        self._batched: dict[int, tuple[_Batch, int]] = {}  # paho message id -> its batch and place
+        self._closing = False
+        self._awaited: dict[int, tuple[_Batch, int]] = {}  # message id -> its batch and place
+        self._events = self._letters = self._plain = None
+        if config.mqtt_version == MQTT5:
+            self._events = _content_type(CLOUDEVENTS_CONTENT_TYPE)
+            self._letters = _content_type("application/json")
+            self._plain = _content_type("text/plain")
+        #: The last CONNACK: over MQTT 5 it says what the broker offers (shared subscriptions).
+        self.connack: Connack | None = None
         #: How many times a connection was established (1 + reconnections): for tests and metrics.
         self.connections = 0
 
@@ -238,15 +247,18 @@ class MqttBus:
         if task is None or task.done():
             self._finish_task(task)
             return
-        if self._status and self._up.is_set():
+        connection = self._connection
+        if connection is not None and self._up.is_set():
+            self._closing = True  # the DISCONNECT below ends the connection: not a loss to reconnect from
             with contextlib.suppress(BusError, TimeoutError):
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
-                    await self.publish(self._status, OFFLINE, retain=True)
+                    if self._status:
+                        await self.publish(self._status, OFFLINE, retain=True)
+                    connection.disconnect()
+                    await connection.lost
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, BusError):  # a BusError was raised to wait_connected
             await task
-        for stray in self._stray:
-            stray.cancel()
 
     def _end_inbox(self, task: asyncio.Task[None]) -> None:
         """The connection loop ended: deliveries end too, with its error if it died of one."""
@@ -291,174 +303,153 @@ class MqttBus:
         if lost is not None and self._up.is_set():
             await asyncio.shield(lost)
 
+    def break_connection(self) -> None:
+        """Cut the current connection as a network failure would (no DISCONNECT): for fault tests."""
+        if self._connection is not None:
+            self._connection.abort()
+
     # -- the connection loop ---------------------------------------------------------------
-
-    def _make_client(self, generation: int) -> aiomqtt.Client:
-        will = aiomqtt.Will(self._status, OFFLINE, qos=1, retain=True) if self._status else None
-        client = aiomqtt.Client(
-            self._config.host,
-            self._config.port,
-            username=self._config.username,
-            password=self._config.password,
-            identifier=self._client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            will=will,
-            clean_session=not self._persistent,
-            keepalive=self._keepalive,
-            timeout=self._connect_timeout,
-            # 0: no limit in paho. Its limit costs a scan of every unacknowledged message on each
-            # PUBACK (``_update_inflight``: a third of the relay's CPU with 1,000 in flight); the
-            # window is ours instead: the semaphore for ``publish``, chunks for ``publish_many``.
-            max_inflight_messages=0,
-            # paho leaves Nagle on: each small QoS 1 publish then waits for the previous ACK's
-            # segment. Off, the median ticket.created -> deducted went from ~45 ms to ~4 ms here.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-        # aiomqtt warns past 10 pending calls; a full window is normal here, not a concern.
-        client.pending_calls_threshold = self._inflight + 10
-        if self._manual_ack:
-            # Set before connecting: a persistent session's queued messages arrive with the CONNACK.
-            client._client.manual_ack_set(on=True)  # noqa: SLF001 - aiomqtt exposes no manual ack (#345)
-        deliver, too_large, client._client.on_message = self._receivers(generation, client._client)  # noqa: SLF001 - see ivr.bus.inbox
-        intake = Intake(deliver, self._acked, too_large=too_large, limit=self._max_message)
-        read_ahead(client._client, intake)  # noqa: SLF001 - see ivr.bus.readahead, ivr.bus.intake
-        lean_pubacks(client._client)  # noqa: SLF001 - see ivr.bus.puback
-        coalesced_writes(client._client)  # noqa: SLF001 - see ivr.bus.coalesce
-        return client
-
-    def _acked(self, mid: int) -> bool:
-        """A PUBACK came: ``True`` if it is for a message of :meth:`publish_many` (then it is counted)."""
-        place = self._batched.pop(mid, None)
-        if place is None:
-            return False
-        place[0].ack(place[1])
-        return True
-
-    def _receivers(
-        self,
-        generation: int,
-        paho: Any,  # noqa: ANN401 - paho's client, typed loosely by aiomqtt
-    ) -> tuple[
-        Callable[[str, bytes, int, int, bool], None],
-        Callable[[str, int, int, int, bool], None],
-        Callable[[Any, Any, MQTTMessage], None],
-    ]:
-        """How one connection's messages reach the inbox: the intake's two callbacks, and paho's ``on_message``.
-
-        The intake (:mod:`ivr.bus.intake`) takes every PUBLISH at QoS 0 and 1; paho's own path is
-        left what the intake passes on, a PUBLISH at QoS 2 (which our QoS 1 subscriptions never
-        get) or one with a topic that is not UTF-8. An ack holds the connection's own client, so a
-        message can be acked as soon as it arrives (a persistent session's backlog comes with the
-        CONNACK, before subscribing ends), and does nothing once that connection is gone.
-        """
-        inbox, manual_ack = self._inbox, self._manual_ack
-        pubacks = PubackQueue(paho)
-
-        def if_current(ack: Callable[..., object], *args: int) -> None:
-            if generation == inbox.generation:
-                ack(*args)
-
-        def put(topic: str, payload: bytes, retain: bool, on_ack: Callable[[], None] | None) -> None:
-            inbox.put(generation, Delivery(topic=topic, payload=payload, retain=retain, on_ack=on_ack))
-
-        def deliver(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
-            if qos and not manual_ack:
-                pubacks.ack(mid)  # acked on receipt, as paho would
-            put(topic, payload, retain, functools.partial(if_current, pubacks.ack, mid) if qos and manual_ack else None)
-
-        def too_large(topic: str, size: int, mid: int, qos: int, retain: bool) -> None:
-            log.warning("message over the size limit discarded unread", topic=topic, size=size)
-            if qos and not manual_ack:
-                pubacks.ack(mid)
-            on_ack = functools.partial(if_current, pubacks.ack, mid) if qos and manual_ack else None
-            delivery = Delivery(topic=topic, payload=b"", retain=retain, on_ack=on_ack, oversize=size)
-            inbox.put(generation, delivery)
-
-        def on_message(client: Any, userdata: Any, message: MQTTMessage) -> None:  # noqa: ANN401, ARG001 - paho's callback
-            qos = message.qos
-            ack = functools.partial(if_current, client.ack, message.mid, qos) if manual_ack and qos else None
-            put(message.topic, bytes(message.payload), message.retain, ack)
-
-        return deliver, too_large, on_message
 
     async def _run(self) -> None:
         attempt = 0
         while True:
             before = self.connections
             try:
-                await self._connection()
-            except aiomqtt.MqttError as exc:
-                # aiomqtt's exit waits for the disconnection and may raise its error over our
-                # cancellation: reconnecting then would keep a closed bus alive forever.
-                _raise_if_cancelled()
-                code = _code(getattr(exc, "rc", None))
-                if isinstance(exc, aiomqtt.MqttCodeError) and not self.connections and code in _REFUSED:
-                    raise BusRefusedError(code or 0, str(exc)) from None
-                if self.connections > before:
-                    attempt = 0
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                log.warning("bus disconnected", broker=str(self._config), error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
+                await self._connect_once()
+                error = "the connection was lost"
+            except (OSError, BusUnavailableError, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+            if self._closing:
+                return
+            if self.connections > before:
+                attempt = 0
+            delay = self._backoff.delay(attempt)
+            attempt += 1
+            log.warning("bus disconnected", broker=str(self._config), error=error, retry_in=delay)
+            await asyncio.sleep(delay)
 
-    async def _connection(self) -> None:
+    async def _connect_once(self) -> None:
         """One connection, from CONNECT to its loss."""
-        client = self._make_client(self._inbox.new_generation())
-        async with client:
-            for topic_filter in self._subscriptions:
-                granted = await client.subscribe(topic_filter, qos=1)
-                if any((_code(g) or 0) >= _SUBACK_FAILURE for g in granted):
-                    msg = f"the broker refused the subscription to {topic_filter!r}"
+        generation = self._inbox.new_generation()
+        connection = MqttConnection(self._config, self._session, on_published=self._published)
+        connection.on_message = self._receiver(generation, connection.paho.ack)
+        try:
+            connack = await connection.connect(self._connect_timeout)
+            if connack.code:
+                if connack.code in _REFUSED and not self.connections:
+                    raise BusRefusedError(connack.code, connack.reason)
+                msg = f"{self._config} refused the connection: {connack.reason} (code {connack.code})"
+                raise BusUnavailableError(msg)
+            self.connack, self._connection, self._lost = connack, connection, connection.lost
+            if self._subscriptions:
+                granted = await connection.subscribe(self._subscriptions)
+                if any(code >= _SUBACK_FAILURE for code in granted):
+                    msg = f"the broker refused a subscription to one of {list(self._subscriptions)!r}"
                     raise BusError(msg)
             if self._status:
-                await client.publish(self._status, ONLINE, qos=1, retain=True, timeout=self._publish_timeout)
-            self._client, self._lost = client, asyncio.get_running_loop().create_future()
+                await self._send(connection, [(self._status, ONLINE)], retain=True)
             self.connections += 1
             self._up.set()
             log.info("bus connected", broker=str(self._config), client_id=self._client_id, generation=self.connections)
-            try:
-                _raise_if_cancelled()
-                # Messages go to the inbox (``_receiver``), so aiomqtt's queue stays empty: its
-                # iterator is only how aiomqtt reports that the connection is lost.
-                async for _ in client.messages:
-                    pass
-            finally:
-                self._up.clear()
-                self._client = None
-                if not self._lost.done():
-                    self._lost.set_result(None)
+            await connection.lost
+        finally:
+            self._up.clear()
+            self._connection = None
+            connection.abort()
+            self._release_awaited()
+
+    def _release_awaited(self) -> None:
+        """The connection is gone: wake every publish still waiting for a PUBACK (each then fails)."""
+        awaited, self._awaited = self._awaited, {}
+        for batch, _ in awaited.values():
+            if not batch.done.done():
+                batch.done.set_result(None)
+
+    def _published(self, mid: int, failed: bool) -> None:
+        place = self._awaited.pop(mid, None)
+        if place is not None:
+            place[0].ack(place[1], failed)
+
+    def _receiver(self, generation: int, ack: Callable[[int, int], object]) -> Callable[[MQTTMessage], None]:
+        """How one connection's messages reach the inbox.
+
+        An ack holds the connection's own client, so a message can be acked as soon as it arrives
+        (a persistent session's backlog comes with the CONNACK, before subscribing ends), and does
+        nothing once that connection is gone.
+        """
+        inbox, manual_ack, limit = self._inbox, self._manual_ack, self._max_message
+
+        def if_current(mid: int) -> None:
+            if generation == inbox.generation:
+                ack(mid, 1)
+
+        def on_message(message: MQTTMessage) -> None:
+            size, payload, oversize = len(message.payload), b"", None
+            if size > limit:
+                oversize = size
+                log.warning("message over the size limit discarded unread", topic=message.topic, size=size)
+            else:
+                payload = bytes(message.payload)
+            on_ack = functools.partial(if_current, message.mid) if manual_ack and message.qos else None
+            inbox.put(
+                generation,
+                Delivery(topic=message.topic, payload=payload, retain=message.retain, on_ack=on_ack, oversize=oversize),
+            )
+
+        return on_message
 
     # -- the Bus protocol ------------------------------------------------------------------
+
+    def _properties(self, topic: str) -> Properties | None:
+        if topic == self._status:
+            return self._plain
+        if topic == self._deadletters:
+            return self._letters
+        return self._events
+
+    async def _send(
+        self, connection: MqttConnection, messages: Sequence[tuple[str, bytes | str]], *, retain: bool = False
+    ) -> None:
+        """Publish ``messages`` on ``connection`` and wait for every PUBACK; :class:`PartlyPublishedError` otherwise."""
+        batch = _Batch(len(messages), asyncio.get_running_loop().create_future())
+        awaited, publish, lost = self._awaited, connection.paho.publish, connection.lost
+        mids = []
+        try:
+            for index, (topic, payload) in enumerate(messages):
+                info = publish(topic, payload, 1, retain, self._properties(topic))
+                if info.rc:
+                    raise PartlyPublishedError(0, BusUnavailableError(f"not connected to {self._config}"))
+                awaited[info.mid] = (batch, index)
+                mids.append(info.mid)
+            if not lost.done():
+                waiting = (batch.done, lost)
+                await asyncio.wait(waiting, timeout=self._publish_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for mid in mids:
+                awaited.pop(mid, None)
+        acked = batch.prefix()
+        if acked == len(messages):
+            return
+        cause: BusError
+        if batch.refused:
+            cause = BusError(f"the broker refused the message on {messages[acked][0]!r}")
+        elif lost.done():
+            cause = BusUnavailableError(f"connection to {self._config} lost before every PUBACK")
+        else:
+            cause = PublishTimeoutError(messages[acked][0], self._publish_timeout)
+        raise PartlyPublishedError(acked, cause)
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish at QoS 1; return on PUBACK, raise :class:`BusError` if none can come."""
         async with self._window:
-            client, lost = self._client, self._lost
-            if client is None or lost is None or lost.done():
+            connection = self._connection
+            if connection is None or connection.lost.done():
                 msg = f"not connected to {self._config}"
                 raise BusUnavailableError(msg)
-            sending = asyncio.ensure_future(
-                client.publish(topic, payload, qos=1, retain=retain, timeout=self._publish_timeout),
-            )
             try:
-                await asyncio.wait((sending, lost), return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                sending.cancel()
-                raise
-            if not sending.done():
-                sending.cancel()
-                self._stray.add(sending)
-                sending.add_done_callback(self._stray.discard)
-                msg = f"connection to {self._config} lost before the PUBACK for {topic!r}"
-                raise BusUnavailableError(msg)
-            error = sending.exception()
-            if error is None:
-                return
-            if isinstance(error, aiomqtt.MqttCodeError):
-                raise BusUnavailableError(str(error)) from error
-            if isinstance(error, aiomqtt.MqttError):
-                raise PublishTimeoutError(topic, self._publish_timeout) from error
-            raise error
+                await self._send(connection, [(topic, payload)], retain=retain)
+            except PartlyPublishedError as exc:
+                raise exc.cause from None
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
         """Publish in order at QoS 1 on one connection, a window at a time; return when every PUBACK is in.
@@ -466,35 +457,14 @@ class MqttBus:
         Raises :class:`PartlyPublishedError` with the acknowledged prefix when the connection is
         missing or drops, or the PUBACKs take longer than the publish timeout.
         """
+        connection = self._connection
         for start in range(0, len(messages), self._inflight):
+            if connection is None or connection is not self._connection:
+                raise PartlyPublishedError(start, BusUnavailableError(f"not connected to {self._config}"))
             try:
-                await self._publish_window(messages[start : start + self._inflight])
+                await self._send(connection, messages[start : start + self._inflight])
             except PartlyPublishedError as exc:
                 raise PartlyPublishedError(start + exc.acked, exc.cause) from exc.cause
-
-    async def _publish_window(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
-        client, lost = self._client, self._lost
-        if client is None or lost is None or lost.done():
-            raise PartlyPublishedError(0, BusUnavailableError(f"not connected to {self._config}"))
-        batch = _Batch(len(messages), asyncio.get_running_loop().create_future())
-        paho = client._client  # noqa: SLF001 - see ivr.bus.outbound
-        mids, packets = encode_publishes(paho, messages)
-        try:
-            for index, mid in enumerate(mids):
-                self._batched[mid] = (batch, index)
-            paho._packet_queue(PUBLISH, packets, 0, 1)  # noqa: SLF001 - one entry for the window; see ivr.bus.outbound
-            await asyncio.wait((batch.done, lost), timeout=self._publish_timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for mid in mids:
-                self._batched.pop(mid, None)
-        if batch.done.done():
-            return
-        cause: BusError
-        if lost.done():
-            cause = BusUnavailableError(f"connection to {self._config} lost before every PUBACK")
-        else:
-            cause = PublishTimeoutError(messages[batch.prefix()][0], self._publish_timeout)
-        raise PartlyPublishedError(batch.prefix(), cause)
 
     def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions, across reconnections, until the bus is closed.
@@ -515,50 +485,27 @@ async def forget_session(config: BrokerConfig, client_id: str) -> None:
     Whoever made a short-lived persistent session (a replayed scenario, a load run) drops it, or
     the broker keeps queueing messages for a client that never comes back.
     """
-    with contextlib.suppress(aiomqtt.MqttError):
-        async with aiomqtt.Client(
-            config.host,
-            config.port,
-            username=config.username,
-            password=config.password,
-            identifier=client_id,
-            clean_session=True,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            timeout=5,
-        ):
-            pass
+    with contextlib.suppress(OSError, TimeoutError):
+        await connect_once(config, Session(client_id=client_id), 5.0)
 
 
-async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: float) -> None:
-    """Connect once and leave: return when the broker answers, raise :class:`BusError` saying why not.
+async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: float) -> Connack:
+    """Connect once and leave: the CONNACK when the broker accepts, :class:`BusError` saying why not.
 
     One attempt, no reconnection: a command about to rely on a broker asks first, so a wrong
     address is an error at once instead of a process retrying in silence.
     """
     try:
-        async with (
-            asyncio.timeout(timeout),
-            aiomqtt.Client(
-                config.host,
-                config.port,
-                username=config.username,
-                password=config.password,
-                identifier=client_id,
-                protocol=aiomqtt.ProtocolVersion.V311,
-                clean_session=True,
-                timeout=timeout,
-            ),
-        ):
-            pass
+        connack = await connect_once(config, Session(client_id=client_id), timeout)
     except TimeoutError:
         msg = f"no MQTT broker answers at {config} (waited {timeout:g} s)"
         raise BusUnavailableError(msg) from None
-    except aiomqtt.MqttCodeError as exc:
-        code = _code(getattr(exc, "rc", None))
-        if code in _REFUSED:
-            raise BusRefusedError(code or 0, str(exc)) from None
+    except OSError as exc:
         msg = f"no MQTT broker answers at {config}: {exc}"
         raise BusUnavailableError(msg) from None
-    except aiomqtt.MqttError as exc:
-        msg = f"no MQTT broker answers at {config}: {exc}"
-        raise BusUnavailableError(msg) from None
+    if connack.code in _REFUSED:
+        raise BusRefusedError(connack.code, connack.reason)
+    if connack.code:
+        msg = f"the broker at {config} refused the connection: {connack.reason} (code {connack.code})"
+        raise BusUnavailableError(msg)
+    return connack

@@ -7,7 +7,8 @@ grants it as a literal filter that no event is ever published on, so a ledger de
 without a word. The SUBACK is the same either way. The MQTT 5 CONNACK tells them apart: a broker
 without MQTT 5 refuses the protocol version, and one with it says ``Shared Subscription
 Available`` = 0 when it has none (absent, they are available). So the ledger connects once with
-MQTT 5 under a client id of its own, clean, and reads the CONNACK. A broker that binds each
+MQTT 5 under a client id of its own, clean, and reads the CONNACK (a ledger that speaks MQTT 5
+itself asks the same way: its subscriptions are made before any CONNACK of its own is read). A broker that binds each
 login to one client id refuses that probe, in MQTT 5: it has still shown that it speaks MQTT 5
 and not said that shared subscriptions are unavailable, so the ledger goes on.
 """
@@ -15,14 +16,14 @@ and not said that shared subscriptions are unavailable, so the ledger goes on.
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import TYPE_CHECKING, Any, Final
+import dataclasses
+from typing import TYPE_CHECKING, Final
 
 import structlog
-from paho.mqtt.client import Client, MQTTv5
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ivr.bus.base import BusError, BusRefusedError
+from ivr.bus.connection import Session, connect_once
+from ivr.bus.url import MQTT5
 
 if TYPE_CHECKING:
     from ivr.bus.mqtt import Backoff
@@ -49,39 +50,6 @@ class SharedSubscriptionsUnavailableError(BusError):
         self.reason = reason
 
 
-class _NoAnswerError(OSError):
-    """No CONNACK came: the broker is not reachable (yet)."""
-
-
-def _ask(config: BrokerConfig, client_id: str) -> tuple[int, bool]:
-    """One MQTT 5 connection: the CONNACK's reason code, and whether it allows shared subscriptions.
-
-    Blocking (paho's own loop, on a thread of ours); raises ``OSError`` if no CONNACK comes.
-    """
-    answer: list[tuple[int, bool]] = []
-    answered = threading.Event()
-
-    def on_connect(client: Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:  # noqa: ANN401, ARG001 - paho's callback
-        allowed = getattr(properties, "SharedSubscriptionAvailable", 1) != 0
-        answer.append((int(reason.value), allowed))
-        answered.set()
-
-    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv5)
-    client.on_connect = on_connect
-    if config.username is not None:
-        client.username_pw_set(config.username, config.password)
-    client.connect(config.host, config.port, keepalive=10)
-    client.loop_start()
-    try:
-        if not answered.wait(_CONNACK_TIMEOUT):
-            msg = f"no CONNACK from {config} within {_CONNACK_TIMEOUT:g} s"
-            raise _NoAnswerError(msg)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return answer[0]
-
-
 async def require_shared_subscriptions(config: BrokerConfig, *, client_id: str, backoff: Backoff) -> None:
     """Return if the broker grants shared subscriptions; raise :class:`SharedSubscriptionsUnavailableError` if not.
 
@@ -92,13 +60,16 @@ async def require_shared_subscriptions(config: BrokerConfig, *, client_id: str, 
     attempt = 0
     while True:
         try:
-            code, allowed = await asyncio.to_thread(_ask, config, client_id)
-        except OSError as exc:
+            connack = await connect_once(
+                dataclasses.replace(config, mqtt_version=MQTT5), Session(client_id=client_id), _CONNACK_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
             delay = backoff.delay(attempt)
             attempt += 1
             log.warning("broker not reachable to ask about shared subscriptions", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             continue
+        code = connack.code
         if code == _UNSUPPORTED_PROTOCOL:
             msg = "it refused MQTT 5, the protocol version they belong to"
             raise SharedSubscriptionsUnavailableError(config, msg)
@@ -111,7 +82,7 @@ async def require_shared_subscriptions(config: BrokerConfig, *, client_id: str, 
         if code:
             msg = f"it refused an MQTT 5 connection (reason code {code})"
             raise SharedSubscriptionsUnavailableError(config, msg)
-        if not allowed:
+        if not connack.shared_subscriptions:
             msg = "its CONNACK says Shared Subscription Available = 0"
             raise SharedSubscriptionsUnavailableError(config, msg)
         return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -14,7 +16,7 @@ from ivr import worlds
 from ivr.bus.base import BusError, BusRefusedError
 from ivr.bus.broker import embedded_broker
 from ivr.bus.mqtt import probe
-from ivr.bus.url import ENV_VAR, BrokerConfig, BrokerUrlError, parse_broker_url
+from ivr.bus.url import ENV_VAR, MQTT_VERSIONS, BrokerConfig, BrokerUrlError, parse_broker_url
 from ivr.stores import StoreUrlError, parse_store_url
 
 if TYPE_CHECKING:
@@ -91,8 +93,12 @@ parse_store = _click_callback(parse_store_url, StoreUrlError)
 
 
 def broker_option(*, help_text: str, default: str | None = None) -> Callable[[Any], Any]:
-    """``--broker mqtt://[user:pass@]host:port``, else ``IVR_BROKER``, else ``default`` or a private broker."""
-    return click.option(
+    """``--broker mqtt[s]://[user:pass@]host:port``, else ``IVR_BROKER``, else ``default`` or a private broker.
+
+    With it, ``--broker-ca``, ``--broker-cert``, ``--broker-key`` and ``--mqtt-version`` (each
+    also a variable), folded into the one :class:`BrokerConfig` the command receives as ``broker``.
+    """
+    url = click.option(
         "--broker",
         envvar=ENV_VAR,
         default=default,
@@ -101,6 +107,71 @@ def broker_option(*, help_text: str, default: str | None = None) -> Callable[[An
         help=help_text if default is not None else f"{help_text} [default: {PRIVATE_BROKER}]",
         show_envvar=True,
     )
+    path = click.Path(exists=True, dir_okay=False, path_type=Path)
+    extras = [
+        click.option(
+            "--broker-ca",
+            envvar="IVR_BROKER_CA",
+            type=path,
+            show_envvar=True,
+            help="CA certificates (PEM) to verify an mqtts:// broker by [default: the system's trust store].",
+        ),
+        click.option("--broker-cert", envvar="IVR_BROKER_CERT", type=path, show_envvar=True,
+                     help="A client certificate (PEM) for an mqtts:// broker that asks for one [default: none]."),
+        click.option("--broker-key", envvar="IVR_BROKER_KEY", type=path, show_envvar=True,
+                     help="The client certificate's private key (PEM) [default: in the certificate's file]."),
+        click.option(
+            "--mqtt-version",
+            envvar="IVR_MQTT_VERSION",
+            type=click.Choice(MQTT_VERSIONS),
+            show_envvar=True,
+            help="The MQTT version to speak [default: 3.1.1, which every supported broker speaks; "
+            "or the URL's ?version=].",
+        ),
+    ]  # fmt: skip
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(
+            *args: Any,  # noqa: ANN401 - the command's own arguments, passed through
+            broker_ca: Path | None,
+            broker_cert: Path | None,
+            broker_key: Path | None,
+            mqtt_version: str | None,
+            **kwargs: Any,  # noqa: ANN401 - the command's own arguments, passed through
+        ) -> Any:  # noqa: ANN401 - whatever the command returns
+            kwargs["broker"] = _with_options(
+                kwargs["broker"], ca=broker_ca, cert=broker_cert, key=broker_key, version=mqtt_version
+            )
+            return command(*args, **kwargs)
+
+        decorated: Callable[..., Any] = run
+        for option in reversed([url, *extras]):
+            decorated = option(decorated)
+        return decorated
+
+    return decorate
+
+
+def _with_options(
+    config: BrokerConfig | None, *, ca: Path | None, cert: Path | None, key: Path | None, version: str | None
+) -> BrokerConfig | None:
+    """``config`` with the TLS files and version given as options; a usage error if they cannot apply."""
+    if not (ca or cert or key or version):
+        return config
+    if config is None:
+        msg = "--broker-ca, --broker-cert, --broker-key and --mqtt-version need a broker: --broker URL or IVR_BROKER"
+        raise click.UsageError(msg)
+    try:
+        return dataclasses.replace(
+            config,
+            ca_file=ca or config.ca_file,
+            cert_file=cert or config.cert_file,
+            key_file=key or config.key_file,
+            mqtt_version=version or config.mqtt_version,
+        )
+    except BrokerUrlError as exc:
+        raise click.BadParameter(str(exc), param_hint="--broker") from exc
 
 
 def store_option(*, envvar: str, help_text: str, default: str | None = None) -> Callable[[Any], Any]:

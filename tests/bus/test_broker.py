@@ -41,12 +41,13 @@ def test_rewrite_moves_only_listener_persistence_and_logs(needs_mosquitto, tmp_p
     assert f"persistence_location {tmp_path}/" in lines
     assert f"plugin_opt_config_file {DEPLOY_CONF.parent / 'dynamic-security.json'}" in lines
     assert f"plugin {local_plugin('/usr/lib/mosquitto_dynamic_security.so')}" in lines
+    assert f"include_dir {DEPLOY_CONF.parent / 'conf.d'}" in lines
     kept = {"allow_anonymous false", "set_tcp_nodelay true", "persistence true", "persistent_client_expiration 7d"}
     assert kept <= lines
     changed = {
         line
         for line in set(original.splitlines()) - lines
-        if not line.startswith(("listener", "persistence_location", "plugin", "log_dest"))
+        if not line.startswith(("listener", "persistence_location", "plugin", "log_dest", "include_dir"))
     }
     assert changed == set()
 

@@ -68,3 +68,38 @@ def test_password_needs_a_username():
     """A password alone is a mistake, refused at construction."""
     with pytest.raises(BrokerUrlError, match="needs a username"):
         BrokerConfig(password="x")  # noqa: S106 - a test value
+
+
+def test_mqtts_is_tls_on_8883_by_default():
+    """mqtts:// is TLS, on MQTT's TLS port unless one is given, verified by the system's trust store."""
+    config = parse_broker_url("mqtts://broker.example")
+    assert (config.tls, config.port, config.ca_file) == (True, 8883, None)
+
+
+def test_tls_files_and_version_round_trip_through_the_url():
+    """CA, client certificate, key and MQTT version travel in the URL's query, so a child process gets them all."""
+    url = "mqtts://ivr:pw@127.0.0.1:8884?version=5&ca=/etc/ivr/ca.pem&cert=/etc/ivr/me.pem&key=/etc/ivr/me%20key.pem"
+    config = parse_broker_url(url)
+    assert (config.mqtt_version, str(config.ca_file), str(config.key_file)) == (
+        "5",
+        "/etc/ivr/ca.pem",
+        "/etc/ivr/me key.pem",
+    )
+    assert parse_broker_url(config.secret_url()) == config
+    assert "pw" not in config.url
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mqtt://127.0.0.1?ca=/tmp/ca.pem", "needs TLS"),
+        ("mqtts://127.0.0.1?key=/tmp/k.pem", "needs its certificate"),
+        ("mqtt://127.0.0.1?version=4", "MQTT version '4'"),
+        ("mqtt://127.0.0.1?colour=blue", "takes version, ca, cert and key"),
+        ("mqtt://127.0.0.1?version=5&version=3.1.1", "once each"),
+    ],
+)
+def test_bad_tls_and_version_options_are_refused(url, says):
+    """A CA without TLS, a key without its certificate, an unknown version or option: refused with the reason."""
+    with pytest.raises(BrokerUrlError, match=says):
+        parse_broker_url(url)

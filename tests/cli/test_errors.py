@@ -36,6 +36,10 @@ WRONG_VALUES = [
     pytest.param("ledger run --partitions half", "a share is K/N", id="ledger-run-partitions-text"),
     pytest.param("ledger relay --log-format yaml", "Invalid value for '--log-format'", id="ledger-relay-format"),
     pytest.param("ledger history", "Missing argument 'CONTRACT'", id="ledger-history-contract"),
+    pytest.param("events --mqtt-version 4", "Invalid value for '--mqtt-version'", id="events-mqtt-version"),
+    pytest.param("events --broker-ca ivr.db", "needs TLS: an mqtts:// broker URL", id="events-ca-without-tls"),
+    pytest.param("replay --broker-ca ivr.db", "need a broker: --broker URL", id="replay-ca-without-broker"),
+    pytest.param("events --broker-ca none.pem", "Invalid value for '--broker-ca'", id="events-ca-missing"),
 ]
 
 MISSING_FILES = [
