@@ -18,8 +18,9 @@ from ivr.clock import VirtualClock
 from ivr.directory.fixtures import load_world
 from ivr.events import DEFAULT_SCHEMA_BASE, use_schema_base
 
-#: PostgreSQL for the storage tests: postgres_server, postgres_url (tests/pgserver.py).
-pytest_plugins = ["tests.pgserver"]
+#: PostgreSQL for the storage tests: postgres_server, postgres_url (tests/pgserver.py); a private
+#: RabbitMQ node with its MQTT plugin: rabbitmq (tests/rabbitmq.py).
+pytest_plugins = ["tests.pgserver", "tests.rabbitmq"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The packaged default world (ivr/worlds/default.yaml), as `ivr` finds it.

@@ -1,8 +1,9 @@
 """The Bus protocol's promises, run against each implementation (transitions' TestAsync pattern).
 
-``BusContract`` holds the tests; ``TestLocalBus`` runs them in memory and ``TestMqttBus`` against
-a real Mosquitto, each by overriding the ``make_bus`` and ``drop`` fixtures. A test that passes
-on one and fails on the other means the fake has drifted from the broker.
+``BusContract`` holds the tests; ``TestLocalBus`` runs them in memory, ``TestMqttBus`` against
+a real Mosquitto (and over MQTT 5), ``TestMqttBusOnRabbitMQ`` on RabbitMQ's MQTT plugin, each by
+overriding the ``make_bus`` and ``drop`` fixtures. A test that passes on one and fails on the
+other means the fake has drifted from the broker.
 """
 
 from __future__ import annotations
@@ -274,6 +275,36 @@ class TestMqttBusOverMqtt5(TestMqttBus):
             return MqttBus(config=config, backoff=FAST, **kw)
 
         return make
+
+
+@pytest.mark.broker
+class TestMqttBusOnRabbitMQ(TestMqttBus):
+    """The contract on RabbitMQ's MQTT plugin (3.1.1 only), a private node of the session's own."""
+
+    @pytest.fixture
+    def make_bus(self, rabbitmq, client_id):
+        """An MqttBus on the RabbitMQ node, with a unique client id unless the test fixes one."""
+        names = iter(range(1000))
+
+        def make(**kw):
+            kw.setdefault("client_id", client_id(f"bus{next(names)}"))
+            return MqttBus(config=rabbitmq.config, backoff=FAST, **kw)
+
+        return make
+
+    async def test_late_subscriber_gets_the_retained_status(self, make_bus, root, inbox):
+        """Whoever subscribes to the status topic later learns the status at once, from the retained message.
+
+        By the topic's own name: RabbitMQ sends no retained message to a filter with a wildcard
+        (tests/integration/test_on_rabbitmq.py), which is why the IVR's own watchers name it.
+        """
+        async with make_bus(instance="ivr-2", topic_root=root) as bus:
+            await connected(bus)
+            async with make_bus(subscriptions=[f"{root}/status/ivr-2"]) as late:
+                await connected(late)
+                [delivery] = await inbox(late).count(1)
+                await late.publish(f"{root}/status/ivr-2", b"", retain=True)
+        assert (delivery.payload, delivery.retain) == (ONLINE, True)
 
 
 @pytest.mark.broker

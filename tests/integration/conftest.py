@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 import textwrap
@@ -21,7 +22,7 @@ from ivr.callers import ScriptedCaller
 from ivr.clock import VirtualClock
 from ivr.events import CloudEvent, EventType
 from ivr.subprocesses import end_process
-from tests.conftest import TUESDAY_10AM, steps_from
+from tests.conftest import REPO, TUESDAY_10AM, steps_from
 
 #: Bound on every wait: long enough for a loaded CI machine, short enough to fail a test.
 WAIT = 20.0
@@ -138,3 +139,14 @@ async def ivr(*args: str, timeout: float = WAIT) -> tuple[int, str]:
         pytest.fail(f"`ivr {' '.join(args)}` still running after {timeout:g} s")
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
+
+
+async def replay_every_scenario(url: str) -> None:
+    """`ivr replay scenarios --broker URL`: every shipped scenario passes and it exits 0."""
+    status, out = await ivr("replay", str(REPO / "scenarios"), "--broker", url, timeout=120)
+    assert status == 0, out
+    summary = re.search(r"(\d+) passed, (\d+) failed \((\d+) scenarios", out)
+    assert summary is not None, out
+    passed, failed, total = map(int, summary.groups())
+    assert (failed, passed) == (0, total)
+    assert total >= 90  # the whole shipped suite, not a folder of it

@@ -1,7 +1,7 @@
 """Two ledgers split the ticket partitions (`ivr ledger run --partitions K/N`) on any broker, each ticket deducted once.
 
-On NATS's MQTT listener (3.1.1, no shared subscriptions) and on Mosquitto under the deployed
-accounts and ACLs: the IVR publishes each ticket on its contract's partition topic, ledger 1/2
+On NATS's and RabbitMQ's MQTT listeners (3.1.1, no shared subscriptions) and on Mosquitto under
+the deployed accounts and ACLs: the IVR publishes each ticket on its contract's partition topic, ledger 1/2
 and ledger 2/2 (processes of their own, one SQLite file) take their halves, `ivr ledger verify`
 finds every deductible ticket applied once, each contract's tickets went to one ledger only, and
 an integrator subscribed to ``ivr/v2/#`` received each ticket once, on its partition's topic, and
@@ -38,6 +38,9 @@ from tests.integration.conftest import IVR, ticket_event
 from tests.nats import NatsCluster
 
 if TYPE_CHECKING:
+    from tests.rabbitmq import RabbitNode
+
+if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 pytestmark = pytest.mark.broker
@@ -54,14 +57,23 @@ def as_user(config: BrokerConfig, user: str) -> BrokerConfig:
 
 
 @contextlib.asynccontextmanager
-async def on_nats(home: Path) -> AsyncIterator[Callable[[str], BrokerConfig]]:
+async def on_nats(home: Path, _request: pytest.FixtureRequest) -> AsyncIterator[Callable[[str], BrokerConfig]]:
     """A nats-server of the test's own; every role connects to its MQTT listener without a login."""
     async with NatsCluster(home, size=1) as nats:
         yield lambda _role: nats.nodes[0].config
 
 
 @contextlib.asynccontextmanager
-async def on_deployed_mosquitto(home: Path) -> AsyncIterator[Callable[[str], BrokerConfig]]:
+async def on_rabbitmq(_home: Path, request: pytest.FixtureRequest) -> AsyncIterator[Callable[[str], BrokerConfig]]:
+    """The session's RabbitMQ node (tests/rabbitmq.py); every role connects to its MQTT listener without a login."""
+    node: RabbitNode = request.getfixturevalue("rabbitmq")  # started only when this parameter runs
+    yield lambda _role: node.config
+
+
+@contextlib.asynccontextmanager
+async def on_deployed_mosquitto(
+    home: Path, _request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[[str], BrokerConfig]]:
     """Mosquitto with deploy/mosquitto's config: each role logs in with its own account."""
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
@@ -69,14 +81,14 @@ async def on_deployed_mosquitto(home: Path) -> AsyncIterator[Callable[[str], Bro
         yield lambda role: as_user(broker.config, role)
 
 
-@pytest.mark.parametrize("broker", [on_nats, on_deployed_mosquitto], ids=["nats", "mosquitto"])
-async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path):
+@pytest.mark.parametrize("broker", [on_nats, on_rabbitmq, on_deployed_mosquitto], ids=["nats", "rabbitmq", "mosquitto"])
+async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path, request):
     """Ledgers 1/2 and 2/2 on one file: each deductible ticket applied once, by its contract's partition's ledger."""
     world = synthetic_world(seed=16, customers=40, incidents=1_000)
     fixture = tmp_path / "world.yaml"
     write_fixture(world, fixture)
     ledger_db = tmp_path / "ledger.db"
-    async with broker(tmp_path / "broker") as login:
+    async with broker(tmp_path / "broker", request) as login:
         ledgers = [
             LedgerProcess(
                 config=login(f"ledger-{share.name}"),

@@ -1,0 +1,169 @@
+"""A RabbitMQ node of the tests' own, with its MQTT plugin, on free loopback ports.
+
+Debian's ``rabbitmq-server`` (3.10 on Debian 12) is started straight from its scripts in
+``/usr/lib/rabbitmq/bin`` under a node name of its own, with every file (Mnesia, logs, enabled
+plugins, config, the Erlang cookie in its ``HOME``) in a temporary folder and every listener on
+127.0.0.1, so a node already running on the machine is neither reached nor reconfigured. Started
+once per session: a fresh node waits 3 to 6 s for Raft peers of its MQTT client-id tracker
+before it elects itself, and no setting shortens that. Installed with apt when missing and we
+are root; where it cannot be had, the fixture fails saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import pytest
+
+from ivr.bus.base import BusError
+from ivr.bus.broker import LOOPBACK, free_port
+from ivr.bus.mqtt import probe
+from ivr.bus.url import BrokerConfig
+from ivr.subprocesses import DIE_WITH_PARENT, STOP_TIMEOUT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Debian's scripts that run a node as the calling user (``/usr/sbin``'s wrappers switch to ``rabbitmq``).
+SCRIPTS: Final = Path("/usr/lib/rabbitmq/bin")
+#: A fresh node's boot: Mnesia, the plugins, then 3 to 6 s waiting for MQTT Raft peers that never come.
+READY_TIMEOUT: Final = 60.0
+
+
+@dataclass(frozen=True)
+class RabbitNode:
+    """A running node: how an MQTT client reaches it, and its log for a failing test to quote."""
+
+    config: BrokerConfig
+    name: str
+    log: Path
+
+
+def _server_script() -> Path:
+    """Debian's rabbitmq-server, installed with apt if we may; a failure saying how to get it otherwise."""
+    script = SCRIPTS / "rabbitmq-server"
+    apt = shutil.which("apt-get")
+    if not script.exists() and os.geteuid() == 0 and apt:
+        quiet = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "rabbitmq-server"]):
+            subprocess.run(step, check=False, capture_output=True, env=quiet)  # noqa: S603 - fixed arguments
+    if not script.exists():
+        pytest.fail(
+            f"no RabbitMQ here ({script} is missing) and it cannot be installed (needs root and apt): "
+            "install Debian's rabbitmq-server package (3.10 or later, with its rabbitmq_mqtt plugin)"
+        )
+    return script
+
+
+def _write_files(home: Path, *, mqtt_port: int, amqp_port: int) -> dict[str, str]:
+    """The node's config, plugin list, cookie and environment, all under ``home``."""
+    (home / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = {LOOPBACK}:{amqp_port}\n"
+        f"mqtt.listeners.tcp.default = {LOOPBACK}:{mqtt_port}\n"
+        # Connections without a login act as guest, who may connect from loopback only.
+        "mqtt.allow_anonymous = true\n"
+        "log.console = false\n"
+        "log.file.level = info\n"
+    )
+    (home / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+    (home / "rabbitmq-env.conf").write_text("")  # instead of /etc/rabbitmq's, which names the shared node
+    cookie = home / ".erlang.cookie"
+    cookie.write_text(secrets.token_hex(16))
+    cookie.chmod(0o400)  # Erlang refuses a cookie others can read
+    name = f"ivr-test-{secrets.token_hex(4)}@localhost"
+    return {
+        "HOME": str(home),  # where Erlang, and rabbitmqctl, find the cookie
+        "RABBITMQ_CONF_ENV_FILE": str(home / "rabbitmq-env.conf"),
+        "RABBITMQ_NODENAME": name,
+        "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
+        "RABBITMQ_NODE_PORT": str(amqp_port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        "ERL_EPMD_ADDRESS": LOOPBACK,  # should this node have to start epmd itself
+        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(home / "log"),
+    }
+
+
+def _probe(config: BrokerConfig) -> None:
+    """One MQTT CONNECT, on a thread of its own: the fixture may be asked for inside a running loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, probe(config, timeout=2.0)).result()
+
+
+def _wait_ready(config: BrokerConfig, proc: subprocess.Popen[bytes], logs: list[Path]) -> None:
+    """Return once the MQTT listener accepts a client; fail with the logs' ends if the node dies or is slow."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            _probe(config)
+        except BusError:
+            time.sleep(0.2)
+        else:
+            return
+    tails = [line for log in logs if log.exists() for line in log.read_text(errors="replace").splitlines()[-10:]]
+    state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {READY_TIMEOUT:g} s"
+    pytest.fail(f"the test's RabbitMQ node {state}; its output and log end:\n" + "\n".join(tails))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the script (it stops the node gracefully), then SIGKILL the whole group if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the VM and its helpers, whatever the script did
+    proc.wait()
+
+
+@contextlib.contextmanager
+def rabbitmq_node() -> Iterator[RabbitNode]:
+    """Start a private node in a temporary folder; stop it and remove the folder at the end."""
+    script = _server_script()
+    home = Path(tempfile.mkdtemp(prefix="ivr-rabbitmq-"))
+    mqtt_port = free_port()
+    env = _write_files(home, mqtt_port=mqtt_port, amqp_port=free_port())
+    output = home / "output.log"
+    try:
+        with output.open("wb") as sink:
+            proc = subprocess.Popen(  # noqa: S603 - our own script and arguments
+                [script],
+                env={**os.environ, **env},
+                cwd=home,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group: the script, the VM, its port helpers
+                preexec_fn=DIE_WITH_PARENT,  # noqa: PLW1509 - a prctl only, see ivr.subprocesses
+            )
+        try:
+            config = BrokerConfig(host=LOOPBACK, port=mqtt_port)
+            log = home / "log" / f"{env['RABBITMQ_NODENAME']}.log"
+            _wait_ready(config, proc, [output, log])
+            yield RabbitNode(config=config, name=env["RABBITMQ_NODENAME"], log=log)
+        finally:
+            _stop(proc)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitNode]:
+    """One private RabbitMQ node with MQTT for the whole session (its start costs ~10 s)."""
+    with rabbitmq_node() as node:
+        yield node
