@@ -21,7 +21,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -40,15 +39,6 @@ if TYPE_CHECKING:
 SCRIPTS: Final = Path("/usr/lib/rabbitmq/bin")
 #: A fresh node's boot: Mnesia, the plugins, then 3 to 6 s waiting for MQTT Raft peers that never come.
 READY_TIMEOUT: Final = 60.0
-
-
-@dataclass(frozen=True)
-class RabbitNode:
-    """A running node: how an MQTT client reaches it, and its log for a failing test to quote."""
-
-    config: BrokerConfig
-    name: str
-    log: Path
 
 
 def _server_script() -> Path:
@@ -106,58 +96,78 @@ def _probe(config: BrokerConfig) -> None:
         thread.submit(asyncio.run, probe(config, timeout=2.0)).result()
 
 
-def _wait_ready(config: BrokerConfig, proc: subprocess.Popen[bytes], logs: list[Path]) -> None:
-    """Return once the MQTT listener accepts a client; fail with the logs' ends if the node dies or is slow."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            _probe(config)
-        except BusError:
-            time.sleep(0.2)
-        else:
-            return
-    tails = [line for log in logs if log.exists() for line in log.read_text(errors="replace").splitlines()[-10:]]
-    state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {READY_TIMEOUT:g} s"
-    pytest.fail(f"the test's RabbitMQ node {state}; its output and log end:\n" + "\n".join(tails))
+class RabbitNode:
+    """A node in ``home``: started, SIGKILLed and started again on the same files, name and ports."""
 
+    def __init__(self, home: Path) -> None:
+        """Write the node's files; nothing runs until :meth:`start`."""
+        self._script = _server_script()
+        self.home = home
+        mqtt_port = free_port()
+        self._env = {**os.environ, **_write_files(home, mqtt_port=mqtt_port, amqp_port=free_port())}
+        #: How an MQTT client reaches the node.
+        self.config = BrokerConfig(host=LOOPBACK, port=mqtt_port)
+        self.name = self._env["RABBITMQ_NODENAME"]
+        #: The node's own log, and the scripts' output (where a failed boot says why).
+        self.logs = [home / "output.log", home / "log" / f"{self.name}.log"]
+        self._proc: subprocess.Popen[bytes] | None = None
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the script (it stops the node gracefully), then SIGKILL the whole group if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(STOP_TIMEOUT)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the VM and its helpers, whatever the script did
-    proc.wait()
-
-
-@contextlib.contextmanager
-def rabbitmq_node() -> Iterator[RabbitNode]:
-    """Start a private node in a temporary folder; stop it and remove the folder at the end."""
-    script = _server_script()
-    home = Path(tempfile.mkdtemp(prefix="ivr-rabbitmq-"))
-    mqtt_port = free_port()
-    env = _write_files(home, mqtt_port=mqtt_port, amqp_port=free_port())
-    output = home / "output.log"
-    try:
-        with output.open("wb") as sink:
-            proc = subprocess.Popen(  # noqa: S603 - our own script and arguments
-                [script],
-                env={**os.environ, **env},
-                cwd=home,
+    def start(self) -> None:
+        """Start the node and return once its MQTT listener accepts a client; fail, quoting its logs, if it does not."""
+        with self.logs[0].open("ab") as sink:
+            self._proc = proc = subprocess.Popen(  # noqa: S603 - our own script and arguments
+                [self._script],
+                env=self._env,
+                cwd=self.home,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # one process group: the script, the VM, its port helpers
                 preexec_fn=DIE_WITH_PARENT,  # noqa: PLW1509 - a prctl only, see ivr.subprocesses
             )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                _probe(self.config)
+            except BusError:
+                time.sleep(0.2)
+            else:
+                return
+        tails = [
+            line for log in self.logs if log.exists() for line in log.read_text(errors="replace").splitlines()[-10:]
+        ]
+        state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {READY_TIMEOUT:g} s"
+        self.kill()
+        pytest.fail(f"the test's RabbitMQ node {state}; its output and log end:\n" + "\n".join(tails))
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group: no goodbye to its clients, nothing flushed."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM the script (it stops the node gracefully), then SIGKILL whatever lingers."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_TIMEOUT)
+        self.kill()
+
+
+@contextlib.contextmanager
+def rabbitmq_node() -> Iterator[RabbitNode]:
+    """A private node in a temporary folder, started; stopped and the folder removed at the end."""
+    home = Path(tempfile.mkdtemp(prefix="ivr-rabbitmq-"))
+    try:
+        node = RabbitNode(home)
         try:
-            config = BrokerConfig(host=LOOPBACK, port=mqtt_port)
-            log = home / "log" / f"{env['RABBITMQ_NODENAME']}.log"
-            _wait_ready(config, proc, [output, log])
-            yield RabbitNode(config=config, name=env["RABBITMQ_NODENAME"], log=log)
+            node.start()
+            yield node
         finally:
-            _stop(proc)
+            node.stop()
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

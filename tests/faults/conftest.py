@@ -9,7 +9,9 @@ suite takes about a minute; ``IVR_FAULTS=full`` (``make faults``) runs the sizes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -227,3 +229,16 @@ async def assert_ledger_exact(db, world, expected: Counter[str]) -> None:
         assert await store.unsent() == []
     finally:
         await store.close()
+
+
+def assert_exactly_once(status: int, out: str, *, calls: int) -> None:
+    """`ivr load --json` exited 0, every call completed, each deductible ticket deducted once, verify passed."""
+    assert status == 0, out
+    start = re.search(r"^\{$", out, re.MULTILINE)  # the report, after any log lines and before others
+    assert start is not None, out
+    report, _ = json.JSONDecoder().raw_decode(out, start.start())
+    assert report["completed"] == calls
+    assert report["deducted"] == report["deductible"] > 0
+    assert report["verify"]["ok"] is True
+    assert report["verify"]["problems"] == 0
+    assert report["exactly_once"] is True

@@ -10,13 +10,11 @@ and `ivr ledger verify` passing (exit status 0).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 
 import pytest
 
 from ivr.load.ledger import LedgerProcess
-from tests.faults.conftest import size
+from tests.faults.conftest import assert_exactly_once, size
 from tests.integration.conftest import ivr
 from tests.nats import NatsCluster
 
@@ -66,12 +64,4 @@ async def test_a_node_killed_mid_run_loses_and_doubles_nothing(tmp_path, killed)
             status, out = await run
         finally:
             await ledger.stop()
-    assert status == 0, out
-    start = re.search(r"^\{$", out, re.MULTILINE)  # the report, after any log lines and before others
-    assert start is not None, out
-    report, _ = json.JSONDecoder().raw_decode(out, start.start())
-    assert report["completed"] == CALLS
-    assert report["deducted"] == report["deductible"] > 0
-    assert report["verify"]["ok"] is True
-    assert report["verify"]["problems"] == 0
-    assert report["exactly_once"] is True
+    assert_exactly_once(status, out, calls=CALLS)

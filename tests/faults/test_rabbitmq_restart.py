@@ -1,0 +1,79 @@
+"""A RabbitMQ node (its MQTT plugin) SIGKILLed mid-run and started again: nothing lost, nothing doubled.
+
+One node of the test's own (tests/rabbitmq.py), not the session's: the IVR (`ivr load` with its
+`ivr relay`) and `ivr ledger` both talk to it. The ledger's persistent session is a durable queue
+holding QoS 1 messages as persistent, which the node must recover from disk; the relay must
+republish what the node never acknowledged. `ivr load` checks the outcome: every deductible ticket
+answered and `ivr ledger verify` passing (exit status 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ivr.load.ledger import LedgerProcess
+from tests.faults.conftest import assert_exactly_once, size
+from tests.integration.conftest import ivr
+from tests.rabbitmq import rabbitmq_node
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.broker
+
+CALLS = size(full=10_000, short=2_500)
+RATE = size(full=1_000, short=500)
+SEED, CUSTOMERS = 7, 300
+#: How far into `ivr load` the node dies (its relay and calls start within ~1.5 s), and how long
+#: it stays down (then a few seconds to boot again).
+KILL_AFTER, DOWN_FOR = 2.5, 1.0
+RUN_TIMEOUT = CALLS / RATE + 120.0
+
+
+async def test_a_rabbitmq_node_killed_mid_run_loses_and_doubles_nothing(tmp_path):
+    """SIGKILL the node 2.5 s into `ivr load`, start it again: every call completes, every ticket deducted once."""
+    world = tmp_path / "world.yaml"
+    status, out = await ivr("load", "--write-world", str(world), "--seed", str(SEED), "--customers", str(CUSTOMERS))
+    assert status == 0, out
+    with rabbitmq_node() as node:
+        ledger = LedgerProcess(
+            config=node.config,
+            db=tmp_path / "ledger.db",
+            fixture=world,
+            client_id="ivr-ledger",
+            source="ivr-ledger",
+            log_file=tmp_path / "ledger.log",
+        )
+        await ledger.start()
+        try:
+            run = asyncio.create_task(
+                ivr(
+                    "load", "--calls", str(CALLS), "--rate", str(RATE), "--seed", str(SEED),
+                    "--customers", str(CUSTOMERS), "--broker", node.config.url, "--ledger-running",
+                    "--ledger-db", str(ledger.db), "--workdir", str(tmp_path / "run"), "--no-progress", "--json",
+                    timeout=RUN_TIMEOUT,
+                )
+            )  # fmt: skip
+            await asyncio.sleep(KILL_AFTER)
+            assert not run.done(), "the run ended before the node was killed: make it longer"
+            await asyncio.to_thread(node.kill)
+            deducted_before = _entries(ledger.db)
+            await asyncio.sleep(DOWN_FOR)
+            await asyncio.to_thread(node.start)
+            status, out = await run
+        finally:
+            await ledger.stop()
+    assert_exactly_once(status, out, calls=CALLS)
+    assert 0 < deducted_before < _entries(ledger.db), "the node did not die while tickets were being deducted"
+
+
+def _entries(db: Path) -> int:
+    """How many deductions and rejections the ledger has committed."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        count: int = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        return count
