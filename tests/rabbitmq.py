@@ -28,7 +28,7 @@ import pytest
 
 from ivr.bus.base import BusError
 from ivr.bus.broker import LOOPBACK, free_port
-from ivr.bus.mqtt import probe
+from ivr.bus.mqtt import DEFAULT_INFLIGHT, SESSION_EXPIRY, probe
 from ivr.bus.url import BrokerConfig
 from ivr.subprocesses import DIE_WITH_PARENT, STOP_TIMEOUT
 
@@ -64,6 +64,10 @@ def _write_files(home: Path, *, mqtt_port: int, amqp_port: int) -> dict[str, str
         f"mqtt.listeners.tcp.default = {LOOPBACK}:{mqtt_port}\n"
         # Connections without a login act as guest, who may connect from loopback only.
         "mqtt.allow_anonymous = true\n"
+        # As docs/deploy.md recommends: as many unacked deliveries as the bus's publish window (the
+        # default, 10, caps the ledger's batches at 10), and sessions kept as long as MQTT 5's.
+        f"mqtt.prefetch = {DEFAULT_INFLIGHT}\n"
+        f"mqtt.subscription_ttl = {SESSION_EXPIRY * 1000}\n"
         "log.console = false\n"
         "log.file.level = info\n"
     )

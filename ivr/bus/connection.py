@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ivr.bus.url import BrokerConfig
 
-__all__ = ["Connack", "MqttConnection", "Session", "connect_once", "ssl_context"]
+__all__ = ["ClosedBeforeConnackError", "Connack", "MqttConnection", "Session", "connect_once", "ssl_context"]
 
 #: Packets read per readiness callback at most, so one busy connection cannot starve the loop.
 _READ_BURST: Final = 1000
@@ -52,6 +52,14 @@ class Connack:
         if self.properties is None:
             return False
         return getattr(self.properties, "SharedSubscriptionAvailable", 1) != 0
+
+
+class ClosedBeforeConnackError(ConnectionError):
+    """The broker took the connection and closed it without answering CONNECT.
+
+    RabbitMQ 3.10 answers an MQTT 5 CONNECT so, where MQTT 3.1.1 asks for a CONNACK refusing the
+    protocol version first (:mod:`ivr.bus.shared` tells the two causes apart).
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +198,7 @@ class MqttConnection:
             raise
         if answer is None:
             msg = f"{self._config} closed the connection before answering CONNECT"
-            raise ConnectionError(msg)
+            raise ClosedBeforeConnackError(msg)
         return answer
 
     async def subscribe(self, filters: Sequence[str]) -> list[int]:

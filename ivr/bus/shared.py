@@ -5,7 +5,8 @@ Shared subscriptions (``$share/<group>/<filter>``) are an MQTT 5 feature. Our co
 (Mosquitto) treats it as one anyway, and one that has not (NATS's and RabbitMQ's MQTT listeners)
 grants it as a literal filter that no event is ever published on, so a ledger deducts nothing,
 without a word. The SUBACK is the same either way. The MQTT 5 CONNACK tells them apart: a broker
-without MQTT 5 refuses the protocol version, and one with it says ``Shared Subscription
+without MQTT 5 refuses the protocol version (NATS), or closes the connection without a CONNACK
+and answers a 3.1.1 CONNECT (RabbitMQ 3.10), and one with it says ``Shared Subscription
 Available`` = 0 when it has none (absent, they are available). So the ledger connects once with
 MQTT 5 under a client id of its own, clean, and reads the CONNACK (a ledger that speaks MQTT 5
 itself asks the same way: its subscriptions are made before any CONNACK of its own is read). A broker that binds each
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from ivr.bus.base import BusError, BusRefusedError
-from ivr.bus.connection import Session, connect_once
-from ivr.bus.url import MQTT5
+from ivr.bus.connection import ClosedBeforeConnackError, Session, connect_once
+from ivr.bus.url import MQTT5, MQTT311
 
 if TYPE_CHECKING:
     from ivr.bus.mqtt import Backoff
@@ -64,6 +65,9 @@ async def require_shared_subscriptions(config: BrokerConfig, *, client_id: str, 
                 dataclasses.replace(config, mqtt_version=MQTT5), Session(client_id=client_id), _CONNACK_TIMEOUT
             )
         except (OSError, TimeoutError) as exc:
+            if isinstance(exc, ClosedBeforeConnackError) and await _answers_mqtt311(config, client_id):
+                msg = "it refused MQTT 5, the protocol version they belong to: it closed the connection unanswered"
+                raise SharedSubscriptionsUnavailableError(config, msg) from exc
             delay = backoff.delay(attempt)
             attempt += 1
             log.warning("broker not reachable to ask about shared subscriptions", error=str(exc), retry_in=delay)
@@ -86,3 +90,14 @@ async def require_shared_subscriptions(config: BrokerConfig, *, client_id: str, 
             msg = "its CONNACK says Shared Subscription Available = 0"
             raise SharedSubscriptionsUnavailableError(config, msg)
         return
+
+
+async def _answers_mqtt311(config: BrokerConfig, client_id: str) -> bool:
+    """Whether the broker answers an MQTT 3.1.1 CONNECT with a CONNACK, whatever it says in it."""
+    try:
+        await connect_once(
+            dataclasses.replace(config, mqtt_version=MQTT311), Session(client_id=client_id), _CONNACK_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return False
+    return True

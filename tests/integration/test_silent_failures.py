@@ -1,6 +1,6 @@
 """Failures that used to be silent or hang: each now ends with a clear error, or stops when asked.
 
-`ivr ledger --share` on a broker without shared subscriptions (a real nats-server's MQTT listener),
+`ivr ledger --share` on a broker without shared subscriptions (a real nats-server's or RabbitMQ's MQTT listener),
 `ivr load` whose ledger dies, `ivr events` sent SIGTERM, and a ledger file that cannot be written:
 read-only, on a path that cannot be made, or on a full disk.
 """
@@ -50,15 +50,33 @@ async def test_nats_mqtt_grants_no_shared_subscriptions_and_mosquitto_does(nats_
     await require_shared_subscriptions(private_broker.config, client_id="probe-mosquitto", backoff=FAST)
 
 
+async def test_rabbitmq_mqtt_closes_an_mqtt5_connect_which_the_probe_takes_for_no(rabbitmq):
+    """RabbitMQ 3.10 closes an MQTT 5 CONNECT without a CONNACK and answers 3.1.1: no shared subscriptions.
+
+    Before, the probe took the closed connection for a broker not up yet and asked again for ever.
+    """
+    with pytest.raises(SharedSubscriptionsUnavailableError, match=r"refused MQTT 5.*closed the connection unanswered"):
+        async with asyncio.timeout(WAIT):
+            await require_shared_subscriptions(rabbitmq.config, client_id="probe-rabbitmq", backoff=FAST)
+
+
 async def test_ledger_share_on_nats_is_refused_at_start_up(nats_mqtt, tmp_path):
     """`ivr ledger run --share` on NATS's MQTT listener exits 1 saying why, before making its file."""
-    db = tmp_path / "ledger.db"
-    status, out = await ivr("ledger", "--db", str(db), "run", "--share", "g", "--broker", nats_mqtt.url)
+    await _share_is_refused(nats_mqtt.url, tmp_path / "ledger.db")
+
+
+async def test_ledger_share_on_rabbitmq_is_refused_at_start_up(rabbitmq, tmp_path):
+    """`ivr ledger run --share` on RabbitMQ 3.10's MQTT listener exits 1 saying why, before making its file."""
+    await _share_is_refused(rabbitmq.config.url, tmp_path / "ledger.db")
+
+
+async def _share_is_refused(url: str, db: Path) -> None:
+    status, out = await ivr("ledger", "--db", str(db), "run", "--share", "g", "--broker", url)
     assert status == 1, out
     assert "Error: --share needs shared subscriptions" in out
-    assert f"the broker at {nats_mqtt.url} grants no shared subscriptions: it refused MQTT 5" in out
+    assert f"the broker at {url} grants no shared subscriptions: it refused MQTT 5" in out
     assert "Traceback" not in out
-    assert not db.exists()
+    assert not db.exists()  # noqa: ASYNC240 - one stat, after the process has ended
 
 
 async def test_ledger_share_on_mosquitto_starts(private_broker, tmp_path):
