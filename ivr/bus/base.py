@@ -36,6 +36,7 @@ __all__ = [
     "BusRefusedError",
     "BusUnavailableError",
     "Delivery",
+    "MqttVersionRefusedError",
     "PartlyPublishedError",
     "PublishTimeoutError",
     "TaskEndedError",
@@ -89,6 +90,13 @@ class BusError(Exception):
 
 class BusUnavailableError(BusError):
     """Not connected, or the connection dropped before the broker acknowledged."""
+
+
+class MqttVersionRefusedError(BusUnavailableError):
+    """The broker took the connection and closed it on an MQTT 5 CONNECT, unanswered: it speaks 3.1.1 only.
+
+    RabbitMQ 3.10 does that; told apart from a broker that is not there, so the advice is the right one.
+    """
 
 
 class BusRefusedError(BusError):

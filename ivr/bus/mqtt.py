@@ -44,6 +44,7 @@ from ivr.bus.base import (
     BusRefusedError,
     BusUnavailableError,
     Delivery,
+    MqttVersionRefusedError,
     PartlyPublishedError,
     PublishTimeoutError,
     TaskEndedError,
@@ -51,7 +52,7 @@ from ivr.bus.base import (
     status_topic,
     wait_unless_ended,
 )
-from ivr.bus.connection import Connack, MqttConnection, Session, connect_once
+from ivr.bus.connection import ClosedBeforeConnackError, Connack, MqttConnection, Session, connect_once
 from ivr.bus.inbox import Inbox
 from ivr.bus.url import MQTT5
 from ivr.events import TOPIC_ROOT
@@ -497,6 +498,12 @@ async def probe(config: BrokerConfig, *, client_id: str | None = None, timeout: 
     """
     try:
         connack = await connect_once(config, Session(client_id=client_id), timeout)
+    except ClosedBeforeConnackError as exc:
+        if config.mqtt_version != MQTT5:
+            msg = f"no MQTT broker answers at {config}: {exc}"
+            raise BusUnavailableError(msg) from None
+        msg = f"the broker at {config} closed an MQTT 5 connection unanswered: it speaks MQTT 3.1.1 only"
+        raise MqttVersionRefusedError(msg) from None
     except TimeoutError:
         msg = f"no MQTT broker answers at {config} (waited {timeout:g} s)"
         raise BusUnavailableError(msg) from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 
 from ivr import worlds
-from ivr.bus.base import BusError, BusRefusedError
+from ivr.bus.base import BusError, BusRefusedError, MqttVersionRefusedError
 from ivr.bus.broker import embedded_broker
 from ivr.bus.mqtt import probe
 from ivr.bus.url import ENV_VAR, MQTT_VERSIONS, BrokerConfig, BrokerUrlError, parse_broker_url
@@ -248,6 +248,9 @@ def require_broker(config: BrokerConfig, *, client_id: str | None = None, timeou
         if client_id is None:
             return  # it answered; whether the login is good, the command's own connection says
         msg = f"{config}: {exc}; check the user and password in --broker URL or {ENV_VAR}, and --client-id"
+        raise click.ClickException(msg) from None
+    except MqttVersionRefusedError as exc:
+        msg = f"{exc}; leave out --mqtt-version 5 (and IVR_MQTT_VERSION, ?version=5) for this broker"
         raise click.ClickException(msg) from None
     except BusError as exc:
         msg = f"{exc}; start a broker there, or name another with --broker URL or {ENV_VAR}"

@@ -17,7 +17,8 @@ import pytest
 from ivr.bus.base import OFFLINE, ONLINE, status_topic
 from ivr.bus.connection import MqttConnection, Session
 from ivr.bus.mqtt import MqttBus
-from tests.integration.conftest import WAIT, replay_every_scenario
+from tests.conftest import REPO
+from tests.integration.conftest import WAIT, ivr, replay_every_scenario
 
 pytestmark = pytest.mark.broker
 
@@ -28,6 +29,19 @@ RETAINED_WAIT = 1.0
 async def test_every_shipped_scenario_passes_over_rabbitmq(rabbitmq):
     """`ivr replay scenarios --broker` the RabbitMQ node: every scenario passes, exit 0."""
     await replay_every_scenario(rabbitmq.config.url)
+
+
+async def test_mqtt5_on_rabbitmq_is_refused_at_once_naming_the_version_it_speaks(rabbitmq):
+    """`--mqtt-version 5` on RabbitMQ 3.10, which closes an MQTT 5 CONNECT unanswered: exit 1, saying so.
+
+    Before, the error said no broker answered there and to start one.
+    """
+    url = rabbitmq.config.url
+    status, out = await ivr("replay", str(REPO / "scenarios"), "--broker", url, "--mqtt-version", "5")
+    assert status == 1, out
+    assert "closed an MQTT 5 connection unanswered: it speaks MQTT 3.1.1 only; leave out --mqtt-version 5" in out
+    assert "start a broker there" not in out
+    assert "Traceback" not in out
 
 
 async def retained(config, topic_filter: str) -> list[tuple[str, bytes]]:
