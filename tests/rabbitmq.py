@@ -3,10 +3,11 @@
 Debian's ``rabbitmq-server`` (3.10 on Debian 12) is started straight from its scripts in
 ``/usr/lib/rabbitmq/bin`` under a node name of its own, with every file (Mnesia, logs, enabled
 plugins, config, the Erlang cookie in its ``HOME``) in a temporary folder and every listener on
-127.0.0.1, so a node already running on the machine is neither reached nor reconfigured. Started
-once per session: a fresh node waits 3 to 6 s for Raft peers of its MQTT client-id tracker
-before it elects itself, and no setting shortens that. Installed with apt when missing and we
-are root; where it cannot be had, the fixture fails saying why.
+127.0.0.1, so a node already running on the machine is neither reached nor reconfigured. The
+``rabbitmq`` fixture is one node for the whole session, because a fresh node waits 3 to 6 s for
+Raft peers of its MQTT client-id tracker before it elects itself, and no setting shortens that; a
+test that kills a node starts its own (:func:`rabbitmq_node`). Installed with apt when missing and
+we are root; where it cannot be had, the fixture fails saying why.
 """
 
 from __future__ import annotations
