@@ -17,6 +17,7 @@ import pytest
 from ivr.bus.base import OFFLINE, ONLINE, status_topic
 from ivr.bus.connection import MqttConnection, Session
 from ivr.bus.mqtt import MqttBus
+from tests import rabbitmq as rabbitmq_fixture
 from tests.conftest import REPO
 from tests.integration.conftest import WAIT, ivr, replay_every_scenario
 
@@ -29,6 +30,14 @@ RETAINED_WAIT = 1.0
 async def test_every_shipped_scenario_passes_over_rabbitmq(rabbitmq):
     """`ivr replay scenarios --broker` the RabbitMQ node: every scenario passes, exit 0."""
     await replay_every_scenario(rabbitmq.config.url)
+
+
+def test_without_rabbitmq_and_no_way_to_install_it_the_fixture_fails_saying_how(monkeypatch, tmp_path):
+    """No scripts and no apt: the fixture fails (never skips), naming the package to install."""
+    monkeypatch.setattr(rabbitmq_fixture, "SCRIPTS", tmp_path / "missing")
+    monkeypatch.setattr(rabbitmq_fixture.shutil, "which", lambda _: None)
+    with pytest.raises(pytest.fail.Exception, match="install Debian's rabbitmq-server package"):
+        rabbitmq_fixture.RabbitNode(tmp_path)
 
 
 async def test_mqtt5_on_rabbitmq_is_refused_at_once_naming_the_version_it_speaks(rabbitmq):
