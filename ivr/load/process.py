@@ -42,7 +42,7 @@ _LOG_TAIL: Final = 8192
 
 
 class ServiceEndedError(RuntimeError):
-    """A service a run depends on ended during it; the message names it, says how, and quotes its log."""
+    """A service a run depends on ended during it, or never came up; the message names it and says how."""
 
 
 class ServiceProcess:
@@ -108,14 +108,14 @@ class ServiceProcess:
                 while self._online <= before:
                     if self._proc.returncode is not None:
                         msg = f"{self.name} exited with status {self._proc.returncode} before it was online"
-                        raise RuntimeError(msg)
+                        raise ServiceEndedError(msg)
                     self._changed.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(0.2):  # also look at the process now and then
                             await self._changed.wait()
         except TimeoutError:
             msg = f"{self.name} was not online within {timeout:g} s"
-            raise RuntimeError(msg) from None
+            raise ServiceEndedError(msg) from None
 
     async def ended(self) -> str:
         """Wait for the running process to end; then how it ended and the last line of its log."""

@@ -117,7 +117,11 @@ async def run_load(options: LoadOptions, *, on_progress: Callable[[Progress], No
         world = synthetic_world(seed=options.seed, customers=options.customers)
         write_fixture(world, workdir / "world.yaml")
         run = _LoadRun(options, config=config, workdir=workdir, world=world)
-        return await run.execute(stack, on_progress)
+        try:
+            return await run.execute(stack, on_progress)
+        except ServiceEndedError as exc:  # the ledger or the relay: at start-up, or during the calls
+            msg = f"the run stopped: {exc}"
+            raise LoadError(msg) from exc
 
 
 class _LoadRun:
@@ -208,9 +212,6 @@ class _LoadRun:
             children = [child for child in (ledger, relay) if child is not None]
             driving = self._drive(system, launcher=launcher, answers=answers, indices=indices, t0=t0, source=source)
             deductible = await unless_one_ends(driving, children)
-        except ServiceEndedError as exc:
-            msg = f"the run stopped: {exc}"
-            raise LoadError(msg) from exc
         finally:
             if ticker is not None:
                 ticker.cancel()

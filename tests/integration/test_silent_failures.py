@@ -118,6 +118,18 @@ def _children(pid: int) -> dict[int, str]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="children are found in Linux's /proc")
+async def test_load_whose_ledger_cannot_start_ends_with_a_clear_error(tmp_path):
+    """`ivr load` whose `ivr ledger` exits before it is online (its file cannot be made): exit 1, no traceback.
+
+    Found with a RabbitMQ node killed while `ivr load` started its relay: the same path, a traceback before.
+    """
+    args = ["--calls", "10", "--ledger-db", "/proc/no-such-dir/ledger.db", "--workdir", str(tmp_path / "run")]
+    status, out = await ivr("load", *args, "--no-progress")
+    assert status == 1, out
+    assert "Error: the run stopped: `ivr ledger` exited with status 1 before it was online" in out
+    assert "Traceback" not in out
+
+
 async def test_load_ends_naming_its_ledger_when_the_ledger_dies(private_broker):
     """SIGKILL to `ivr load`'s ledger mid-run: the load exits 1 at once, naming the ledger and its last log line."""
     argv = ["load", "--calls", "100000", "--rate", "100", "--customers", "40", "--no-progress"]
