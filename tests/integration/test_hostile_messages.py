@@ -86,15 +86,19 @@ async def _garbage_then_a_ticket(broker, ledger, sizes, ticket):
 async def test_messages_over_the_limit_are_dead_lettered_by_reference_and_the_ledger_keeps_applying(
     needs_mosquitto, tmp_path
 ):
-    """MQTT 3.1.1, 1 and 3 MB via a broker with no limit: two dead letters (topic, size), the next ticket deducted."""
+    """MQTT 3.1.1, 50 and 100 MB via a broker with no limit: two dead letters (topic, size), the next ticket deducted.
+
+    3.1.1 has no way to tell the broker our limit and paho reads a message whole, so each passes
+    through memory at its own size: the peak grows by a small multiple of the largest, not more.
+    """
     async with EmbeddedBroker(persistence_dir=tmp_path / "broker", message_size_limit=None) as broker:
         ledger = ledger_on(broker, tmp_path)
-        letters, growth = await _garbage_then_a_ticket(broker, ledger, (MB, 3 * MB), "2999001")
+        letters, growth = await _garbage_then_a_ticket(broker, ledger, (50 * MB, 100 * MB), "2999001")
     letters.sort(key=lambda letter: letter["size"])
-    assert [(letter["topic"], letter["size"]) for letter in letters] == [(TICKETS, MB), (TICKETS, 3 * MB)]
+    assert [(letter["topic"], letter["size"]) for letter in letters] == [(TICKETS, 50 * MB), (TICKETS, 100 * MB)]
     assert all("over the message size limit" in letter["reason"] for letter in letters)
     assert not any("payload" in letter or "payload_base64" in letter for letter in letters)
-    assert growth < 30, f"the ledger's peak RSS grew by {growth} MB"
+    assert growth < 350, f"the ledger's peak RSS grew by {growth} MB for a largest message of 100 MB"
 
 
 async def test_over_mqtt5_the_broker_withholds_what_is_far_over_the_limit(needs_mosquitto, tmp_path):
