@@ -8,7 +8,8 @@ always-on process needs:
   unsent events.
 - **A window of publishes in flight**: one publish at a time waits a round trip per message. A
   publish returns only when its PUBACK arrives, and fails at once, not after a timeout, when the
-  connection drops.
+  connection drops; a connection that stays open but acknowledges nothing within the publish
+  timeout is given up, so the next try goes out on a new one.
 - **Manual acknowledgement.** With paho's ``manual_ack`` a QoS 1 message is acknowledged only by
   :meth:`Delivery.ack`, after the consumer's commit; with a persistent session (a fixed client
   id, not clean) the broker sends an unacked message again after a reconnect.
@@ -437,7 +438,12 @@ class MqttBus:
         elif lost.done():
             cause = BusUnavailableError(f"connection to {self._config} lost before every PUBACK")
         else:
+            # An open connection that acknowledges nothing for this long is stuck (a broker that
+            # went silent on it, a half-dead route): give it up, so the loop connects anew and the
+            # caller's retry has somewhere to go, instead of timing out on it for ever.
             cause = PublishTimeoutError(messages[acked][0], self._publish_timeout)
+            log.warning("no PUBACK in time, reconnecting", broker=str(self._config), timeout=self._publish_timeout)
+            connection.abort()
         raise PartlyPublishedError(acked, cause)
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
