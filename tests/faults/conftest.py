@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from ivr.load.plan import Planner
 from ivr.load.world import Catalog, synthetic_world, write_fixture
 from ivr.stores import Store, in_schema, open_ledger, parse_store_url
 from tests.conftest import TUESDAY_10AM
-from tests.integration.conftest import WAIT, collector, private_broker
+from tests.integration.conftest import WAIT, collector, ivr, private_broker
 from tests.pgserver import fresh_schema
 
 __all__ = ["WAIT", "collector", "private_broker"]  # re-used from tests/integration
@@ -242,3 +243,51 @@ def assert_exactly_once(status: int, out: str, *, calls: int) -> None:
     assert report["verify"]["ok"] is True
     assert report["verify"]["problems"] == 0
     assert report["exactly_once"] is True
+
+
+async def load_through_a_broker_fault(  # noqa: PLR0913 - the run's shape, each a keyword
+    tmp_path,
+    *,
+    ivr_broker,
+    ledger_broker,
+    fault: Callable[[LedgerProcess], Awaitable[None]],
+    calls: int,
+    rate: int,
+    kill_after: float,
+    seed: int = 7,
+    customers: int = 300,
+) -> tuple[int, str, LedgerProcess]:
+    """`ivr load` on ``ivr_broker`` against an `ivr ledger` process on ``ledger_broker``, ``fault`` run partway.
+
+    ``fault(ledger)`` starts ``kill_after`` seconds into the calls (checked: the run is still
+    going) and returns once the broker is back. The exit status and output of `ivr load --json`,
+    and the (stopped) ledger, for :func:`assert_exactly_once` and the test's own checks.
+    """
+    world = tmp_path / "world.yaml"
+    status, out = await ivr("load", "--write-world", str(world), "--seed", str(seed), "--customers", str(customers))
+    assert status == 0, out
+    ledger = LedgerProcess(
+        config=ledger_broker,
+        db=tmp_path / "ledger.db",
+        fixture=world,
+        client_id="ivr-ledger",
+        source="ivr-ledger",
+        log_file=tmp_path / "ledger.log",
+    )
+    await ledger.start()
+    try:
+        run = asyncio.create_task(
+            ivr(
+                "load", "--calls", str(calls), "--rate", str(rate), "--seed", str(seed),
+                "--customers", str(customers), "--broker", ivr_broker.url, "--ledger-running",
+                "--ledger-db", str(ledger.db), "--workdir", str(tmp_path / "run"), "--no-progress", "--json",
+                timeout=calls / rate + 120.0,
+            )
+        )  # fmt: skip
+        await asyncio.sleep(kill_after)
+        assert not run.done(), "the run ended before the fault: make it longer"
+        await fault(ledger)
+        status, out = await run
+    finally:
+        await ledger.stop()
+    return status, out, ledger

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ivr.load.ledger import LedgerProcess
-from tests.faults.conftest import assert_exactly_once, size
-from tests.integration.conftest import ivr
+from tests.faults.conftest import assert_exactly_once, load_through_a_broker_fault, size
 from tests.rabbitmq import rabbitmq_node
 
 if TYPE_CHECKING:
@@ -28,48 +27,33 @@ pytestmark = pytest.mark.broker
 
 CALLS = size(full=10_000, short=2_500)
 RATE = size(full=1_000, short=500)
-SEED, CUSTOMERS = 7, 300
 #: How far into `ivr load` the node dies (its relay and calls start within ~1.5 s), and how long
 #: it stays down (then a few seconds to boot again).
 KILL_AFTER, DOWN_FOR = 2.5, 1.0
-RUN_TIMEOUT = CALLS / RATE + 120.0
 
 
 async def test_a_rabbitmq_node_killed_mid_run_loses_and_doubles_nothing(tmp_path):
     """SIGKILL the node 2.5 s into `ivr load`, start it again: every call completes, every ticket deducted once."""
-    world = tmp_path / "world.yaml"
-    status, out = await ivr("load", "--write-world", str(world), "--seed", str(SEED), "--customers", str(CUSTOMERS))
-    assert status == 0, out
+    deducted_before: list[int] = []
     with rabbitmq_node() as node:
-        ledger = LedgerProcess(
-            config=node.config,
-            db=tmp_path / "ledger.db",
-            fixture=world,
-            client_id="ivr-ledger",
-            source="ivr-ledger",
-            log_file=tmp_path / "ledger.log",
-        )
-        await ledger.start()
-        try:
-            run = asyncio.create_task(
-                ivr(
-                    "load", "--calls", str(CALLS), "--rate", str(RATE), "--seed", str(SEED),
-                    "--customers", str(CUSTOMERS), "--broker", node.config.url, "--ledger-running",
-                    "--ledger-db", str(ledger.db), "--workdir", str(tmp_path / "run"), "--no-progress", "--json",
-                    timeout=RUN_TIMEOUT,
-                )
-            )  # fmt: skip
-            await asyncio.sleep(KILL_AFTER)
-            assert not run.done(), "the run ended before the node was killed: make it longer"
+
+        async def kill_and_restart(ledger: LedgerProcess) -> None:
             await asyncio.to_thread(node.kill)
-            deducted_before = _entries(ledger.db)
+            deducted_before.append(_entries(ledger.db))
             await asyncio.sleep(DOWN_FOR)
             await asyncio.to_thread(node.start)
-            status, out = await run
-        finally:
-            await ledger.stop()
+
+        status, out, ledger = await load_through_a_broker_fault(
+            tmp_path,
+            ivr_broker=node.config,
+            ledger_broker=node.config,
+            fault=kill_and_restart,
+            calls=CALLS,
+            rate=RATE,
+            kill_after=KILL_AFTER,
+        )
     assert_exactly_once(status, out, calls=CALLS)
-    assert 0 < deducted_before < _entries(ledger.db), "the node did not die while tickets were being deducted"
+    assert 0 < deducted_before[0] < _entries(ledger.db), "the node did not die while tickets were being deducted"
 
 
 def _entries(db: Path) -> int:
