@@ -235,13 +235,18 @@ class TestMqttBus(BusContract):
     """The contract against Mosquitto (127.0.0.1:1883, or a private one)."""
 
     @pytest.fixture
-    def make_bus(self, broker, client_id):
+    def bus_config(self, broker):
+        """The broker the buses connect to, as they connect to it."""
+        return broker
+
+    @pytest.fixture
+    def make_bus(self, bus_config, client_id):
         """An MqttBus with a unique client id unless the test fixes one."""
         names = iter(range(1000))
 
         def make(**kw):
             kw.setdefault("client_id", client_id(f"bus{next(names)}"))
-            return MqttBus(config=broker, backoff=FAST, **kw)
+            return MqttBus(config=bus_config, backoff=FAST, **kw)
 
         return make
 
@@ -265,16 +270,9 @@ class TestMqttBusOverMqtt5(TestMqttBus):
     """The contract over MQTT 5: persistent sessions (which need a session expiry there), manual acks, the will."""
 
     @pytest.fixture
-    def make_bus(self, broker, client_id):
-        """An MqttBus speaking MQTT 5, with a unique client id unless the test fixes one."""
-        names = iter(range(1000))
-        config = dataclasses.replace(broker, mqtt_version=MQTT5)
-
-        def make(**kw):
-            kw.setdefault("client_id", client_id(f"bus{next(names)}"))
-            return MqttBus(config=config, backoff=FAST, **kw)
-
-        return make
+    def bus_config(self, broker):
+        """The same broker, spoken to in MQTT 5."""
+        return dataclasses.replace(broker, mqtt_version=MQTT5)
 
 
 @pytest.mark.broker
@@ -282,15 +280,9 @@ class TestMqttBusOnRabbitMQ(TestMqttBus):
     """The contract on RabbitMQ's MQTT plugin (3.1.1 only), a private node of the session's own."""
 
     @pytest.fixture
-    def make_bus(self, rabbitmq, client_id):
-        """An MqttBus on the RabbitMQ node, with a unique client id unless the test fixes one."""
-        names = iter(range(1000))
-
-        def make(**kw):
-            kw.setdefault("client_id", client_id(f"bus{next(names)}"))
-            return MqttBus(config=rabbitmq.config, backoff=FAST, **kw)
-
-        return make
+    def bus_config(self, rabbitmq):
+        """The session's RabbitMQ node."""
+        return rabbitmq.config
 
     async def test_late_subscriber_gets_the_retained_status(self, make_bus, root, inbox):
         """Whoever subscribes to the status topic later learns the status at once, from the retained message.
