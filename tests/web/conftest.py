@@ -6,12 +6,12 @@ share a broker with each other or with a developer's running console.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
 from pathlib import Path
 
-import anyio
 import pytest
 from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
@@ -41,14 +41,20 @@ def client(app):
         yield test_client
 
 
+#: Reads a page's next message off the test's thread, so that a read can be given up after a timeout.
+_READER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="ws-read")
+
+
 def receive(ws, timeout: float = WAIT) -> dict:
-    """The next message from the server, or a failed test after ``timeout`` seconds of nothing."""
+    """The next message from the server, or a failed test after ``timeout`` seconds of nothing.
 
-    async def get():
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    message = ws.portal.call(get)
+    The test client's ``receive`` has no timeout: it runs in a reader thread, which a read given
+    up leaves waiting until the socket closes at the end of the (failed) test.
+    """
+    try:
+        message = _READER.submit(ws.receive).result(timeout)
+    except concurrent.futures.TimeoutError:
+        pytest.fail(f"no message from the server within {timeout:g} s")
     assert message["type"] == "websocket.send", message
     return json.loads(message["text"])
 

@@ -44,7 +44,11 @@ def finish(ws, *also):
     seen: list[dict] = []
     deadline = time.monotonic() + WAIT
     while waiting:
-        message = receive(ws, max(0.1, deadline - time.monotonic()))
+        try:
+            message = receive(ws, max(0.1, deadline - time.monotonic()))
+        except pytest.fail.Exception:
+            kinds = [m["event"]["type"] if m["type"] == "event" else m["type"] for m in seen]
+            pytest.fail(f"{len(waiting)} awaited message(s) never came; the page got {kinds}")
         if message["type"] != "timer":
             seen.append(message)
         waiting = [p for p in waiting if not p(message)]
