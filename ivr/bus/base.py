@@ -181,10 +181,10 @@ async def wait_unless_ended(event: asyncio.Event, task: asyncio.Task[None]) -> N
         return
     waiting = asyncio.ensure_future(event.wait())
     try:
-        await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((waiting, task), return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiting.cancel()
-    if event.is_set():
+    if waiting in done:  # it was set, though another waiter's work may have cleared it again since
         return
     error = None if task.cancelled() else task.exception()
     if error is not None:

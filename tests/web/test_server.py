@@ -47,7 +47,7 @@ def finish(ws, *also):
         try:
             message = receive(ws, max(0.1, deadline - time.monotonic()))
         except pytest.fail.Exception:
-            kinds = [m["event"]["type"] if m["type"] == "event" else m["type"] for m in seen]
+            kinds = [m["event"]["type"] if m["type"] == "event" else m.get("message", m["type"]) for m in seen]
             pytest.fail(f"{len(waiting)} awaited message(s) never came; the page got {kinds}")
         if message["type"] != "timer":
             seen.append(message)
