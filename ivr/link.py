@@ -37,6 +37,8 @@ __all__ = ["SETTLE_TIMEOUT", "InProcessLink", "Link", "LinkBus", "MqttLink"]
 SETTLE_TIMEOUT: Final = 30.0
 #: How often :meth:`MqttLink.settle` looks at an outbox that another process (`ivr relay`) drains.
 _RELAY_POLL: Final = 0.01
+#: Ledger events the follower takes in one write at most.
+_FOLLOW_BATCH: Final = 1000
 
 log = structlog.get_logger("ivr.link")
 
@@ -91,8 +93,7 @@ class InProcessLink:
             await self._service.handle(p.encode() for _, topic, p in rows if is_ticket_topic(topic))
             now = datetime.now(UTC).isoformat()
             answers = await self._service.store.unsent()
-            for _, _, payload in answers:
-                await self._directory.take_ledger_event(CloudEvent.from_dict(json.loads(payload)))
+            await self._directory.take_ledger_events(CloudEvent.from_dict(json.loads(p)) for _, _, p in answers)
             await self._service.store.mark_sent((rowid for rowid, _, _ in answers), now)
             await self._directory.mark_sent((seq for seq, _, _ in rows), now)
 
@@ -167,20 +168,29 @@ class MqttLink:
             self._publisher.notify()
 
     async def _follow(self) -> None:
-        """Take the ledger's balances; remember which ticket events it has answered."""
-        async for delivery in self._ivr_bus.deliveries():
-            try:
-                event = CloudEvent.from_dict(orjson.loads(delivery.payload))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("unreadable ledger event ignored", topic=delivery.topic, error=str(exc))
-                delivery.ack()
-                continue
-            ours = self._ledger_source is None or event.source == self._ledger_source
-            if ours and event.data.get("trigger_source") == self._source:
-                await self._directory.take_ledger_event(event)
-                self._answered.add(str(event.data.get("trigger_event_id")))
+        """Take the ledger's balances; remember which ticket events it has answered.
+
+        What has arrived is taken together: its balances in one write, then its acks. Taken one at
+        a time, each answer waited for a commit of its own, one turn of the loop, and while calls
+        kept the loop busy the answers queued up behind them.
+        """
+        async for batch in self._ivr_bus.batches(_FOLLOW_BATCH):
+            answers: list[CloudEvent] = []
+            for delivery in batch:
+                try:
+                    event = CloudEvent.from_dict(orjson.loads(delivery.payload))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("unreadable ledger event ignored", topic=delivery.topic, error=str(exc))
+                    continue
+                ours = self._ledger_source is None or event.source == self._ledger_source
+                if ours and event.data.get("trigger_source") == self._source:
+                    answers.append(event)
+            await self._directory.take_ledger_events(answers)
+            if answers:
+                self._answered.update(str(event.data.get("trigger_event_id")) for event in answers)
                 self._answer.set()
-            delivery.ack()
+            for delivery in batch:
+                delivery.ack()
 
     async def settle(self) -> None:
         """Wait for the outbox to drain and the ledger to answer every deductible ticket."""

@@ -29,6 +29,7 @@ from ivr.directory.rows import (
     FIRST_NEW_TICKET,
     TICKET_WITH_OWNER,
     WITH_CONTRACT,
+    balances_taken,
     code_found,
     contract_rows,
     deductible,
@@ -382,12 +383,11 @@ class PostgresDirectory(PostgresOutbox):
         """Events with no other write to go with them."""
         await self._write(events=events)
 
-    async def take_ledger_event(self, event: CloudEvent) -> None:
-        """Take the ledger's word for a contract's balance; ``as_of`` keeps an older event from undoing a newer."""
-        balance = event.data.get("balance_after")
-        if not isinstance(balance, int):
-            return
-        await self._write((_TAKE_BALANCE, [(balance, event.time, event.data["contract"])]), events=())
+    async def take_ledger_events(self, events: Iterable[CloudEvent]) -> None:
+        """Take the ledger's word for contracts' balances; ``as_of`` keeps an older event from undoing a newer."""
+        rows = balances_taken(events)
+        if rows:
+            await self._write((_TAKE_BALANCE, rows), events=())
 
     async def deductible_tickets(self) -> list[tuple[str, str, str]]:
         """(source, event id, ticket) of every ``ticket.created`` that asks the ledger to deduct."""

@@ -241,6 +241,15 @@ def outbox_rows(events: Iterable[CloudEvent]) -> list[tuple[str, str, str]]:
     return [(e.id, e.topic, e.to_json()) for e in events]
 
 
+def balances_taken(events: Iterable[CloudEvent]) -> list[tuple[int, str, str]]:
+    """(balance, as of, contract) of each ledger event that states a contract's balance after it."""
+    return [
+        (e.data["balance_after"], e.time, e.data["contract"])
+        for e in events
+        if isinstance(e.data.get("balance_after"), int)
+    ]
+
+
 def deductible(payloads: Iterable[str]) -> list[tuple[str, str, str]]:
     """(source, event id, ticket) of each ``ticket.created`` payload that asks the ledger to deduct."""
     events = (json.loads(payload) for payload in payloads)

@@ -35,6 +35,7 @@ from ivr.directory.rows import (
     FIRST_NEW_TICKET,
     TICKET_WITH_OWNER,
     WITH_CONTRACT,
+    balances_taken,
     code_found,
     contract_rows,
     deductible,
@@ -104,6 +105,12 @@ CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
 
 
 _Statement = tuple[str, list[tuple[Any, ...]]]  # SQL, rows for executemany
+
+#: A ledger event's balance, unless the contract's stands as of a later one: (balance, as of, contract).
+_TAKE_BALANCE: Final = (
+    "UPDATE balances SET balance = ?1, as_of = ?2 "
+    "WHERE contract_id = ?3 AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= ?2)"
+)
 
 
 @dataclass(slots=True)
@@ -199,7 +206,7 @@ class SqliteDirectory:
         Rows keep their order within a statement (the outbox's ``seq`` order is the events'
         order); the order between statements does not matter inside one transaction: they
         touch different tables, or rows another statement of the group does not (``mark_sent``
-        updates rows committed earlier), or are guarded by ``as_of`` (``take_ledger_event``).
+        updates rows committed earlier), or are guarded by ``as_of`` (``take_ledger_events``).
         """
         merged: dict[str, list[tuple[Any, ...]]] = {}
         for job in group:
@@ -329,23 +336,15 @@ class SqliteDirectory:
         """Events with no other write to go with them."""
         await self._write(_outbox(events))
 
-    async def take_ledger_event(self, event: CloudEvent) -> None:
-        """Take the ledger's word for a contract's balance, so "incidents available" sees deductions.
+    async def take_ledger_events(self, events: Iterable[CloudEvent]) -> None:
+        """Take the ledger's word for contracts' balances, so "incidents available" sees deductions.
 
-        Ledger events may arrive late or twice; ``as_of`` keeps an older event from undoing a newer.
+        Ledger events may arrive late or twice; ``as_of`` keeps an older event from undoing a newer,
+        within one write as across writes.
         """
-        balance = event.data.get("balance_after")
-        if not isinstance(balance, int):
-            return
-        await self._write(
-            (
-                (
-                    "UPDATE balances SET balance = ?, as_of = ? "
-                    "WHERE contract_id = ? AND balance IS NOT NULL AND (as_of IS NULL OR as_of <= ?)"
-                ),
-                [(balance, event.time, event.data["contract"], event.time)],
-            ),
-        )
+        rows = balances_taken(events)
+        if rows:
+            await self._write((_TAKE_BALANCE, rows))
 
     # -- the outbox, for the publisher -----------------------------------------------------
 

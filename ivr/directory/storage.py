@@ -81,8 +81,8 @@ class DirectoryStorage(Protocol):
         """Events with no other write to go with them."""
         ...
 
-    async def take_ledger_event(self, event: CloudEvent) -> None:
-        """Take the ledger's word for a contract's balance; an older event never undoes a newer."""
+    async def take_ledger_events(self, events: Iterable[CloudEvent]) -> None:
+        """Take the ledger's word for contracts' balances, in one write; an older event never undoes a newer."""
         ...
 
     # -- the outbox --------------------------------------------------------------------------------

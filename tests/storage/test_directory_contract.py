@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,12 @@ from ivr.secrets import PepperError
 from tests.pgserver import fresh_schema
 
 AT = datetime(2026, 11, 17, 15, tzinfo=UTC)
+
+
+def balance_event(contract: str, balance: int, *, minutes: int = 0) -> CloudEvent:
+    """A ledger event saying ``contract`` is at ``balance``, ``minutes`` after :data:`AT` (before it if negative)."""
+    said = event("c", event_type=EventType.LEDGER_INCIDENT_DEDUCTED, contract=contract, balance_after=balance)
+    return dataclasses.replace(said, time=(AT + timedelta(minutes=minutes)).isoformat())
 
 
 def event(call: str, sequence: int = 1, event_type: EventType = EventType.CALL_STARTED, **data) -> CloudEvent:
@@ -130,19 +137,19 @@ class DirectoryContract:
     async def test_a_ledger_event_sets_the_balance_and_an_older_one_does_not_undo_it(self, store, world):
         """The newer ``balance_after`` stands whatever order the two events arrive in."""
         contract = next(c for c in world.contracts.values() if c.incidents)
-        newer = event("c", event_type=EventType.LEDGER_INCIDENT_DEDUCTED, contract=contract.id, balance_after=1)
-        older = event("c", event_type=EventType.LEDGER_INCIDENT_DEDUCTED, contract=contract.id, balance_after=2)
-        older = CloudEvent(
-            type=older.type,
-            source=older.source,
-            subject=older.subject,
-            time=(AT - timedelta(minutes=1)).isoformat(),
-            sequence=1,
-            data=older.data,
-        )
-        await store.take_ledger_event(newer)
-        await store.take_ledger_event(older)
+        await store.take_ledger_events([balance_event(contract.id, 1)])
+        await store.take_ledger_events([balance_event(contract.id, 2, minutes=-1)])
         assert await store.balance(contract.id) == 1
+
+    async def test_ledger_events_taken_together_leave_the_newest_balance(self, store, world):
+        """In one write, a contract's newest ``balance_after`` stands whichever of the events comes first."""
+        contract = next(c for c in world.contracts.values() if c.incidents)
+        await store.take_ledger_events([balance_event(contract.id, 1), balance_event(contract.id, 2, minutes=-1)])
+        assert await store.balance(contract.id) == 1
+        await store.take_ledger_events(
+            [balance_event(contract.id, 3, minutes=-2), balance_event(contract.id, 0, minutes=1)]
+        )
+        assert await store.balance(contract.id) == 0
 
     async def test_deductible_tickets_are_the_ticket_events_that_ask_to_deduct(self, store, world):
         """Only ``ticket.created`` events with ``deduct`` count, with their source, id and ticket."""
