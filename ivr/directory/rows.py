@@ -242,11 +242,16 @@ def outbox_rows(events: Iterable[CloudEvent]) -> list[tuple[str, str, str]]:
 
 
 def balances_taken(events: Iterable[CloudEvent]) -> list[tuple[int, str, str]]:
-    """(balance, as of, contract) of each ledger event that states a contract's balance after it."""
+    """(balance, as of, contract) of each ledger event that states a contract's balance after it.
+
+    An event that names no contract or no whole balance states nothing to take: the follower reads
+    whatever arrives on the ledger's topics, and one odd event must not stop it.
+    """
     return [
-        (e.data["balance_after"], e.time, e.data["contract"])
+        (balance, e.time, contract)
         for e in events
-        if isinstance(e.data.get("balance_after"), int)
+        if isinstance(balance := e.data.get("balance_after"), int)
+        and isinstance(contract := e.data.get("contract"), str)
     ]
 
 

@@ -151,6 +151,14 @@ class DirectoryContract:
         )
         assert await store.balance(contract.id) == 0
 
+    async def test_a_ledger_event_naming_no_contract_or_no_whole_balance_is_passed_over(self, store, world):
+        """Odd ledger events take nothing and stop nothing: the well-formed one beside them still counts."""
+        contract = next(c for c in world.contracts.values() if c.incidents)
+        no_contract = event("c", event_type=EventType.LEDGER_INCIDENT_DEDUCTED, balance_after=0)
+        odd_balance = event("c", event_type=EventType.LEDGER_INCIDENT_DEDUCTED, contract=contract.id, balance_after="0")
+        await store.take_ledger_events([no_contract, odd_balance, balance_event(contract.id, 1)])
+        assert await store.balance(contract.id) == 1
+
     async def test_deductible_tickets_are_the_ticket_events_that_ask_to_deduct(self, store, world):
         """Only ``ticket.created`` events with ``deduct`` count, with their source, id and ticket."""
         contract = next(iter(world.contracts.values()))
