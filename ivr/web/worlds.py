@@ -7,6 +7,8 @@ of its own, on channels of the console's one broker connection) built at its fir
 until it is reset or the server stops. A page opened with ``?session=NAME`` joins the world of
 that name, shared with every page that names it (a class); any other page gets a private world of
 its own, so trainees in separate tabs never see each other's effects unless they join one session.
+Each build of a world is a source of its own, ``<console instance>/world-<hex>`` (its ledger's the
+same with ``-ledger``), with a retained status of that name from its first call to its reset.
 
 The world is the engine's one observer and passes each call's reports to that call's
 :class:`~ivr.web.calls.CallRun` (the engine runs every call of the world); what the calls tell
@@ -107,7 +109,7 @@ class SessionWorld:
                         system = await build_system(
                             world=self.world,
                             workdir=folder,
-                            source=f"console-{folder.name}",
+                            source=self._connection.source(folder.name),
                             broker=self._connection.config,
                             connection=self._connection,
                             own_ledger=self._own_ledger,
