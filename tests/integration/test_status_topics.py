@@ -19,7 +19,7 @@ from ivr.bus.base import CLEARED, OFFLINE, ONLINE, status_topic
 from ivr.bus.mqtt import MqttBus
 from ivr.settings import Settings
 from ivr.web.worlds import SessionWorld
-from tests.integration.conftest import WAIT, run_call
+from tests.integration.conftest import WAIT, retained, run_call
 
 pytestmark = pytest.mark.broker
 
@@ -90,6 +90,7 @@ async def test_every_events_source_said_online_before_it_published_and_cleared_i
     for source in sources:  # each named for its run: cleared, not left offline for ever
         assert [p for t, p in seen if t == status_topic(source)] == [ONLINE, CLEARED], source
     assert [p for t, p in seen if t == status_topic(CONSOLE)] == [ONLINE, OFFLINE]
+    assert await retained(config, "ivr/v2/status/#") == {status_topic(CONSOLE): OFFLINE}  # a process's, not a run's
 
 
 async def test_a_crashed_consoles_world_statuses_are_cleared_when_it_starts_again(private_broker, world, tmp_path):
@@ -115,3 +116,4 @@ async def test_a_crashed_consoles_world_statuses_are_cleared_when_it_starts_agai
             await again.close()
     assert [p for t, p in seen if t == status_topic(left)] == [ONLINE, CLEARED]
     assert [p for t, p in seen if t == status_topic(kept)] == [ONLINE, CLEARED]  # cleared only when it closed
+    assert await retained(config, "ivr/v2/status/#") == {status_topic(CONSOLE): OFFLINE}
