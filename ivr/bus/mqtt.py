@@ -496,8 +496,8 @@ class MqttBus:
     async def keep_status(self, instance: str) -> None:
         """Say ``instance`` is ``online`` (retained), now and after each reconnection, until :meth:`drop_status`.
 
-        For a source this connection carries (a console's world), named under its own instance:
-        the Last Will covers the connection only, and says ``offline`` for it, above the source.
+        For a source this connection carries (a console's world), named under its own instance: a
+        Last Will is the connection's, so its ``offline``, one level up, speaks for the source too.
         Raises :class:`BusError` if the broker is not there to tell now (the next connection will).
         """
         topic = self._carried(instance)
