@@ -90,9 +90,10 @@ class Channel:
         """Nothing to open: the connection is the console's, open for as long as it runs."""
 
     async def wait_connected(self) -> None:
-        """Return once the shared connection is up and says this channel's source is ``online``."""
+        """Return once the shared connection is up and has said this channel's source is ``online``."""
         await self._bus.wait_connected()
-        await self._bus.keep_status(self._instance)
+        with contextlib.suppress(BusError):  # dropped just now: the next connection says it, as for every kept one
+            await self._bus.keep_status(self._instance)
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish on the shared connection."""
