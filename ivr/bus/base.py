@@ -43,6 +43,7 @@ __all__ = [
     "TaskEndedError",
     "deadletter_topic",
     "publish_one_by_one",
+    "status_root",
     "status_topic",
     "topic_matches",
     "wait_unless_ended",
@@ -61,6 +62,11 @@ DEADLETTER_TOPIC: Final = f"{TOPIC_ROOT}/deadletter"
 MAX_MESSAGE: Final = 65536
 
 
+def status_root(*, root: str = TOPIC_ROOT) -> str:
+    """Where every status topic is: ``ivr/v2/status``."""
+    return f"{root}/status"
+
+
 def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
     """The retained status topic of one source: ``ivr/v2/status/<instance>``.
 
@@ -70,7 +76,7 @@ def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
     if any(not level or "+" in level or "#" in level for level in instance.split("/")):
         msg = f"an instance name is one or more topic levels, none empty and without wildcards, not {instance!r}"
         raise ValueError(msg)
-    return f"{root}/status/{instance}"
+    return f"{status_root(root=root)}/{instance}"
 
 
 def deadletter_topic(*, root: str = TOPIC_ROOT) -> str:

@@ -53,6 +53,7 @@ from ivr.bus.base import (
     PublishTimeoutError,
     TaskEndedError,
     deadletter_topic,
+    status_root,
     status_topic,
     wait_unless_ended,
 )
@@ -190,6 +191,7 @@ class MqttBus:
         self._client_id = client_id
         self._status = status_topic(instance, root=topic_root) if instance else None
         self._farewell = CLEARED if transient else OFFLINE
+        self._statuses = f"{status_root(root=topic_root)}/"
         self._root = topic_root
         self._kept: dict[str, None] = {}  # the status topics of the sources this connection carries, in order
         self._deadletters = deadletter_topic(root=topic_root)
@@ -413,7 +415,7 @@ class MqttBus:
     # -- the Bus protocol ------------------------------------------------------------------
 
     def _properties(self, topic: str) -> Properties | None:
-        if self._status and (topic == self._status or topic.startswith(f"{self._status}/")):
+        if topic.startswith(self._statuses):  # whoever's status it is, even cleared
             return self._plain
         if topic == self._deadletters:
             return self._letters
@@ -530,7 +532,7 @@ class MqttBus:
             or delivery.topic in self._kept
         ):
             return None
-        return delivery.topic.removeprefix(f"{self._root}/status/")
+        return delivery.topic.removeprefix(self._statuses)
 
     def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions, across reconnections, until the bus is closed.
