@@ -319,6 +319,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,
             )
+            # A start cut short leaves no channel routed to a world that never was, nor its status said.
+            opened.push_async_callback(mqtt.close)
             await mqtt.start()
             link = mqtt
         opened.pop_all()  # built whole: the System closes them from now on

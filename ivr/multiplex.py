@@ -181,6 +181,7 @@ class SharedConnection:
         return self._channel(("answers", source), source)
 
     def _channel(self, key: tuple[str, str], instance: str) -> Channel:
+        self.bus.carried_status(instance)  # refused now, before a world is half built on it
         if key in self._channels:
             msg = f"a channel for {key[1]!r}'s {key[0]} is open already"
             raise ValueError(msg)

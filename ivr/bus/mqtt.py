@@ -487,8 +487,8 @@ class MqttBus:
 
     # -- the statuses of the sources this connection carries ---------------------------------
 
-    def _carried(self, instance: str) -> str:
-        """The status topic of ``instance``, which must be named under this connection's own."""
+    def carried_status(self, instance: str) -> str:
+        """The status topic of a source this connection carries; a :class:`ValueError` unless named under its own."""
         topic = status_topic(instance, root=self._root)
         if not self._status or not topic.startswith(f"{self._status}/"):
             msg = f"a source carried by this connection is named under its instance, not {instance!r}"
@@ -502,7 +502,7 @@ class MqttBus:
         Last Will is the connection's, so its ``offline``, one level up, speaks for the source too.
         Raises :class:`BusError` if the broker is not there to tell now (the next connection will).
         """
-        topic = self._carried(instance)
+        topic = self.carried_status(instance)
         if topic not in self._kept:
             self._kept[topic] = None
             await self.publish(topic, ONLINE, retain=True)
@@ -513,7 +513,7 @@ class MqttBus:
         Raises :class:`BusError` if the broker is not there; the status is then left for
         :meth:`leftover_status` to find on a later connection.
         """
-        topic = self._carried(instance)
+        topic = self.carried_status(instance)
         self._kept.pop(topic, None)
         await self.publish(topic, CLEARED, retain=True)
 

@@ -117,3 +117,24 @@ async def test_a_crashed_consoles_world_statuses_are_cleared_when_it_starts_agai
     assert [p for t, p in seen if t == status_topic(left)] == [ONLINE, CLEARED]
     assert [p for t, p in seen if t == status_topic(kept)] == [ONLINE, CLEARED]  # cleared only when it closed
     assert await retained(config, "ivr/v2/status/#") == {status_topic(CONSOLE): OFFLINE}
+
+
+async def test_a_world_that_fails_to_build_leaves_no_channel_or_status_behind(private_broker, world, tmp_path):
+    """A source not named under the console is refused, and leaves no channel: a second try is refused alike."""
+    config = private_broker.config
+    connection = console_connection(config)
+    await asyncio.wait_for(connection.start(), WAIT)
+    try:
+        for attempt in ("first", "second"):
+            folder = tmp_path / attempt
+            folder.mkdir()
+            with pytest.raises(ValueError, match="named under its instance"):
+                await build_system(world=world, workdir=folder, source="stray", broker=config, connection=connection)
+        folder = tmp_path / "third"
+        folder.mkdir()
+        source = connection.source("world-1")
+        system = await build_system(world=world, workdir=folder, source=source, broker=config, connection=connection)
+        await system.close()
+    finally:
+        await connection.close()
+    assert await retained(config, "ivr/v2/status/#") == {status_topic(CONSOLE): OFFLINE}
