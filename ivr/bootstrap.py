@@ -69,19 +69,21 @@ def ledger_bus(  # noqa: PLR0913 - all keyword-only but the broker
     share: str | None = None,
     instance: str | None = None,
     partitions: PartitionShare | None = None,
+    transient: bool = False,
 ) -> MqttBus:
     """A ledger's connection, wherever the ledger runs (`ivr ledger run`, a replay's own ledger).
 
     A persistent session, so a ticket event published while the ledger reconnects waits in the
     broker; manual acks, so an event is acknowledged only once its deduction is committed. ``share``
     takes a share of the events with the other ledgers of that group, ``partitions`` only those
-    ticket partitions; ``instance`` names the retained status topic of a long-running ledger (a
-    replay's says nothing there).
+    ticket partitions; ``instance`` (the ledger's ``source``) names its retained status topic, which a
+    ``transient`` ledger (a replayed scenario's, named for that run) clears when it closes.
     """
     return MqttBus(
         config=config,
         client_id=client_id,
         instance=instance,
+        transient=transient,
         subscriptions=LedgerConsumer.subscriptions(root, share, partitions),
         persistent=True,
         manual_ack=True,
@@ -104,7 +106,8 @@ def console_connection(config: BrokerConfig, *, instance: str = CONSOLE, root: s
     Every event under ``root``, to forward to the page whose call it is and to route to the world it
     belongs to; a persistent session with manual acks, as each world's ledger and follower need.
     ``instance`` is its client id and names its retained status ``<root>/status/<instance>``: a
-    broker that binds each login to its client id (deploy/mosquitto) knows the console by it.
+    broker that binds each login to its client id (deploy/mosquitto) knows the console by it. Its
+    worlds' sources are named under it, and their statuses too (:mod:`ivr.multiplex`).
     """
     bus = MqttBus(
         config=config,
@@ -115,7 +118,7 @@ def console_connection(config: BrokerConfig, *, instance: str = CONSOLE, root: s
         manual_ack=True,
         topic_root=root,
     )
-    return SharedConnection(bus=bus, config=config, root=root)
+    return SharedConnection(bus=bus, config=config, instance=instance, root=root)
 
 
 def events_bus(config: BrokerConfig, *, client_id: str | None, root: str = TOPIC_ROOT) -> MqttBus:
@@ -152,11 +155,16 @@ def ivr_bus(config: BrokerConfig, *, source: str, root: str = TOPIC_ROOT) -> Mqt
     """The IVR's connection: it publishes the outbox and follows the ledger's events.
 
     A persistent session with manual acks, like the ledger's: a ledger event published while the IVR
-    reconnects waits in the broker, and is acked once the IVR has taken its balance.
+    reconnects waits in the broker, and is acked once the IVR has taken its balance. Its ``source``
+    names its retained status. An IVR with a connection of its own is one run's (a replayed
+    scenario, an `ivr load` process), its source named afresh each time: a clean close clears the
+    status, where ``offline`` would stay on the broker for a name that never comes back.
     """
     return MqttBus(
         config=config,
         client_id=f"{source}-ivr",
+        instance=source,
+        transient=True,
         subscriptions=[answers_filter(root)],
         persistent=True,
         manual_ack=True,
@@ -258,7 +266,10 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
     <ivr.settings.Settings.pepper>`, from ``IVR_PEPPER``), or one of its own.
     With a PostgreSQL ``store`` the directory and the ledger live there (in ``schema`` if given)
     instead of in ``workdir``. With a ``connection`` (the console's, on ``broker``) the IVR and its
-    ledger take channels of it instead of connections of their own.
+    ledger take channels of it instead of connections of their own, and ``source`` is named under the
+    console's instance (:meth:`SharedConnection.source <ivr.multiplex.SharedConnection.source>`).
+    Over a broker each source, the IVR's ``source`` and its ledger's ``<source>-ledger``, keeps a
+    retained status of that name while the system runs, cleared when it closes.
     """
     if not own_ledger and broker is None:
         msg = "a system without its own ledger needs a broker to reach one"
@@ -294,9 +305,9 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             own: tuple[LinkBus, LedgerService] | None = None
             if service is not None:
                 deducts = (
-                    ledger_bus(broker, client_id=f"{source}-ledger", root=root)
+                    ledger_bus(broker, client_id=service.source, root=root, instance=service.source, transient=True)
                     if connection is None
-                    else connection.tickets_from(source)
+                    else connection.tickets_from(source, ledger=service.source)
                 )
                 own = (deducts, service)
             mqtt = MqttLink(
@@ -308,6 +319,8 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
                 root=root,
                 relayed_by=workdir / PROGRESS_FILE if relay else None,
             )
+            # A start cut short leaves no channel routed to a world that never was, nor its status said.
+            opened.push_async_callback(mqtt.close)
             await mqtt.start()
             link = mqtt
         opened.pop_all()  # built whole: the System closes them from now on

@@ -106,8 +106,9 @@ class MqttLink:
 
     The ledger runs here as a task on its own MQTT connection, so a replay needs one process; in
     production it is `ivr ledger`, its own process, and this link is built with ``service=None``.
-    A replay's connections are short-lived and say nothing on the retained status topics, which
-    belong to long-running processes (`ivr ledger`). Both buses come built from the composition
+    Each bus keeps the retained status of the source it carries (the IVR's, its own ledger's):
+    ``online`` from :meth:`start`, cleared at :meth:`close`, since a replayed scenario's or a console
+    world's source is named for that run and never comes back. Both buses come built from the composition
     root (:func:`ivr.bootstrap.ivr_bus`, :func:`ivr.bootstrap.ledger_bus`, or two channels of the
     console's one connection, :mod:`ivr.multiplex`). Built with
     ``relayed_by`` (the progress file of an `ivr relay`), the link leaves the outbox to that

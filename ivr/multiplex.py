@@ -12,6 +12,12 @@ delivery is read once here and given to the one channel it belongs to: a ticket 
 ledger of the world whose IVR wrote it (its ``source``), a ledger event to the world it answers
 (its ``trigger_source``). That channel acks it once its effect is committed; a delivery no world
 wants is acked at once, so nothing of another process's pins the connection's window.
+
+Each world's IVR and ledger is a source of events with a retained status of its own, named under
+the console's instance (``ivr-console/world-…``, ``ivr-console/world-…-ledger``): a channel says
+``online`` for its source once connected and clears the status when it closes. The console's Last
+Will speaks for the connection only, ``offline`` on ``ivr-console``, above every world's. What a
+crashed console left under its name arrives retained when it subscribes again, and is cleared.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 import structlog
 
-from ivr.bus.base import topic_matches
+from ivr.bus.base import BusError, topic_matches
 from ivr.bus.inbox import Inbox
 from ivr.bus.mqtt import forget_session
 from ivr.events import TOPIC_ROOT
@@ -61,11 +67,12 @@ class Channel:
     sends a client only so many unacked) until the connection itself reconnects.
     """
 
-    def __init__(self, connection: SharedConnection, key: tuple[str, str]) -> None:
-        """A channel of ``connection`` receiving what is routed under ``key``."""
+    def __init__(self, connection: SharedConnection, key: tuple[str, str], instance: str) -> None:
+        """A channel of ``connection`` receiving what is routed under ``key``, for the source ``instance``."""
         self._connection = connection
         self._bus = connection.bus
         self._key = key
+        self._instance = instance
         self._inbox = Inbox(skip_stale=False)
         self._unacked: dict[int, Delivery] = {}
         self._numbers = itertools.count()
@@ -83,8 +90,10 @@ class Channel:
         """Nothing to open: the connection is the console's, open for as long as it runs."""
 
     async def wait_connected(self) -> None:
-        """Return once the shared connection is up."""
+        """Return once the shared connection is up and has said this channel's source is ``online``."""
         await self._bus.wait_connected()
+        with contextlib.suppress(BusError):  # dropped just now: the next connection says it, as for every kept one
+            await self._bus.keep_status(self._instance)
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish on the shared connection."""
@@ -118,12 +127,14 @@ class Channel:
         return self._inbox.batches(limit)
 
     async def aclose(self) -> None:
-        """Stop receiving, and ack what was given here and not acked (see the class)."""
+        """Stop receiving, ack what was given here and not acked (see the class), and clear the source's status."""
         self._connection.drop(self._key, self)
         self.end()
         unacked, self._unacked = self._unacked, {}
         for delivery in unacked.values():
             delivery.ack()
+        with contextlib.suppress(BusError):  # the broker is away: the router clears it once it is back
+            await self._bus.drop_status(self._instance)
 
 
 class SharedConnection:
@@ -134,11 +145,13 @@ class SharedConnection:
         *,
         bus: MqttBus,
         config: BrokerConfig,
+        instance: str,
         root: str = TOPIC_ROOT,
     ) -> None:
-        """Share ``bus`` (on ``config``'s broker; subscribed to ``root/#``, persistent, manual acks)."""
+        """Share ``bus`` (``config``'s broker, subscribed to ``root/#``, persistent, manual acks) named ``instance``."""
         self.bus = bus
         self.config = config
+        self.instance = instance
         self._tickets = LedgerConsumer.subscriptions(root)
         self._answers = answers_filter(root)
         self._channels: dict[tuple[str, str], Channel] = {}
@@ -155,19 +168,24 @@ class SharedConnection:
         await self.bus.wait_connected()
         self._reader = asyncio.create_task(self._route(), name="shared-connection")
 
-    def tickets_from(self, source: str) -> Channel:
-        """The channel of the ticket events the IVR ``source`` writes: its own ledger's."""
-        return self._channel(("tickets", source))
+    def source(self, name: str) -> str:
+        """The name of a source this connection carries (a world's IVR): under the console's instance."""
+        return f"{self.instance}/{name}"
+
+    def tickets_from(self, source: str, *, ledger: str) -> Channel:
+        """The channel of the ticket events the IVR ``source`` writes: its own ledger's, the source ``ledger``."""
+        return self._channel(("tickets", source), ledger)
 
     def answers_to(self, source: str) -> Channel:
-        """The channel of the ledger events answering the IVR ``source``: its follower's."""
-        return self._channel(("answers", source))
+        """The channel of the ledger events answering the IVR ``source``: its follower's, in the IVR's name."""
+        return self._channel(("answers", source), source)
 
-    def _channel(self, key: tuple[str, str]) -> Channel:
+    def _channel(self, key: tuple[str, str], instance: str) -> Channel:
+        self.bus.carried_status(instance)  # refused now, before a world is half built on it
         if key in self._channels:
             msg = f"a channel for {key[1]!r}'s {key[0]} is open already"
             raise ValueError(msg)
-        channel = self._channels[key] = Channel(self, key)
+        channel = self._channels[key] = Channel(self, key, instance)
         return channel
 
     def drop(self, key: tuple[str, str], channel: Channel) -> None:
@@ -190,6 +208,10 @@ class SharedConnection:
         error: BaseException | None = None
         try:
             async for delivery in self.bus.deliveries():
+                leftover = self.bus.leftover_status(delivery)
+                if leftover is not None:
+                    with contextlib.suppress(BusError):  # still there on the next connection, and cleared then
+                        await self.bus.drop_status(leftover)
                 key, event = self._owner(delivery)
                 if event is not None and "/status/" not in delivery.topic:
                     for see in self._watchers:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 __all__ = [
+    "CLEARED",
     "DEADLETTER_TOPIC",
     "MAX_MESSAGE",
     "OFFLINE",
@@ -42,14 +43,17 @@ __all__ = [
     "TaskEndedError",
     "deadletter_topic",
     "publish_one_by_one",
+    "status_root",
     "status_topic",
     "topic_matches",
     "wait_unless_ended",
 ]
 
-#: Retained payloads of ``<root>/status/<instance>``: the last word on whether a process is up.
+#: Retained payloads of ``<root>/status/<instance>``: the last word on whether a source is up.
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
+#: An empty retained payload deletes the retained message: the status of a source that has ended for good.
+CLEARED: Final = b""
 #: Where a consumer puts a message it cannot read, so one bad message never blocks the rest.
 DEADLETTER_TOPIC: Final = f"{TOPIC_ROOT}/deadletter"
 #: The largest message payload, in bytes, a subscriber takes and the brokers we configure accept
@@ -58,12 +62,21 @@ DEADLETTER_TOPIC: Final = f"{TOPIC_ROOT}/deadletter"
 MAX_MESSAGE: Final = 65536
 
 
+def status_root(*, root: str = TOPIC_ROOT) -> str:
+    """Where every status topic is: ``ivr/v2/status``."""
+    return f"{root}/status"
+
+
 def status_topic(instance: str, *, root: str = TOPIC_ROOT) -> str:
-    """The retained status topic of one process: ``ivr/v2/status/<instance>``."""
-    if not instance or any(c in instance for c in "/+#"):
-        msg = f"an instance name is one topic level, not {instance!r}"
+    """The retained status topic of one source: ``ivr/v2/status/<instance>``.
+
+    A source carried by another process's connection is named under that process's instance
+    (``ivr-console/world-…``), so its status sits under the process's, which its Last Will covers.
+    """
+    if any(not level or "+" in level or "#" in level for level in instance.split("/")):
+        msg = f"an instance name is one or more topic levels, none empty and without wildcards, not {instance!r}"
         raise ValueError(msg)
-    return f"{root}/status/{instance}"
+    return f"{status_root(root=root)}/{instance}"
 
 
 def deadletter_topic(*, root: str = TOPIC_ROOT) -> str:

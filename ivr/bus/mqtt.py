@@ -14,7 +14,9 @@ always-on process needs:
   :meth:`Delivery.ack`, after the consumer's commit; with a persistent session (a fixed client
   id, not clean) the broker sends an unacked message again after a reconnect.
 - **Status.** ``<root>/status/<instance>`` is retained ``online`` once connected; the Last Will
-  makes it ``offline`` when the connection dies, and a clean close says ``offline`` itself.
+  makes it ``offline`` when the connection dies, and a clean close says ``offline`` itself (or,
+  for an instance named for one run only, clears it). A connection that carries other sources
+  (the console's worlds) keeps their statuses too, named under its own, which its Will covers.
 - **Messages straight into an inbox** (:mod:`ivr.bus.inbox`) from paho's callback, taken one at
   a time or in batches, with no task per message.
 - **A size limit** (:data:`~ivr.bus.base.MAX_MESSAGE`): a larger message is delivered by
@@ -38,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ivr.bus.base import (
+    CLEARED,
     MAX_MESSAGE,
     OFFLINE,
     ONLINE,
@@ -50,6 +53,7 @@ from ivr.bus.base import (
     PublishTimeoutError,
     TaskEndedError,
     deadletter_topic,
+    status_root,
     status_topic,
     wait_unless_ended,
 )
@@ -155,6 +159,7 @@ class MqttBus:
         config: BrokerConfig,
         client_id: str | None = None,
         instance: str | None = None,
+        transient: bool = False,
         subscriptions: Sequence[str] = (),
         persistent: bool = False,
         manual_ack: bool = False,
@@ -168,7 +173,9 @@ class MqttBus:
     ) -> None:
         """Describe the connection; nothing happens until the bus is entered.
 
-        ``instance`` names the retained status topic (none without it). ``persistent`` keeps the
+        ``instance`` names the retained status topic (none without it); a ``transient`` instance is
+        named for one run and never comes back (a replayed scenario), so a clean close clears its
+        status instead of leaving ``offline`` on the broker for ever. ``persistent`` keeps the
         broker-side session (subscriptions and unacked messages) across connections and needs a
         fixed ``client_id``. ``manual_ack`` holds each QoS 1 PUBACK until :meth:`Delivery.ack`.
         A message of more than ``max_message`` payload bytes is delivered by reference: its
@@ -183,6 +190,10 @@ class MqttBus:
         self._config = config
         self._client_id = client_id
         self._status = status_topic(instance, root=topic_root) if instance else None
+        self._farewell = CLEARED if transient else OFFLINE
+        self._statuses = f"{status_root(root=topic_root)}/"
+        self._root = topic_root
+        self._kept: dict[str, None] = {}  # the status topics of the sources this connection carries, in order
         self._deadletters = deadletter_topic(root=topic_root)
         self._subscriptions = tuple(subscriptions)
         self._session = Session(
@@ -255,7 +266,7 @@ class MqttBus:
             with contextlib.suppress(BusError, TimeoutError):
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
                     if self._status:
-                        await self.publish(self._status, OFFLINE, retain=True)
+                        await self.publish(self._status, self._farewell, retain=True)
                     connection.disconnect()
                     await connection.lost
         task.cancel()
@@ -349,7 +360,8 @@ class MqttBus:
                     msg = f"the broker refused a subscription to one of {list(self._subscriptions)!r}"
                     raise BusError(msg)
             if self._status:
-                await self._send(connection, [(self._status, ONLINE)], retain=True)
+                statuses = [self._status, *self._kept]
+                await self._send(connection, [(topic, ONLINE) for topic in statuses], retain=True)
             self.connections += 1
             self._up.set()
             log.info("bus connected", broker=str(self._config), client_id=self._client_id, generation=self.connections)
@@ -403,7 +415,7 @@ class MqttBus:
     # -- the Bus protocol ------------------------------------------------------------------
 
     def _properties(self, topic: str) -> Properties | None:
-        if topic == self._status:
+        if topic.startswith(self._statuses):  # whoever's status it is, even cleared
             return self._plain
         if topic == self._deadletters:
             return self._letters
@@ -472,6 +484,55 @@ class MqttBus:
                 await self._send(connection, messages[start : start + self._inflight])
             except PartlyPublishedError as exc:
                 raise PartlyPublishedError(start + exc.acked, exc.cause) from exc.cause
+
+    # -- the statuses of the sources this connection carries ---------------------------------
+
+    def carried_status(self, instance: str) -> str:
+        """The status topic of a source this connection carries; a :class:`ValueError` unless named under its own."""
+        topic = status_topic(instance, root=self._root)
+        if not self._status or not topic.startswith(f"{self._status}/"):
+            msg = f"a source carried by this connection is named under its instance, not {instance!r}"
+            raise ValueError(msg)
+        return topic
+
+    async def keep_status(self, instance: str) -> None:
+        """Say ``instance`` is ``online`` (retained), now and after each reconnection, until :meth:`drop_status`.
+
+        For a source this connection carries (a console's world), named under its own instance: a
+        Last Will is the connection's, so its ``offline``, one level up, speaks for the source too.
+        Raises :class:`BusError` if the broker is not there to tell now (the next connection will).
+        """
+        topic = self.carried_status(instance)
+        if topic not in self._kept:
+            self._kept[topic] = None
+            await self.publish(topic, ONLINE, retain=True)
+
+    async def drop_status(self, instance: str) -> None:
+        """Clear ``instance``'s retained status: the source has ended, and its name never comes back.
+
+        Raises :class:`BusError` if the broker is not there; the status is then left for
+        :meth:`leftover_status` to find on a later connection.
+        """
+        topic = self.carried_status(instance)
+        self._kept.pop(topic, None)
+        await self.publish(topic, CLEARED, retain=True)
+
+    def leftover_status(self, delivery: Delivery) -> str | None:
+        """The instance of a retained status under this connection's own that it does not keep, if ``delivery`` is one.
+
+        What a crashed run of this process left (its Will spoke for itself only), or a status
+        whose clearing the broker never got: the subscriber clears it with :meth:`drop_status`.
+        """
+        status = self._status
+        if (
+            status is None
+            or not delivery.retain
+            or not delivery.payload
+            or not delivery.topic.startswith(f"{status}/")
+            or delivery.topic in self._kept
+        ):
+            return None
+        return delivery.topic.removeprefix(self._statuses)
 
     def deliveries(self) -> AsyncIterator[Delivery]:
         """Messages from the subscriptions, across reconnections, until the bus is closed.

@@ -26,7 +26,16 @@ from ivr.secrets import scrub
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["SCHEMA_SUFFIX", "InvalidEventError", "event_types", "parse", "prepare", "schema_for", "validate"]
+__all__ = [
+    "SCHEMA_SUFFIX",
+    "InvalidEventError",
+    "check_source",
+    "event_types",
+    "parse",
+    "prepare",
+    "schema_for",
+    "validate",
+]
 
 SCHEMA_SUFFIX: Final = ".schema.json"
 #: A reason is cut to its first and last characters (what is wrong comes last): jsonschema quotes
@@ -126,6 +135,14 @@ def schema_for(event_type: str) -> dict[str, Any]:
     except KeyError:
         msg = f"no schema for event type {event_type!r}"
         raise KeyError(msg) from None
+
+
+def check_source(source: str) -> None:
+    """Raise :class:`InvalidEventError` unless ``source`` may be an event's ``source`` (one rule in every schema)."""
+    rule = next(iter(_schemas().values()))["properties"]["source"]
+    error = best_match(Draft202012Validator(rule).iter_errors(source))
+    if error is not None:
+        raise InvalidEventError(error.message, path="source")
 
 
 def validate(event: object) -> None:

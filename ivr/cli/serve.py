@@ -20,6 +20,16 @@ __all__ = ["serve"]
 EXIT_UNREADABLE = 2
 
 
+def _console_name(_: click.Context, __: click.Parameter, value: str) -> str:
+    """Click callback: a name the console's session worlds can be named under, or a usage error saying why not."""
+    from ivr.web.worlds import check_console  # noqa: PLC0415 - the web stack loads only for this command
+
+    try:
+        return check_console(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
@@ -48,6 +58,7 @@ EXIT_UNREADABLE = 2
     "--instance",
     default=CONSOLE,
     show_default=True,
+    callback=_console_name,
     help="The console's client id on the broker (one connection for every session world), and its status name.",
 )
 @log_options(level="warning")

@@ -54,8 +54,11 @@ class LedgerProcess(ServiceProcess):
         announce: bool = True,
         share: str | None = None,
         partitions: str | None = None,
+        transient: bool = False,
     ) -> None:
         """Describe the ledger on ``db`` (an SQLite file or a PostgreSQL URL); its status topic is named by ``source``.
+
+        A ``transient`` ledger (a load run's, its source named for that run) has its status cleared once stopped.
 
         ``announce=False`` leaves its events to a :class:`LedgerRelayProcess` on the same file;
         ``share`` names the group of ledgers it shares the ticket events with (`ivr ledger --share`),
@@ -74,6 +77,7 @@ class LedgerProcess(ServiceProcess):
             log_file=log_file,
             watch_config=watch_config,
             watch_client_id=watch_client_id,
+            transient=transient,
         )
         self.db = db
         self.fixture = fixture
@@ -162,6 +166,7 @@ async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keywo
         source=f"{source}-ledger",
         root=root,
         log_file=workdir / "ledger.log",
+        transient=True,
     )
     stack.push_async_callback(forget_session, config, ledger.client_id)
     stack.push_async_callback(ledger.stop)

@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ivr.bootstrap import status_bus
-from ivr.bus.base import ONLINE
+from ivr.bus.base import CLEARED, ONLINE, BusError, status_topic
 from ivr.bus.url import ENV_VAR
 from ivr.directory.relayed import PROGRESS_FILE, relayed_up_to
 from ivr.events import TOPIC_ROOT
@@ -58,12 +58,15 @@ class ServiceProcess:
         log_file: Path | None = None,
         watch_config: BrokerConfig | None = None,
         watch_client_id: str | None = None,
+        transient: bool = False,
     ) -> None:
         """Describe the process (``ivr`` and then ``command``); nothing runs until :meth:`start`.
 
         Its retained status ``<root>/status/<instance>`` is watched through ``watch_config``
         (default: ``config``) as ``watch_client_id``: under the deployed ACL a service's own user
-        may write its status but not read it, and each login has one client id it must use.
+        may write its status but not read it, and each login has one client id it must use. A
+        ``transient`` instance is named for one run (a load run's ledger and relay): once the
+        process has stopped, its ``offline`` is cleared, as the name never comes back.
         """
         self.config = config
         self.command = command
@@ -71,6 +74,7 @@ class ServiceProcess:
         self._log_file = log_file
         self._proc: asyncio.subprocess.Process | None = None
         self._watch = status_bus(watch_config or config, instance=instance, root=root, client_id=watch_client_id)
+        self._status = status_topic(instance, root=root) if transient else None
         self._watching: asyncio.Task[None] | None = None
         self._online = 0
         self._changed = asyncio.Event()
@@ -145,13 +149,16 @@ class ServiceProcess:
         await self._signal(signal.SIGKILL)
 
     async def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL after 10 s); then stop watching its status."""
+        """SIGTERM and wait (SIGKILL after 10 s); then stop watching its status (clearing a transient one)."""
         await self._signal(signal.SIGTERM)
         if self._watching is not None:
             self._watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watching
             self._watching = None
+        if self._status is not None:
+            with contextlib.suppress(BusError):  # never watched, or the broker is gone: nothing to clear there
+                await self._watch.publish(self._status, CLEARED, retain=True)
         await self._watch.aclose()
 
     async def restart(self, *, kill: bool = True) -> None:
@@ -187,8 +194,9 @@ class RelayProcess(ServiceProcess):
         log_level: str = "warning",
         watch_config: BrokerConfig | None = None,
         watch_client_id: str | None = None,
+        transient: bool = False,
     ) -> None:
-        """Describe the relay of ``db``; its status topic is named by ``instance`` (``watch_*``: see above)."""
+        """Describe the relay of ``db``; its status topic is named by ``instance`` (the other options: see above)."""
         self.db = db
         self.progress = db.parent / self.progress_file
         command = [*self.relay_command(), "--progress", str(self.progress), "--root", root]
@@ -201,6 +209,7 @@ class RelayProcess(ServiceProcess):
             log_file=log_file,
             watch_config=watch_config,
             watch_client_id=watch_client_id,
+            transient=transient,
         )
 
     def relay_command(self) -> list[str]:

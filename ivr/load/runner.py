@@ -189,6 +189,7 @@ class _LoadRun:
                 instance=f"{source}-relay",
                 root=options.settings.root,
                 log_file=self.workdir / "relay.log",
+                transient=True,
             )
             stack.push_async_callback(relay.stop)
             await relay.start()

@@ -7,6 +7,8 @@ of its own, on channels of the console's one broker connection) built at its fir
 until it is reset or the server stops. A page opened with ``?session=NAME`` joins the world of
 that name, shared with every page that names it (a class); any other page gets a private world of
 its own, so trainees in separate tabs never see each other's effects unless they join one session.
+Each build of a world is a source of its own, ``<console instance>/world-<hex>`` (its ledger's the
+same with ``-ledger``), with a retained status of that name from its first call to its reset.
 
 The world is the engine's one observer and passes each call's reports to that call's
 :class:`~ivr.web.calls.CallRun` (the engine runs every call of the world); what the calls tell
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ivr.auth import lockout
 from ivr.bootstrap import System, build_system
+from ivr.bus.base import status_topic
+from ivr.bus.schemas import check_source
 from ivr.stores import scratch_schema
 from ivr.web.room import Roster
 
@@ -42,13 +46,30 @@ if TYPE_CHECKING:
     from ivr.states.call import Call
     from ivr.web.calls import CallRun
 
-__all__ = ["BUILD_TIMEOUT", "SESSION_NAME", "SessionWorld", "check_name"]
+__all__ = ["BUILD_TIMEOUT", "SESSION_NAME", "SessionWorld", "check_console", "check_name"]
 
 #: How long building a world's system (its stores; the console's connection up) may take before the call gives up.
 BUILD_TIMEOUT: Final = 10.0
 #: A session's name as it appears in ``?session=NAME``: short, and safe in a URL and a log line.
 SESSION_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+#: Hex digits of a world's name (``world-<hex>``): each build of a world is a source of its own.
+_WORLD_HEX: Final = 12
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def check_console(instance: str) -> str:
+    """``instance`` if a console may be named so; a :class:`ValueError` saying why not otherwise.
+
+    Its worlds' sources are named under it (at the longest ``<instance>/world-<hex>-ledger``, a
+    world's ledger as :func:`~ivr.bootstrap.build_system` names it), and their statuses with them.
+    """
+    status_topic(instance)
+    try:
+        check_source(f"{instance}/world-{'0' * _WORLD_HEX}-ledger")
+    except ValueError as exc:
+        msg = f"a console's session worlds are named under it, and {instance!r} makes no event source: {exc}"
+        raise ValueError(msg) from None
+    return instance
 
 
 def check_name(name: str) -> str:
@@ -98,7 +119,7 @@ class SessionWorld:
         async with self._building:
             if self._system is None:
                 settings = self._settings
-                folder = self._workdir / f"world-{uuid.uuid4().hex[:12]}"
+                folder = self._workdir / f"world-{uuid.uuid4().hex[:_WORLD_HEX]}"
                 folder.mkdir(parents=True)
                 self._folder = folder
                 schema = await self._schema.enter_async_context(scratch_schema(settings.store, "console"))
@@ -107,7 +128,7 @@ class SessionWorld:
                         system = await build_system(
                             world=self.world,
                             workdir=folder,
-                            source=f"console-{folder.name}",
+                            source=self._connection.source(folder.name),
                             broker=self._connection.config,
                             connection=self._connection,
                             own_ledger=self._own_ledger,

@@ -248,6 +248,33 @@ async def test_ivr_cannot_forge_verdicts_dead_letters_or_others_status(deployed,
     assert box.payloads == [b"online", b"a-1", b"t-1", b"c-1"]
 
 
+async def test_each_console_writes_its_worlds_statuses_and_no_other_consoles(deployed, inbox):
+    """The ivr login writes the statuses under ivr-console/ (its worlds'), not ivr-console-2's nor a lookalike's."""
+    async with (
+        bus(deployed, "integrator", subscriptions=["ivr/v2/status/#"]) as crm,
+        bus(deployed, "ivr", instance="ivr-console") as ivr,
+        bus(deployed, "ivr-2", instance="ivr-console-2") as ivr2,
+    ):
+        await connected(crm, ivr, ivr2)
+        box = inbox(crm)
+        await box.count(2)  # each console's own online
+        await ivr.publish("ivr/v2/status/ivr-console-2/world-1", b"online", retain=True)
+        await ivr.publish("ivr/v2/status/ivr-console-world-1", b"online", retain=True)
+        await ivr2.publish("ivr/v2/status/ivr-console/world-1", b"online", retain=True)
+        await ivr.keep_status("ivr-console/world-1")
+        await ivr2.keep_status("ivr-console-2/world-1-ledger")
+        await box.count(4)
+        await ivr.drop_status("ivr-console/world-1")
+        await ivr2.drop_status("ivr-console-2/world-1-ledger")
+        await box.count(6)
+    assert [(m.topic, m.payload) for m in box.items[2:6]] == [
+        ("ivr/v2/status/ivr-console/world-1", b"online"),
+        ("ivr/v2/status/ivr-console-2/world-1-ledger", b"online"),
+        ("ivr/v2/status/ivr-console/world-1", b""),
+        ("ivr/v2/status/ivr-console-2/world-1-ledger", b""),
+    ]
+
+
 async def test_ledger_writes_its_verdicts_and_only_its_own_status(deployed, inbox):
     """The ledger reads ticket events and publishes verdicts and dead letters; no ticket, no other process's status."""
     async with (

@@ -65,7 +65,7 @@ async def test_every_event_of_a_replay_carries_the_cloudevents_content_type(priv
 
 
 async def test_status_and_dead_letters_are_not_called_cloudevents(private):
-    """The retained status is text/plain and a dead letter application/json: neither is a CloudEvent."""
+    """Statuses (its own, a carried source's, one cleared by another) are text/plain, a dead letter application/json."""
     seen: list[tuple[str, str | None, bytes]] = []
     watcher = await watch(private, "mqtt5/#", seen)
     try:
@@ -73,8 +73,12 @@ async def test_status_and_dead_letters_are_not_called_cloudevents(private):
             await bus.wait_connected()
             await bus.publish("mqtt5/deadletter", b'{"reason": "test"}')
             await bus.publish("mqtt5/call/started", b"{}")
+            await bus.keep_status("mqtt5-test/world-1")
+        async with MqttBus(config=private, topic_root="mqtt5") as anyone:
+            await anyone.wait_connected()
+            await anyone.publish("mqtt5/status/mqtt5-test/world-1", b"", retain=True)
         async with asyncio.timeout(WAIT):
-            while len(seen) < 4:
+            while len(seen) < 6:
                 await asyncio.sleep(0.02)
     finally:
         watcher.disconnect()
@@ -82,7 +86,9 @@ async def test_status_and_dead_letters_are_not_called_cloudevents(private):
         ("mqtt5/status/mqtt5-test", "text/plain"),
         ("mqtt5/deadletter", "application/json"),
         ("mqtt5/call/started", CLOUDEVENTS_CONTENT_TYPE),
+        ("mqtt5/status/mqtt5-test/world-1", "text/plain"),
         ("mqtt5/status/mqtt5-test", "text/plain"),
+        ("mqtt5/status/mqtt5-test/world-1", "text/plain"),
     ]
 
 

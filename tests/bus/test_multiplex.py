@@ -38,21 +38,22 @@ async def test_each_world_gets_its_own_tickets_and_answers_on_one_connection(bro
     connection.watch(lambda _, event: seen.append(event["id"]))
     await asyncio.wait_for(connection.start(), WAIT)
     try:
-        answers = {w: connection.answers_to(w) for w in ("w-a", "w-b")}
-        tickets = connection.tickets_from("w-a")
+        a, b, z = (connection.source(w) for w in ("w-a", "w-b", "w-z"))
+        answers = {w: connection.answers_to(w) for w in (a, b)}
+        tickets = connection.tickets_from(a, ledger=f"{a}-ledger")
         sent = [
-            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-b", 1)),
-            (ticket_topic(0, root=root), _ticket("w-z", 1)),  # no world's: acked at once
-            (ticket_topic(0, root=root), _ticket("w-a", 1)),
-            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-a", 1)),
-            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer("w-z", 1)),
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer(b, 1)),
+            (ticket_topic(0, root=root), _ticket(z, 1)),  # no world's: acked at once
+            (ticket_topic(0, root=root), _ticket(a, 1)),
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer(a, 1)),
+            (topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root), _answer(z, 1)),
         ]
         async with MqttBus(config=broker, topic_root=root) as publisher:
             await asyncio.wait_for(publisher.wait_connected(), WAIT)
             await publisher.publish_many(sent)
-        assert await _take(answers["w-a"], 1) == [_answer("w-a", 1)]
-        assert await _take(answers["w-b"], 1) == [_answer("w-b", 1)]
-        assert await _take(tickets, 1) == [_ticket("w-a", 1)]
+        assert await _take(answers[a], 1) == [_answer(a, 1)]
+        assert await _take(answers[b], 1) == [_answer(b, 1)]
+        assert await _take(tickets, 1) == [_ticket(a, 1)]
         async with asyncio.timeout(WAIT):
             while len(seen) < len(sent):
                 await asyncio.sleep(0.01)
@@ -66,10 +67,10 @@ async def test_each_world_gets_its_own_tickets_and_answers_on_one_connection(bro
 async def test_a_channel_not_acked_gets_its_delivery_again_on_the_next_connection(broker, root, client_id):
     """The connection's session is persistent with manual acks: what a world took and did not ack comes again."""
     name = client_id("console")
-    payload = _answer("w-a", 1)
+    payload = _answer(f"{name}/w-a", 1)
     for attempt in range(2):
         connection = console_connection(broker, instance=name, root=root)
-        channel = connection.answers_to("w-a")  # before connecting: a redelivery comes at once
+        channel = connection.answers_to(connection.source("w-a"))  # before connecting: a redelivery comes at once
         await asyncio.wait_for(connection.start(), WAIT)
         if attempt == 0:
             async with MqttBus(config=broker, topic_root=root) as publisher:
@@ -97,17 +98,18 @@ async def test_a_closed_world_leaves_no_unacked_message_holding_the_connection(b
     connection.watch(lambda _, event: seen.append(event["id"]))
     await asyncio.wait_for(connection.start(), WAIT)
     try:
-        gone, live = connection.answers_to("w-gone"), connection.answers_to("w-live")
+        gone_source, live_source = connection.source("w-gone"), connection.source("w-live")
+        gone, live = connection.answers_to(gone_source), connection.answers_to(live_source)
         topic = topic_for(EventType.LEDGER_INCIDENT_DEDUCTED, root=root)
         async with MqttBus(config=broker, topic_root=root) as publisher:
             await asyncio.wait_for(publisher.wait_connected(), WAIT)
-            await publisher.publish_many([(topic, _answer("w-gone", n)) for n in range(120)])
-            await publisher.publish(topic, _answer("w-live", 1))
+            await publisher.publish_many([(topic, _answer(gone_source, n)) for n in range(120)])
+            await publisher.publish(topic, _answer(live_source, 1))
         async with asyncio.timeout(WAIT):
             while not seen:
                 await asyncio.sleep(0.01)
         await gone.aclose()  # never took any of its 120
-        assert await _take(live, 1) == [_answer("w-live", 1)]
+        assert await _take(live, 1) == [_answer(live_source, 1)]
         await live.aclose()
     finally:
         await connection.close()

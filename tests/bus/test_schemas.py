@@ -375,7 +375,7 @@ class _Calls:
 
 @pytest.mark.broker
 async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, capsys):
-    """The example, on the deployed config, handles events, a dead letter, a status and garbage, and runs on."""
+    """The example, on the deployed config, handles events, a dead letter, statuses (nested too) and garbage."""
     namespace: dict = {"__name__": "example"}
     exec(compile(_example_code(), "docs/events.md", "exec"), namespace)  # noqa: S102 - our own document
     calls = _Calls(namespace)
@@ -399,6 +399,8 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
                 # Live now, in order on one connection: handling the last means the others came first.
                 await ivr.publish("ivr/v2/call/ended", b"\xff not an event")
                 await ivr.publish("ivr/v2/status/ivr-console", "online")
+                await ivr.publish("ivr/v2/status/ivr-console/world-1", "online")  # a world's, nested
+                await ivr.publish("ivr/v2/status/ivr-console/world-1", b"")  # cleared as the world ends
                 await ivr.publish("ivr/v2/call/started", json.dumps(good() | {"id": "e-2"}))
                 await calls.until(running, lambda: len(calls.handled) == 2)
             finally:
@@ -411,4 +413,6 @@ async def test_subscriber_example_works_as_written(needs_mosquitto, tmp_path, ca
     assert "ivr.call.started call-1 00001" in out
     assert "dead letter from ivr/v2/ticket/created : not JSON" in out
     assert "status ivr/v2/status/ivr-console online" in out
+    assert "status ivr/v2/status/ivr-console/world-1 online" in out
+    assert "unreadable message on ivr/v2/status" not in out
     assert "unreadable message on ivr/v2/call/ended" in out

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import textwrap
+import uuid
 from contextlib import asynccontextmanager
 
 import pytest
@@ -98,6 +99,26 @@ async def collector(config, topic_filter, *, client_id):
             yield seen
         finally:
             task.cancel()
+
+
+async def retained(config, topic_filter) -> dict[str, bytes]:
+    """The retained messages under ``topic_filter`` now, by topic, with no wait for ones that are not there.
+
+    Mosquitto sends a SUBSCRIBE's retained messages filter by filter, in the packet's order: a
+    retained marker of our own, subscribed to after ``topic_filter``, arrives after all of its.
+    """
+    marker = f"ivr-test-marker/{uuid.uuid4().hex[:12]}"
+    found: dict[str, bytes] = {}
+    async with MqttBus(config=config) as publisher:
+        await asyncio.wait_for(publisher.wait_connected(), WAIT)
+        await publisher.publish(marker, b"end", retain=True)
+        async with MqttBus(config=config, subscriptions=[topic_filter, marker]) as bus, asyncio.timeout(WAIT):
+            async for delivery in bus.deliveries():
+                if delivery.topic == marker:
+                    break
+                found[delivery.topic] = delivery.payload
+        await publisher.publish(marker, b"", retain=True)
+    return found
 
 
 def ticket_event(ticket, *, event_id=None, contract="K-ANNA-STD", customer="C-ANNA", source="ivr-dup"):

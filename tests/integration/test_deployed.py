@@ -53,7 +53,7 @@ async def console_worlds(config: BrokerConfig, world, tmp_path: Path, count: int
                 await build_system(
                     world=world,
                     workdir=folder,
-                    source=f"console-world-{n}",
+                    source=connection.source(f"world-{n}"),
                     broker=connection.config,
                     own_ledger=False,
                     connection=connection,
@@ -67,7 +67,11 @@ async def console_worlds(config: BrokerConfig, world, tmp_path: Path, count: int
 
 
 async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_world_path):
-    """As compose runs them: two session worlds on the console's one login get their calls deducted; no id taken."""
+    """As compose runs them: two session worlds on the console's one login get their calls deducted; no id taken.
+
+    Each world's status, ``ivr/v2/status/ivr-console/world-N``, is written under the ivr login: an
+    integrator sees it online while the world runs and cleared when it closes.
+    """
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: scripts/ensure-mosquitto.sh (run by make test) installs it")
     async with EmbeddedBroker(base_config=DEPLOY / "mosquitto.conf", persistence_dir=tmp_path / "data") as broker:
@@ -82,29 +86,41 @@ async def test_ivr_and_ledger_under_the_deployed_acl(tmp_path, world, default_wo
             watch_client_id="healthcheck",
         )
         await ledger.start()  # online: its persistent session exists before the first event
+        crm = as_user(broker.config, "integrator")
+        statuses = MqttBus(config=crm, client_id="integrator", subscriptions=["ivr/v2/status/ivr-console/#"])
         try:
-            async with console_worlds(broker.config, world, tmp_path, 2) as systems:
-                for user in ("integrator", "ivr"):  # the console is connected as ivr meanwhile
-                    thief = MqttBus(config=as_user(broker.config, user), client_id="ivr-ledger", persistent=True)
-                    async with thief:
-                        with pytest.raises(BusRefusedError):
-                            async with asyncio.timeout(WAIT):
-                                await thief.wait_connected()
-                for system, number in zip(systems, ("+15550100001", "+15550100002"), strict=True):
-                    record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number=number)
-                    assert record.call.outcome == "routed"
-                for system in systems:
-                    async with asyncio.timeout(WAIT):
-                        await system.settle()  # the ledger's answer came back through the ACL, to its world
-                # One ledger for both worlds: each took the balance its own deduction left. Which ticket
-                # reached the ledger first is a race between the two worlds' publishers, not an order.
-                assert sorted([await s.directory.balance("K-ANNA-STD") for s in systems]) == [3, 4]
+            async with statuses:
+                await statuses.wait_connected()
+                async with console_worlds(broker.config, world, tmp_path, 2) as systems:
+                    for user in ("integrator", "ivr"):  # the console is connected as ivr meanwhile
+                        thief = MqttBus(config=as_user(broker.config, user), client_id="ivr-ledger", persistent=True)
+                        async with thief:
+                            with pytest.raises(BusRefusedError):
+                                async with asyncio.timeout(WAIT):
+                                    await thief.wait_connected()
+                    for system, number in zip(systems, ("+15550100001", "+15550100002"), strict=True):
+                        record = await run_call(system, ["2", "1", "2", "1234500001#", "2"], number=number)
+                        assert record.call.outcome == "routed"
+                    for system in systems:
+                        async with asyncio.timeout(WAIT):
+                            await system.settle()  # the ledger's answer came back through the ACL, to its world
+                    # One ledger for both worlds: each took the balance its own deduction left. Which ticket
+                    # reached the ledger first is a race between the two worlds' publishers, not an order.
+                    assert sorted([await s.directory.balance("K-ANNA-STD") for s in systems]) == [3, 4]
+                said: dict[str, list[bytes]] = {}
+                async with asyncio.timeout(WAIT):
+                    async for delivery in statuses.deliveries():  # ivr-console/# has ivr-console's own too
+                        said.setdefault(delivery.topic, []).append(delivery.payload)
+                        if said.get("ivr/v2/status/ivr-console", [])[-1:] == [b"offline"]:  # the console closed last
+                            break
+                worlds = {f"ivr/v2/status/ivr-console/world-{n}": [b"online", b""] for n in range(2)}
+                assert said == {"ivr/v2/status/ivr-console": [b"online", b"offline"], **worlds}
         finally:
             await ledger.stop()
     store = await SqliteLedgerStore.open(ledger_db)
     try:
         assert await store.deducted() == {"K-ANNA-STD": 2}
-        assert (await store.verify([("console-world-0", "2000001"), ("console-world-1", "2000001")])).ok
+        assert (await store.verify([("ivr-console/world-0", "2000001"), ("ivr-console/world-1", "2000001")])).ok
     finally:
         await store.close()
 

@@ -118,7 +118,12 @@ async def test_two_partitioned_ledgers_deduct_each_ticket_once(broker, tmp_path,
             await connection.start()
             stack.push_async_callback(connection.close)
             system = await build_system(
-                world=world, workdir=tmp_path, broker=connection.config, own_ledger=False, connection=connection
+                world=world,
+                workdir=tmp_path,
+                source=connection.source("world-1"),  # a source the console carries is named under it
+                broker=connection.config,
+                own_ledger=False,
+                connection=connection,
             )
             stack.push_async_callback(system.close)
             planner = Planner(seed=16, mix=DEDUCTING, catalog=Catalog.of(world))

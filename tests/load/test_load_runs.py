@@ -18,6 +18,7 @@ from ivr.directory.rows import FIRST_NEW_TICKET
 from ivr.load.mix import CallKind, Mix
 from ivr.load.runner import LoadError, LoadOptions, run_load
 from ivr.settings import Settings
+from tests.integration.conftest import retained
 
 pytestmark = pytest.mark.broker
 
@@ -89,6 +90,16 @@ def test_the_command_prints_a_json_report(private_broker):
     assert all(report["rss_mb"][process] > 0 for process in ("ivr", "ledger", "relay", "broker"))
     assert report["verify"]["output"].endswith("problems)")
     assert "OK" in report["verify"]["output"]
+
+
+async def test_a_load_run_leaves_no_status_behind(private_broker, tmp_path):
+    """Its IVR, ledger and relay are named for the run alone: each clears its status at the end, none stays offline."""
+    config = private_broker.config
+    report = await run_load(
+        LoadOptions(calls=20, seed=5, settings=Settings(broker=config), customers=40, workdir=tmp_path / "run")
+    )
+    assert report.ok
+    assert await retained(config, "ivr/v2/status/#") == {}
 
 
 def _children(pid: int) -> dict[int, str]:

@@ -347,6 +347,23 @@ def test_serve_with_a_broker_that_does_not_answer_says_so():
     assert "--broker URL or IVR_BROKER" in result.output
 
 
+@pytest.mark.parametrize(
+    ("instance", "why"),
+    [
+        ("a b", "makes no event source"),  # its worlds' sources would carry the space
+        ("x" * 110, "makes no event source"),  # with a world's suffix, longer than a source may be
+        ("ivr+console", "none empty and without wildcards"),
+        ("ivr-console/", "none empty and without wildcards"),
+    ],
+)
+def test_serve_refuses_a_name_its_worlds_cannot_be_named_under(instance, why):
+    """`ivr serve --instance` names its worlds' sources and statuses: a name that makes neither is a usage error."""
+    result = CliRunner().invoke(main, ["serve", "--instance", instance])
+    assert result.exit_code == 2
+    assert "Invalid value for '--instance'" in result.output
+    assert why in result.output
+
+
 def test_the_console_says_online_on_its_retained_status_topic_and_offline_after(tmp_path):
     """The long-running IVR (the console) keeps ivr/v2/status/ivr-console: online while up, offline after."""
 
