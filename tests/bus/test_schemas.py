@@ -292,9 +292,9 @@ def test_not_an_object_is_rejected():
 
 
 def test_asyncapi_has_a_channel_and_message_per_type():
-    """docs/asyncapi.yaml: AsyncAPI 3.0.0, one channel per type at its topic, payloads referencing the schema files."""
+    """docs/asyncapi.yaml: AsyncAPI 3.1.0, one channel per type at its topic, payloads referencing the schema files."""
     doc = yaml.safe_load((REPO / "docs" / "asyncapi.yaml").read_text())
-    assert doc["asyncapi"] == "3.0.0"
+    assert doc["asyncapi"] == "3.1.0"
     addresses = {c["address"]: name for name, c in doc["channels"].items()}
     for event_type in schemas.event_types():
         channel = doc["channels"][addresses[documented_topic(event_type)]]
