@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
+from ivr.bus.broker import free_port
 
 SHARED = "postgresql://postgres@127.0.0.1:5432/postgres"
 _DEBIAN = Path("/usr/lib/postgresql")
@@ -67,12 +68,6 @@ def _bin_dir() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class PrivateCluster:
     """A cluster of the tests' own: its URL, and a restart for the tests that need one."""
@@ -97,7 +92,7 @@ def _private_cluster():
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
     try:
         subprocess.run(  # noqa: S603 - our own arguments
             [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -57,6 +58,11 @@ _STARTUP_TIMEOUT: Final = 10.0
 _PROBE_INTERVAL: Final = 0.02
 _PORT_ATTEMPTS: Final = 5
 _LOG_TAIL: Final = 2000
+#: Free ports are sought from here up to the ephemeral range: above the usual fixed service ports.
+_PORTS_FROM: Final = 20000
+_TRIES: Final = 200
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_EPHEMERAL_DEFAULT: Final = 32768
 
 log = structlog.get_logger("ivr.bus.broker")
 
@@ -82,11 +88,33 @@ def find_mosquitto() -> Path | None:
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on loopback that nothing uses now, below the range the OS gives outgoing connections.
+
+    A broker restarted on its port must find it free: a port the OS picks (bind to 0) lies in that
+    ephemeral range, where any outgoing connection may take it as its own local port meanwhile, and
+    the restart then fails with "address in use".
+    """
+    below = _ephemeral_ports_start()
+    candidates = range(_PORTS_FROM, below)
+    for port in secrets.SystemRandom().sample(candidates, k=min(_TRIES, len(candidates))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # none there: the OS's pick, as a last resort
         sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_ports_start() -> int:
+    """The first port of Linux's range for outgoing connections (its default where it cannot be read)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _EPHEMERAL_DEFAULT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

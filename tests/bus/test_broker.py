@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ivr.bus.broker import (
     BrokerNotAvailableError,
     EmbeddedBroker,
     embedded_broker,
+    free_port,
     generated_config,
     local_plugin,
     restart_broker,
@@ -30,6 +32,17 @@ def test_generated_config_listens_on_loopback_only():
     assert [line for line in text.splitlines() if line.startswith("listener")] == [f"listener 12345 {LOOPBACK}"]
     assert "set_tcp_nodelay true" in text
     assert "persistence false" in text
+
+
+def test_a_free_port_lies_below_the_range_outgoing_connections_take():
+    """A private broker's port is one no outgoing connection can be given while the broker restarts."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(port < first_ephemeral for port in ports)
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, port))
+            sock.listen()
 
 
 def test_rewrite_moves_only_listener_persistence_and_logs(needs_mosquitto, tmp_path):

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import socket
 
 import pytest
 
 from ivr.bus.base import MAX_MESSAGE, OFFLINE, ONLINE, BusUnavailableError, PartlyPublishedError
-from ivr.bus.broker import EmbeddedBroker
+from ivr.bus.broker import EmbeddedBroker, free_port
 from ivr.bus.local import LocalBroker, LocalBus
 from ivr.bus.mqtt import Backoff, MqttBus
 from ivr.bus.url import MQTT5
@@ -260,7 +259,7 @@ class TestMqttBus(BusContract):
         async def cut(bus, *, stay_down=False):
             if stay_down:
                 # Point future connections at a closed port, then break the current one.
-                bus._config = type(bus._config)(host="127.0.0.1", port=_closed_port())
+                bus._config = type(bus._config)(host="127.0.0.1", port=free_port())
             bus.break_connection()
             async with asyncio.timeout(WAIT):
                 await bus.wait_disconnected()
@@ -305,13 +304,6 @@ async def test_a_batch_cut_off_part_way_reports_the_prefix_that_was_acknowledged
                 await batch
     assert 0 <= caught.value.acked < 20_000
     assert isinstance(caught.value.cause, BusUnavailableError)
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.broker
