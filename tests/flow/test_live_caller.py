@@ -112,8 +112,24 @@ async def test_keys_keep_their_order(caller):
     assert [await caller.next_input(TIMEOUT) for _ in range(4)] == [Key("1"), Key("2"), Key("#"), Key("*")]
 
 
-async def test_no_task_or_timer_is_left_behind(caller):
+class TimersKept(RealClock):
+    """The real clock, keeping every countdown it schedules so a test can see which are still pending."""
+
+    def __init__(self) -> None:
+        """No countdown yet."""
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def call_later(self, seconds, callback):
+        """Schedule on the loop as the real clock does, and keep the handle."""
+        timer = super().call_later(seconds, callback)
+        self.timers.append(timer)
+        return timer
+
+
+async def test_no_task_or_timer_is_left_behind():
     """Waiting creates no task, and no countdown is left scheduled once the inputs were taken."""
+    clock = TimersKept()
+    caller = LiveCaller(clock=clock)
     before = asyncio.all_tasks()
     caller.press("1")
     await caller.next_input(TIMEOUT)
@@ -127,7 +143,9 @@ async def test_no_task_or_timer_is_left_behind(caller):
     await settle_tasks()
     assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
     assert caller.deadline is None
-    assert not [h for h in asyncio.get_running_loop()._scheduled if not h.cancelled()]  # the loop's timer heap
+    assert clock.timers  # the wait above did count down
+    now = asyncio.get_running_loop().time()
+    assert [t for t in clock.timers if not t.cancelled() and t.when() > now] == []  # none still to fire
 
 
 async def test_a_live_call_runs_through_the_engine(system, caller):
