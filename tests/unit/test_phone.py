@@ -23,6 +23,7 @@ def by_phonenumbers(number: str) -> str:
 
 
 def by_normalize(number: str) -> str:
+    """What :func:`normalize` makes of ``number``, in the same terms as :func:`by_phonenumbers`."""
     try:
         return normalize(number)
     except InvalidNumberError:
