@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# make test's workers: the suite mostly waits on brokers, servers and browsers, so two overlap
+# that waiting even on two cores; each test file runs whole on one worker, with its fixtures.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test check lint typecheck asyncapi fmt lock diagram serve screenshots bench faults clean
 
@@ -22,7 +25,7 @@ test: $(STAMP)
 	bash scripts/ensure-mosquitto.sh
 	bash scripts/ensure-package.sh chromium chromium "the browser tests"
 	bash scripts/ensure-package.sh graphviz dot "the SVG diagram tests"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --numprocesses=$(TEST_WORKERS) --dist=loadfile
 
 ## Measure: the engine, the bus, every target of docs/performance.md, and the stores (SQLite against
 ## PostgreSQL on 127.0.0.1:5432, docs/scaling.md) (4–10 min; run nothing else).
