@@ -50,6 +50,7 @@ __all__ = [
     "events_bus",
     "ivr_bus",
     "ledger_bus",
+    "ledger_of",
     "open_ivr_directory",
     "open_ledger_store",
     "open_relayed",
@@ -59,6 +60,11 @@ __all__ = [
 
 #: The console's client id and status name unless told otherwise (`ivr serve --instance`).
 CONSOLE: Final = "ivr-console"
+
+
+def ledger_of(source: str) -> str:
+    """The ``source`` of the ledger answering the IVR ``source`` alone (a replay's, a console world's, a load run's)."""
+    return f"{source}-ledger"
 
 
 def ledger_bus(  # noqa: PLR0913 - all keyword-only but the broker
@@ -293,7 +299,7 @@ async def build_system(  # noqa: PLR0913 - all keyword-only, each with a default
             ledger = await open_ledger(shared or Store(path=workdir / "ledger.db"), schema=schema)
             opened.push_async_callback(ledger.close)
             await ledger.load_opening({c.id: c.incidents for c in world.contracts.values()})
-            service = LedgerService(store=ledger, source=f"{source}-ledger", only_from=source, now=ledger_now)
+            service = LedgerService(store=ledger, source=ledger_of(source), only_from=source, now=ledger_now)
         link: Link
         if broker is None:
             assert service is not None  # noqa: S101 - checked above

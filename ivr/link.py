@@ -171,9 +171,8 @@ class MqttLink:
     async def _follow(self) -> None:
         """Take the ledger's balances; remember which ticket events it has answered.
 
-        What has arrived is taken together: its balances in one write, then its acks. Taken one at
-        a time, each answer waited for a commit of its own, one turn of the loop, and while calls
-        kept the loop busy the answers queued up behind them.
+        What has arrived is taken together, its balances in one write and then its acks, so answers
+        arriving while calls keep the loop busy cost one commit, not one each.
         """
         async for batch in self._ivr_bus.batches(_FOLLOW_BATCH):
             answers: list[CloudEvent] = []

@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from ivr.bootstrap import ledger_of
 from ivr.bus.mqtt import forget_session
 from ivr.directory.relayed import LEDGER_PROGRESS_FILE
 from ivr.events import TOPIC_ROOT
@@ -162,8 +163,8 @@ async def start_ledger(  # noqa: PLR0913 - every option but the stack is a keywo
         config=config,
         db=db,
         fixture=workdir / "world.yaml",
-        client_id=f"{source}-ledger",
-        source=f"{source}-ledger",
+        client_id=ledger_of(source),
+        source=ledger_of(source),
         root=root,
         log_file=workdir / "ledger.log",
         transient=True,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ivr.auth import lockout
-from ivr.bootstrap import System, build_system
+from ivr.bootstrap import System, build_system, ledger_of
 from ivr.bus.base import status_topic
 from ivr.bus.schemas import check_source
 from ivr.stores import scratch_schema
@@ -60,12 +60,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 def check_console(instance: str) -> str:
     """``instance`` if a console may be named so; a :class:`ValueError` saying why not otherwise.
 
-    Its worlds' sources are named under it (at the longest ``<instance>/world-<hex>-ledger``, a
-    world's ledger as :func:`~ivr.bootstrap.build_system` names it), and their statuses with them.
+    Its worlds' sources are named under it (the longest, a world's ledger's, as
+    :func:`~ivr.bootstrap.ledger_of` names it), and their statuses with them.
     """
     status_topic(instance)
     try:
-        check_source(f"{instance}/world-{'0' * _WORLD_HEX}-ledger")
+        check_source(ledger_of(f"{instance}/world-{'0' * _WORLD_HEX}"))
     except ValueError as exc:
         msg = f"a console's session worlds are named under it, and {instance!r} makes no event source: {exc}"
         raise ValueError(msg) from None
