@@ -9,12 +9,15 @@ suite takes about a minute; ``IVR_FAULTS=full`` (``make faults``) runs the sizes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -245,6 +248,19 @@ def assert_exactly_once(status: int, out: str, *, calls: int) -> None:
     assert report["exactly_once"] is True
 
 
+#: How long `ivr load` may take to start deducting before a fault test gives up on it.
+_CALLS_BEGIN = 60.0
+
+
+def ledger_entries(db: Path) -> int:
+    """How many deductions and rejections the ledger on the SQLite file ``db`` has committed."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        count: int = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        return count
+
+
 async def load_through_a_broker_fault(  # noqa: PLR0913 - the run's shape, each a keyword
     tmp_path,
     *,
@@ -284,6 +300,11 @@ async def load_through_a_broker_fault(  # noqa: PLR0913 - the run's shape, each 
                 timeout=calls / rate + 120.0,
             )
         )  # fmt: skip
+        # The calls begin once `ivr load` has started its IVR and relay, which on a busy machine
+        # takes seconds: counted from the first deduction, the fault comes mid-run, not mid-start.
+        async with asyncio.timeout(_CALLS_BEGIN):
+            while not ledger_entries(ledger.db) and not run.done():
+                await asyncio.sleep(0.05)
         await asyncio.sleep(kill_after)
         assert not run.done(), "the run ended before the fault: make it longer"
         await fault(ledger)

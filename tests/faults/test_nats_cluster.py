@@ -26,7 +26,7 @@ KILL_AFTER, DOWN_FOR = 2.0, 2.0
 
 @pytest.mark.parametrize("killed", ["ledger", "ivr"])
 async def test_a_node_killed_mid_run_loses_and_doubles_nothing(tmp_path, killed):
-    """SIGKILL the ledger's (or the IVR's) node two seconds in, restart it: every ticket deducted once."""
+    """SIGKILL the ledger's (or the IVR's) node two seconds into the calls, restart it: every ticket deducted once."""
     async with NatsCluster(tmp_path / "nats", size=3) as cluster:
         ivr_node, ledger_node, _ = cluster.nodes
         victim = ledger_node if killed == "ledger" else ivr_node

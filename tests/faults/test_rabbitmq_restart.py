@@ -10,36 +10,29 @@ answered and `ivr ledger verify` passing (exit status 0).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-from typing import TYPE_CHECKING
 
 import pytest
 
 from ivr.load.ledger import LedgerProcess
-from tests.faults.conftest import assert_exactly_once, load_through_a_broker_fault, size
+from tests.faults.conftest import assert_exactly_once, ledger_entries, load_through_a_broker_fault, size
 from tests.rabbitmq import rabbitmq_node
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.broker
 
 CALLS = size(full=10_000, short=2_500)
 RATE = size(full=1_000, short=500)
-#: How far into `ivr load` the node dies (its relay and calls start within ~1.5 s), and how long
-#: it stays down (then a few seconds to boot again).
+#: How far into the calls the node dies, and how long it stays down (then a few seconds to boot again).
 KILL_AFTER, DOWN_FOR = 2.5, 1.0
 
 
 async def test_a_rabbitmq_node_killed_mid_run_loses_and_doubles_nothing(tmp_path):
-    """SIGKILL the node 2.5 s into `ivr load`, start it again: every call completes, every ticket deducted once."""
+    """SIGKILL the node 2.5 s into the calls, start it again: every call completes, every ticket deducted once."""
     deducted_before: list[int] = []
     with rabbitmq_node() as node:
 
         async def kill_and_restart(ledger: LedgerProcess) -> None:
             await asyncio.to_thread(node.kill)
-            deducted_before.append(_entries(ledger.db))
+            deducted_before.append(ledger_entries(ledger.db))
             await asyncio.sleep(DOWN_FOR)
             await asyncio.to_thread(node.start)
 
@@ -53,11 +46,4 @@ async def test_a_rabbitmq_node_killed_mid_run_loses_and_doubles_nothing(tmp_path
             kill_after=KILL_AFTER,
         )
     assert_exactly_once(status, out, calls=CALLS)
-    assert 0 < deducted_before[0] < _entries(ledger.db), "the node did not die while tickets were being deducted"
-
-
-def _entries(db: Path) -> int:
-    """How many deductions and rejections the ledger has committed."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        count: int = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
-        return count
+    assert 0 < deducted_before[0] < ledger_entries(ledger.db), "the node did not die while tickets were being deducted"
